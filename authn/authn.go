@@ -1,0 +1,96 @@
+// Package authn decides who is calling. It knows nothing about paths,
+// policies or upstreams: it turns the credentials on a request into a
+// Principal, or reports that there were none, or that they were bad.
+package authn
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Method names how a Principal was authenticated. It is a closed set so that
+// it can be used as a metric label and a log field.
+type Method string
+
+// The authentication methods.
+const (
+	// MethodNone is the zero value: the caller presented no credential.
+	MethodNone Method = "none"
+	// MethodJWT is a bearer token issued and signed by this gateway.
+	MethodJWT Method = "jwt"
+	// MethodAPIKey is an X-API-Key looked up in the keys file.
+	MethodAPIKey Method = "apikey"
+	// MethodExternal is a bearer token from an external identity provider
+	// verified through its JWKS.
+	MethodExternal Method = "external"
+)
+
+// Principal is an authenticated caller. The zero value is the anonymous
+// caller. A Principal is a value: callers may copy it freely, but must not
+// modify the Roles slice they were given.
+type Principal struct {
+	// Subject identifies the caller: the token's subject or the key name.
+	Subject string
+	// Roles are the gateway roles the caller holds, sorted and without
+	// duplicates.
+	Roles []string
+	// Method says how the caller was authenticated.
+	Method Method
+	// KeyName is the API key's name when Method is MethodAPIKey.
+	KeyName string
+	// Issuer is the token issuer for the JWT methods.
+	Issuer string
+	// TokenID is the token's jti, when it has one.
+	TokenID string
+	// ExpiresAt is when the credential stops being valid; zero means never.
+	ExpiresAt time.Time
+}
+
+// Authenticated reports whether p is a caller who presented a valid credential.
+func (p Principal) Authenticated() bool { return p.Method != "" && p.Method != MethodNone }
+
+// Authenticator turns the credentials on a request into a Principal.
+//
+// The contract separates three outcomes, because confusing them is how
+// gateways fail open:
+//   - no credential of this kind: ok=false, err=nil, and the next
+//     authenticator is tried;
+//   - a valid credential: ok=true, err=nil;
+//   - a credential that is present but invalid: err != nil. The request is
+//     rejected with 401 and never falls through to anonymous.
+//
+// Implementations must be safe for concurrent use.
+type Authenticator interface {
+	Authenticate(r *http.Request) (p Principal, ok bool, err error)
+}
+
+// TokenVerifier verifies bearer tokens of one issuer. The bearer
+// authenticator picks the verifier by the token's unverified "iss" claim and
+// then trusts only that verifier's keys and algorithms.
+//
+// Implementations must be safe for concurrent use.
+type TokenVerifier interface {
+	// Issuer is the exact "iss" value this verifier accepts.
+	Issuer() string
+	// Verify checks the token's signature and claims and returns the caller.
+	// Every failure is an error; the error text is for logs only.
+	Verify(ctx context.Context, token string) (Principal, error)
+}
+
+// Errors shared by the authenticators. Their text goes to logs, never to
+// clients; clients see only a generic reason.
+var (
+	// ErrInvalidToken is a bearer token that failed verification.
+	ErrInvalidToken = errors.New("authn: invalid token")
+	// ErrInvalidAPIKey is an API key that is unknown or expired.
+	ErrInvalidAPIKey = errors.New("authn: invalid api key")
+	// ErrAmbiguous is a request that carries more than one credential.
+	ErrAmbiguous = errors.New("authn: more than one credential presented")
+	// ErrMalformed is an Authorization header that is not a bearer token.
+	ErrMalformed = errors.New("authn: malformed credential")
+	// ErrUnavailable is a technical failure (a store or key source that
+	// cannot be reached). It still denies.
+	ErrUnavailable = errors.New("authn: credential check unavailable")
+)

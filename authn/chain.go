@@ -1,0 +1,187 @@
+package authn
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Bearer authenticates "Authorization: Bearer" tokens. It reads the token's
+// unverified "iss" claim only to pick a verifier, then trusts that
+// verifier's keys and algorithms alone: a token naming issuer A can never be
+// checked against issuer B's keys. It is safe for concurrent use.
+type Bearer struct {
+	byIssuer map[string]TokenVerifier
+}
+
+// NewBearer returns a bearer authenticator over the given verifiers, one per
+// issuer.
+func NewBearer(vs ...TokenVerifier) (*Bearer, error) {
+	b := &Bearer{byIssuer: make(map[string]TokenVerifier, len(vs))}
+	for _, v := range vs {
+		if _, dup := b.byIssuer[v.Issuer()]; dup {
+			return nil, fmt.Errorf("authn: issuer %q configured twice", v.Issuer())
+		}
+		b.byIssuer[v.Issuer()] = v
+	}
+	return b, nil
+}
+
+// Authenticate implements Authenticator.
+func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
+	raw, present, err := BearerToken(r)
+	if !present {
+		return Principal{}, false, nil
+	}
+	if err != nil {
+		return Principal{}, false, err
+	}
+	iss, err := peekIssuer(raw)
+	if err != nil {
+		return Principal{}, false, err
+	}
+	v, ok := b.byIssuer[iss]
+	if !ok {
+		return Principal{}, false, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
+	}
+	p, err := v.Verify(r.Context(), raw)
+	if err != nil {
+		return Principal{}, false, err
+	}
+	return p, true, nil
+}
+
+// BearerToken returns the bearer token of r. present reports whether r has
+// an Authorization header at all; err is set when it is not a single
+// well-formed bearer credential.
+func BearerToken(r *http.Request) (tok string, present bool, err error) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		return "", false, nil
+	}
+	if len(vals) > 1 {
+		return "", true, fmt.Errorf("%w: %d Authorization headers", ErrMalformed, len(vals))
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	// RFC 7235: the scheme is case-insensitive.
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", true, fmt.Errorf("%w: not a bearer credential", ErrMalformed)
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", true, fmt.Errorf("%w: empty or malformed bearer token", ErrMalformed)
+	}
+	return tok, true, nil
+}
+
+// maxTokenBytes bounds the work done on an unverified token.
+const maxTokenBytes = 16 << 10
+
+func peekIssuer(raw string) (string, error) {
+	if len(raw) > maxTokenBytes {
+		return "", fmt.Errorf("%w: token too large", ErrInvalidToken)
+	}
+	first := strings.IndexByte(raw, '.')
+	last := strings.LastIndexByte(raw, '.')
+	if first < 0 || first == last {
+		return "", fmt.Errorf("%w: not a JWS compact token", ErrInvalidToken)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(raw[first+1 : last])
+	if err != nil {
+		return "", fmt.Errorf("%w: payload is not base64url", ErrInvalidToken)
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "", fmt.Errorf("%w: payload is not a JSON object", ErrInvalidToken)
+	}
+	return c.Iss, nil
+}
+
+// Chain is the gateway's authenticator: a bearer token or an API key.
+//
+// A request that carries both an Authorization header and an X-API-Key is
+// rejected with ErrAmbiguous, even when both are valid: two identities on
+// one request have no single meaning, and picking one silently would let a
+// weaker credential ride along (RFC 6750 §2 forbids more than one method).
+type Chain struct {
+	// Bearer authenticates Authorization headers; nil rejects them.
+	Bearer Authenticator
+	// APIKey authenticates X-API-Key headers; nil rejects them.
+	APIKey Authenticator
+	// APIKeyHeader is the API key header name; empty means X-API-Key.
+	APIKeyHeader string
+}
+
+// Authenticate implements Authenticator.
+func (c Chain) Authenticate(r *http.Request) (Principal, bool, error) {
+	keyHeader := c.APIKeyHeader
+	if keyHeader == "" {
+		keyHeader = "X-API-Key"
+	}
+	_, hasAuth := r.Header["Authorization"]
+	hasKey := len(r.Header.Values(keyHeader)) > 0
+	switch {
+	case hasAuth && hasKey:
+		return Principal{}, false, ErrAmbiguous
+	case hasAuth:
+		if c.Bearer == nil {
+			return Principal{}, false, fmt.Errorf("%w: bearer tokens are not accepted", ErrInvalidToken)
+		}
+		return checked(c.Bearer.Authenticate(r))
+	case hasKey:
+		if c.APIKey == nil {
+			return Principal{}, false, fmt.Errorf("%w: api keys are not accepted", ErrInvalidAPIKey)
+		}
+		return checked(c.APIKey.Authenticate(r))
+	}
+	return Principal{}, false, nil
+}
+
+func checked(p Principal, ok bool, err error) (Principal, bool, error) {
+	if err != nil || !ok {
+		return p, ok, err
+	}
+	if p.Subject == "" || !printable(p.Subject) {
+		return Principal{}, false, fmt.Errorf("%w: subject is empty or has control characters", ErrInvalidToken)
+	}
+	p.Roles = ForwardableRoles(p.Roles)
+	return p, true, nil
+}
+
+// ForwardableRoles returns roles without those that cannot be passed
+// upstream unambiguously. Identity headers carry roles comma-separated, so
+// a role containing a comma or white space would turn into several roles at
+// the upstream (privilege escalation through a crafted IdP group name), and
+// control characters would break the header. Dropping a role can only take
+// access away. The input is not modified when nothing is dropped.
+func ForwardableRoles(roles []string) []string {
+	for i, r := range roles {
+		if !forwardable(r) {
+			out := append([]string(nil), roles[:i]...)
+			for _, r := range roles[i+1:] {
+				if forwardable(r) {
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+	}
+	return roles
+}
+
+func forwardable(r string) bool {
+	return r != "" && printable(r) && !strings.ContainsAny(r, ", ")
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,411 @@
+package jwks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/authn"
+)
+
+// maxTokenBytes bounds the size of a token accepted for verification, so
+// that hashing and decoding cost stays bounded per request.
+const maxTokenBytes = 64 << 10
+
+// forbiddenHeaders are JOSE header parameters that point at or embed a key.
+// Trusting them lets the token choose its own verification key, so any
+// token carrying one is rejected outright (key-injection, CVE-2018-0114
+// class) rather than merely ignored.
+var forbiddenHeaders = []string{"jku", "x5u", "jwk", "x5c"}
+
+// Options holds the optional collaborators of a Set. The zero value is
+// valid: every nil field takes the default named on it.
+type Options struct {
+	// Client fetches discovery documents and key sets. If nil, a client
+	// with its own transport and a FetchTimeout timeout is used.
+	Client *http.Client
+	// Now is the clock. If nil, time.Now is used.
+	Now func() time.Time
+	// Logger receives fetch failures; tokens are never logged. If nil,
+	// zap.NewNop is used.
+	Logger *zap.Logger
+	// Registerer receives the metrics. If nil, no metrics are recorded.
+	Registerer prometheus.Registerer
+}
+
+// Set holds the verifiers of all configured external issuers and the
+// background refresh of their keys. It is safe for concurrent use. The
+// zero value is not usable; build one with New.
+type Set struct {
+	verifiers  []*verifier
+	sources    []*keySource
+	now        func() time.Time
+	ownClient  *http.Client
+	cancelBase context.CancelFunc
+
+	mu        sync.Mutex
+	cancelRun context.CancelFunc
+	started   bool
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+// New validates the configuration and builds the verifiers. It performs no
+// network I/O: keys are fetched by Start, or on the first Verify.
+func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
+	var errs []error
+	seen := make(map[string]bool, len(cfgs))
+	for i := range cfgs {
+		if err := cfgs[i].Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[cfgs[i].Issuer] {
+			errs = append(errs, fmt.Errorf("jwks: issuer %q: configured more than once", cfgs[i].Issuer))
+		}
+		seen[cfgs[i].Issuer] = true
+	}
+	if err := cache.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	cache = cache.withDefaults()
+
+	s := &Set{now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	client := opts.Client
+	if client == nil {
+		var transport http.RoundTripper
+		if t, ok := http.DefaultTransport.(*http.Transport); ok {
+			transport = t.Clone()
+		}
+		client = &http.Client{Timeout: cache.FetchTimeout, Transport: transport}
+		s.ownClient = client
+	}
+	baseCtx, cancel := context.WithCancel(context.Background())
+	s.cancelBase = cancel
+	tc := newTokenCache(cache.TokenCacheSize)
+
+	for _, c := range cfgs {
+		src := &keySource{
+			issuer:    c.Issuer,
+			discovery: c.Discovery,
+			jwksURI:   c.JWKSURI,
+			client:    client,
+			cfg:       cache,
+			now:       s.now,
+			log:       log,
+			baseCtx:   baseCtx,
+		}
+		v := &verifier{
+			issuer:       c.Issuer,
+			subjectClaim: c.SubjectClaim,
+			keys:         src,
+			cache:        tc,
+			now:          s.now,
+			parser: jwt.NewParser(
+				jwt.WithValidMethods(c.algorithms()),
+				jwt.WithIssuer(c.Issuer),
+				jwt.WithAudience(c.Audiences...),
+				jwt.WithExpirationRequired(),
+				jwt.WithIssuedAt(),
+				jwt.WithLeeway(cache.Leeway),
+				jwt.WithTimeFunc(s.now),
+			),
+		}
+		if v.subjectClaim == "" {
+			v.subjectClaim = "sub"
+		}
+		if c.RolesClaim != "" {
+			v.rolesPath, _ = splitClaimPath(c.RolesClaim) // checked by Validate
+		}
+		if len(c.RoleMap) > 0 {
+			v.roleMap = make(map[string][]string, len(c.RoleMap))
+			for k, r := range c.RoleMap {
+				v.roleMap[k] = slices.Clone(r)
+			}
+		}
+		s.sources = append(s.sources, src)
+		s.verifiers = append(s.verifiers, v)
+	}
+	m, err := newMetrics(opts.Registerer, s.sources, s.now)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	for i := range s.sources {
+		s.sources[i].metrics = m
+		s.verifiers[i].metrics = m
+	}
+	return s, nil
+}
+
+// Verifiers returns one verifier per configured issuer, in configuration
+// order.
+func (s *Set) Verifiers() []authn.TokenVerifier {
+	out := make([]authn.TokenVerifier, len(s.verifiers))
+	for i, v := range s.verifiers {
+		out[i] = v
+	}
+	return out
+}
+
+// Verifier returns the verifier for exactly issuer and reports whether there
+// is one.
+func (s *Set) Verifier(issuer string) (authn.TokenVerifier, bool) {
+	for _, v := range s.verifiers {
+		if v.issuer == issuer {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// Start fetches every issuer's keys in the background and keeps them fresh
+// until ctx ends or Close is called. It does not wait for the fetches; use
+// Ready. Calling Start more than once, or after Close, does nothing.
+func (s *Set) Start(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closed {
+		return
+	}
+	s.started = true
+	runCtx, cancel := context.WithCancel(ctx)
+	s.cancelRun = cancel
+	startedAt := s.now()
+	for _, src := range s.sources {
+		s.wg.Go(func() { src.run(runCtx, startedAt) })
+	}
+}
+
+// Ready reports whether every issuer has had a successful fetch and its
+// keys are not older than MaxStale. An issuer that keeps failing keeps the
+// Set not ready forever: past StartupGrace the failure is logged as an
+// error, and the gateway should report itself not ready rather than serve
+// with an issuer whose tokens are all denied.
+func (s *Set) Ready() bool {
+	for _, src := range s.sources {
+		if !src.ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the background refresh, aborts fetches in flight and waits
+// for them to end. It is safe to call more than once.
+func (s *Set) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	if s.cancelRun != nil {
+		s.cancelRun()
+	}
+	s.cancelBase()
+	s.mu.Unlock()
+	s.wg.Wait()
+	if s.ownClient != nil {
+		s.ownClient.CloseIdleConnections()
+	}
+}
+
+// verifier verifies the tokens of one issuer. It is safe for concurrent use.
+type verifier struct {
+	issuer       string
+	subjectClaim string
+	rolesPath    []string
+	roleMap      map[string][]string
+	parser       *jwt.Parser
+	keys         *keySource
+	cache        *tokenCache
+	metrics      *metrics
+	now          func() time.Time
+}
+
+// Issuer implements authn.TokenVerifier.
+func (v *verifier) Issuer() string { return v.issuer }
+
+// Verify implements authn.TokenVerifier. Errors wrap authn.ErrInvalidToken,
+// or authn.ErrUnavailable when the issuer's keys cannot be obtained, and
+// never contain the token.
+func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, error) {
+	if len(token) > maxTokenBytes {
+		return authn.Principal{}, v.invalid(errors.New("token too large"))
+	}
+	now := v.now()
+	digest := sha256.Sum256([]byte(token))
+	if e, res := v.cache.get(digest, now); res != cacheMiss && e.principal.Issuer == v.issuer {
+		if res == cacheExpired {
+			v.metrics.cacheLookup("hit")
+			return authn.Principal{}, v.invalid(errors.New("token is expired"))
+		}
+		// A hit is served only while the exact key that verified the token
+		// is still published and fresh enough: a rotated-out or stale key
+		// must stop working for cached tokens too.
+		st, err := v.keys.current(ctx)
+		if err != nil {
+			return authn.Principal{}, v.fail(err)
+		}
+		if k, found, err := st.set.lookup(e.kid, e.alg); found && err == nil && k.fingerprint == e.fingerprint {
+			v.metrics.cacheLookup("hit")
+			return e.principal, nil
+		}
+		v.cache.remove(digest)
+	}
+	v.metrics.cacheLookup("miss")
+
+	var used *usedKey
+	claims := &tokenClaims{}
+	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		k, err := v.keyFor(ctx, t)
+		used = k
+		return k.pubOrNil(), err
+	})
+	if err != nil {
+		return authn.Principal{}, v.fail(err)
+	}
+	// WithIssuer already checked this; keep the exact comparison here so the
+	// guarantee does not depend on a parser option staying set.
+	if claims.Issuer != v.issuer {
+		return authn.Principal{}, v.invalid(errors.New("issuer mismatch"))
+	}
+	if claims.ExpiresAt == nil {
+		return authn.Principal{}, v.invalid(errors.New("token has no exp"))
+	}
+	p := authn.Principal{
+		Method:    authn.MethodExternal,
+		Issuer:    v.issuer,
+		TokenID:   claims.ID,
+		ExpiresAt: claims.ExpiresAt.Time,
+	}
+	if p.Subject, err = v.subject(claims); err != nil {
+		return authn.Principal{}, v.invalid(err)
+	}
+	if p.Roles, err = v.roles(claims); err != nil {
+		return authn.Principal{}, v.invalid(err)
+	}
+	if now.Before(p.ExpiresAt) {
+		v.cache.put(cacheEntry{key: digest, principal: p, kid: used.kid, alg: used.usedAlg, fingerprint: used.fingerprint})
+	}
+	return p, nil
+}
+
+// usedKey is the key chosen for one verification and the algorithm it was
+// used with.
+type usedKey struct {
+	*publicKey
+	usedAlg string
+}
+
+func (k *usedKey) pubOrNil() any {
+	if k == nil {
+		return nil
+	}
+	return k.pub
+}
+
+// keyFor selects the verification key for a parsed, unverified token.
+func (v *verifier) keyFor(ctx context.Context, t *jwt.Token) (*usedKey, error) {
+	for _, h := range forbiddenHeaders {
+		if _, ok := t.Header[h]; ok {
+			return nil, fmt.Errorf("token header carries %q, which is refused", h)
+		}
+	}
+	// RFC 7515 section 4.1.11: a token naming critical extensions we do
+	// not implement must be rejected.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New("token header has crit extensions, which are not supported")
+	}
+	alg := t.Method.Alg()
+	kid := ""
+	if raw, ok := t.Header["kid"]; ok {
+		s, isStr := raw.(string)
+		if !isStr || s == "" {
+			return nil, errors.New("token kid is not a non-empty string")
+		}
+		kid = s
+	}
+	st, err := v.keys.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, found, err := st.set.lookup(kid, alg)
+	if !found && v.keys.mayRefetchForKid(v.now()) {
+		// An unknown kid usually means the provider rotated its keys.
+		if fresh, ferr := v.keys.refresh(ctx); ferr == nil {
+			k, found, err = fresh.set.lookup(kid, alg)
+		}
+	}
+	if !found {
+		return nil, errors.New("token kid is not in the issuer's key set")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &usedKey{publicKey: k, usedAlg: alg}, nil
+}
+
+func (v *verifier) subject(c *tokenClaims) (string, error) {
+	sub := c.Subject
+	if v.subjectClaim != "sub" {
+		sub = ""
+		if raw, ok := c.raw[v.subjectClaim]; ok {
+			if err := json.Unmarshal(raw, &sub); err != nil {
+				return "", errors.New("subject claim is not a string")
+			}
+		}
+	}
+	if sub == "" {
+		return "", errors.New("token has no subject")
+	}
+	return sub, nil
+}
+
+func (v *verifier) roles(c *tokenClaims) ([]string, error) {
+	if v.rolesPath == nil {
+		return nil, nil
+	}
+	raw, ok, err := lookupPath(c.raw, v.rolesPath)
+	if err != nil || !ok {
+		return nil, err
+	}
+	list, err := decodeRoles(raw)
+	if err != nil {
+		return nil, err
+	}
+	return mapRoles(list, v.roleMap), nil
+}
+
+func (v *verifier) invalid(err error) error {
+	return fmt.Errorf("jwks: issuer %q: %w: %w", v.issuer, authn.ErrInvalidToken, err)
+}
+
+// fail classifies a verification error: a key source failure is
+// ErrUnavailable, everything else ErrInvalidToken. Both deny.
+func (v *verifier) fail(err error) error {
+	if errors.Is(err, errKeysUnavailable) {
+		return fmt.Errorf("jwks: issuer %q: %w: %w", v.issuer, authn.ErrUnavailable, err)
+	}
+	return v.invalid(err)
+}

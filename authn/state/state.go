@@ -1,0 +1,111 @@
+// Package state holds the gateway's shared mutable security state: login and
+// request rate-limit buckets, refresh-token families, and the token
+// revocation list.
+//
+// Two implementations sit behind the Store interface: Memory, embedded and
+// meant for a single replica (optionally persisted to a file), and Redis,
+// shared by every replica. Both fail closed: a backend failure is reported as
+// ErrUnavailable and never as "allowed" or "not revoked".
+package state
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by every Store.
+var (
+	// ErrReuse reports that a refresh token that was already rotated was
+	// presented again. The family has been revoked in the same atomic step.
+	// Exactly one caller ever receives ErrReuse for a family.
+	ErrReuse = errors.New("state: refresh token reused")
+	// ErrRevoked reports that a refresh-token family was revoked (logout or
+	// an earlier reuse), or is unknown or expired.
+	ErrRevoked = errors.New("state: refresh token family revoked")
+	// ErrUnavailable wraps every backend failure (timeouts, refused
+	// connections, a closed store, a failed state-file write). Callers answer
+	// 503 with Retry-After and must never skip the check.
+	ErrUnavailable = errors.New("state: store unavailable")
+)
+
+// Limit is a token bucket: Burst tokens, refilled one per Every. The zero
+// value is invalid: a zero Every or a Burst below 1 is rejected by Validate
+// and is never treated as "unlimited".
+type Limit struct {
+	// Every is the time it takes to refill one token.
+	Every time.Duration `yaml:"every"`
+	// Burst is the bucket's capacity.
+	Burst int `yaml:"burst"`
+}
+
+// Validate reports whether l is a usable limit.
+func (l Limit) Validate() error {
+	var errs []error
+	// rate.Every(0) is rate.Inf: a zero interval would silently turn the
+	// limiter off, which is how brute-force protection disappears.
+	if l.Every <= 0 {
+		errs = append(errs, fmt.Errorf("state: limit every must be positive, got %s", l.Every))
+	}
+	if l.Burst < 1 {
+		errs = append(errs, fmt.Errorf("state: limit burst must be at least 1, got %d", l.Burst))
+	}
+	return errors.Join(errs...)
+}
+
+// window is the time an empty bucket takes to refill completely.
+func (l Limit) window() time.Duration { return time.Duration(l.Burst) * l.Every }
+
+// Store is the shared state behind the limiter, the refresh handler and the
+// revocation check. Implementations are safe for concurrent use.
+type Store interface {
+	// Allow takes one token from the bucket named key. retryAfter > 0 when
+	// denied. It never waits.
+	Allow(ctx context.Context, key string, l Limit) (ok bool, retryAfter time.Duration, err error)
+	// StartFamily records a new refresh-token family whose current token is
+	// jti; the record expires at exp.
+	StartFamily(ctx context.Context, family, jti string, exp time.Time) error
+	// Rotate atomically replaces the family's current jti oldJTI with newJTI
+	// (new expiry exp). It returns ErrReuse if oldJTI is not the current jti
+	// (a rotated token presented again): the family is revoked in the same
+	// atomic step, and exactly one caller ever gets ErrReuse for a family;
+	// later callers get ErrRevoked. It returns ErrRevoked if the family was
+	// revoked (logout or earlier reuse) or is unknown or expired.
+	Rotate(ctx context.Context, family, oldJTI, newJTI string, exp time.Time) error
+	// RevokeFamily revokes a family until exp (idempotent).
+	RevokeFamily(ctx context.Context, family string, exp time.Time) error
+	// Revoke puts a single token id on the revocation list until exp.
+	Revoke(ctx context.Context, jti string, exp time.Time) error
+	// IsRevoked reports whether jti is on the revocation list.
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// Ping reports the store's health (nil = healthy).
+	Ping(ctx context.Context) error
+	// Close releases the store's resources. Later calls fail with
+	// ErrUnavailable.
+	Close() error
+}
+
+// maxKeyLen bounds the length of a stored key. Limiter keys are often
+// client-chosen (a username); hashing long ones keeps one request from
+// pinning an arbitrary amount of memory (resource exhaustion).
+const maxKeyLen = 128
+
+// boundKey returns k, or a fixed-length digest of k when k is long.
+func boundKey(k string) string {
+	if len(k) <= maxKeyLen {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// unavailable wraps a backend failure of operation op in ErrUnavailable.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// errClosed is the cause reported after Close.
+var errClosed = errors.New("store closed")

@@ -1,0 +1,291 @@
+// Package token mints and verifies the gateway's own HMAC-signed JWTs.
+//
+// Every constraint of the parser is stated once, in NewVerifier: the only
+// valid method is HS256, the issuer and audience must match, exp is required,
+// iat is checked and the leeway is bounded. A "type" claim keeps refresh
+// tokens from being used as access tokens and the other way round, and an
+// optional "ver" claim binds a token to the user's current credentials so a
+// password change ends every older token.
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/authgate/authgate/authn"
+)
+
+// Token types carried in the "type" claim.
+const (
+	TypeAccess  = "access"
+	TypeRefresh = "refresh"
+)
+
+// MinSecretBytes is the shortest HMAC secret accepted. golang-jwt verifies
+// tokens with an empty key, so a missing or short secret must stop startup.
+const MinSecretBytes = 32
+
+// Claims are the claims of a gateway token. Typed claims are used instead of
+// jwt.MapClaims because MapClaims treats "exp": 0 as "no expiry".
+type Claims struct {
+	jwt.RegisteredClaims
+	// Roles are the gateway roles granted to the subject.
+	Roles []string `json:"roles,omitempty"`
+	// Type is TypeAccess or TypeRefresh.
+	Type string `json:"type"`
+	// Ver is a fingerprint of the user's credentials when the token was
+	// minted; empty for tokens minted for a service by the admin tool.
+	Ver string `json:"ver,omitempty"`
+	// Family identifies a chain of rotated refresh tokens.
+	Family string `json:"fam,omitempty"`
+}
+
+// Key is one HMAC key with its key id.
+type Key struct {
+	// ID is the "kid" header value.
+	ID string
+	// Secret is the HMAC secret, at least MinSecretBytes long.
+	Secret []byte
+}
+
+// KeySet holds the signing key and the keys still accepted for verification
+// (key rotation). The zero value has no keys and verifies nothing. A KeySet
+// is immutable after NewKeySet and safe for concurrent use.
+type KeySet struct {
+	current Key
+	byID    map[string][]byte
+}
+
+// NewKeySet returns a key set that signs with current and verifies with
+// current and every key in previous. Every key needs a distinct non-empty id
+// and a secret of at least MinSecretBytes.
+func NewKeySet(current Key, previous ...Key) (*KeySet, error) {
+	ks := &KeySet{current: current, byID: make(map[string][]byte)}
+	var errs []error
+	for i, k := range append([]Key{current}, previous...) {
+		name := "signing key"
+		if i > 0 {
+			name = fmt.Sprintf("previous key %d", i)
+		}
+		switch {
+		case k.ID == "":
+			errs = append(errs, fmt.Errorf("token: %s: empty kid", name))
+		case len(k.Secret) < MinSecretBytes:
+			// The length is safe to report; the secret is not.
+			errs = append(errs, fmt.Errorf("token: %s (kid %q): secret is %d bytes, need at least %d", name, k.ID, len(k.Secret), MinSecretBytes))
+		}
+		if _, dup := ks.byID[k.ID]; dup && k.ID != "" {
+			errs = append(errs, fmt.Errorf("token: %s: duplicate kid %q", name, k.ID))
+		}
+		ks.byID[k.ID] = k.Secret
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ks, nil
+}
+
+// Settings are the claims every gateway token must carry.
+type Settings struct {
+	// Issuer is the "iss" claim, for example "authgate".
+	Issuer string
+	// Audience is the single "aud" value minted and required.
+	Audience string
+	// Leeway is the clock skew tolerated on exp, nbf and iat.
+	Leeway time.Duration
+}
+
+// Binding checks that a token still matches its subject's current
+// credentials. It returns an error when the user was deleted, disabled or
+// changed their password after the token was minted. Implementations must be
+// safe for concurrent use.
+type Binding interface {
+	CheckBinding(ctx context.Context, subject, ver string) error
+}
+
+// Verifier verifies gateway tokens. It implements authn.TokenVerifier for
+// access tokens. It is safe for concurrent use.
+type Verifier struct {
+	keys     *KeySet
+	settings Settings
+	parser   *jwt.Parser
+	binding  Binding
+}
+
+// Options are the optional collaborators of a Verifier or Signer.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Binding, if non-nil, checks the "ver" claim of every token.
+	Binding Binding
+}
+
+// NewVerifier returns a verifier for tokens signed by keys.
+func NewVerifier(keys *KeySet, s Settings, o Options) *Verifier {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	p := jwt.NewParser(
+		// Only HS256: "none" and every asymmetric algorithm are refused,
+		// which rules out algorithm-confusion attacks.
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(s.Issuer),
+		jwt.WithAudience(s.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(s.Leeway),
+		jwt.WithTimeFunc(now),
+	)
+	return &Verifier{keys: keys, settings: s, parser: p, binding: o.Binding}
+}
+
+// Issuer returns the "iss" value of gateway tokens.
+func (v *Verifier) Issuer() string { return v.settings.Issuer }
+
+// Verify checks an access token and returns its caller.
+func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, error) {
+	c, err := v.Parse(ctx, raw, TypeAccess)
+	if err != nil {
+		return authn.Principal{}, err
+	}
+	p := authn.Principal{
+		Subject: c.Subject,
+		Roles:   NormalizeRoles(c.Roles),
+		Method:  authn.MethodJWT,
+		Issuer:  c.Issuer,
+		TokenID: c.ID,
+	}
+	if c.ExpiresAt != nil {
+		p.ExpiresAt = c.ExpiresAt.Time
+	}
+	return p, nil
+}
+
+// Parse verifies a token of the given type and returns its claims.
+func (v *Verifier) Parse(ctx context.Context, raw, typ string) (*Claims, error) {
+	var c Claims
+	_, err := v.parser.ParseWithClaims(raw, &c, v.keyFunc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
+	}
+	if c.Type != typ {
+		// A refresh token must never work as an access token, nor the
+		// reverse: token-type confusion.
+		return nil, fmt.Errorf("%w: token type %q, want %q", authn.ErrInvalidToken, c.Type, typ)
+	}
+	if c.Subject == "" {
+		return nil, fmt.Errorf("%w: empty subject", authn.ErrInvalidToken)
+	}
+	if c.ID == "" {
+		return nil, fmt.Errorf("%w: missing jti", authn.ErrInvalidToken)
+	}
+	if typ == TypeRefresh && c.Family == "" {
+		return nil, fmt.Errorf("%w: refresh token without family", authn.ErrInvalidToken)
+	}
+	if v.binding != nil {
+		if err := v.binding.CheckBinding(ctx, c.Subject, c.Ver); err != nil {
+			return nil, fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
+		}
+	}
+	return &c, nil
+}
+
+func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	secret, ok := v.keys.byID[kid]
+	if !ok {
+		return nil, fmt.Errorf("token: unknown kid %q", kid)
+	}
+	return secret, nil
+}
+
+// Signer mints gateway tokens with the newest key of a KeySet. It is safe
+// for concurrent use.
+type Signer struct {
+	keys     *KeySet
+	settings Settings
+	now      func() time.Time
+}
+
+// NewSigner returns a signer.
+func NewSigner(keys *KeySet, s Settings, o Options) *Signer {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Signer{keys: keys, settings: s, now: now}
+}
+
+// Grant describes a token to mint.
+type Grant struct {
+	Subject string
+	Roles   []string
+	Type    string
+	TTL     time.Duration
+	Ver     string
+	Family  string
+}
+
+// Mint signs a new token and returns it with its claims.
+func (s *Signer) Mint(g Grant) (string, *Claims, error) {
+	if g.Type != TypeAccess && g.Type != TypeRefresh {
+		return "", nil, fmt.Errorf("token: unknown type %q", g.Type)
+	}
+	if g.Subject == "" || g.TTL <= 0 {
+		return "", nil, errors.New("token: grant needs a subject and a positive ttl")
+	}
+	now := s.now().Truncate(time.Second)
+	c := &Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.settings.Issuer,
+			Subject:   g.Subject,
+			Audience:  jwt.ClaimStrings{s.settings.Audience},
+			ExpiresAt: jwt.NewNumericDate(now.Add(g.TTL)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ID:        NewID(),
+		},
+		Roles:  NormalizeRoles(g.Roles),
+		Type:   g.Type,
+		Ver:    g.Ver,
+		Family: g.Family,
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	t.Header["kid"] = s.keys.current.ID
+	signed, err := t.SignedString(s.keys.current.Secret)
+	if err != nil {
+		return "", nil, fmt.Errorf("token: sign: %w", err)
+	}
+	return signed, c, nil
+}
+
+// NewID returns a random 128-bit identifier, base64url encoded.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error.
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// NormalizeRoles returns roles sorted and without duplicates or empty
+// strings. It does not modify its argument.
+func NormalizeRoles(roles []string) []string {
+	if len(roles) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(roles))
+	for _, r := range roles {
+		if r != "" {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

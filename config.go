@@ -1,0 +1,285 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/yamlx"
+	"github.com/authgate/authgate/proxy"
+)
+
+// Config is the YAML configuration file: everything but secrets. It holds
+// raw settings only; the compiled policy, key sets and stores are separate
+// values built from it.
+type Config struct {
+	Upstream        UpstreamConfig        `yaml:"upstream"`
+	Listen          ListenConfig          `yaml:"listen"`
+	PolicyFile      string                `yaml:"policy_file"`
+	APIKeysFile     string                `yaml:"api_keys_file"`
+	UsersFile       string                `yaml:"users_file"`
+	ReloadInterval  time.Duration         `yaml:"reload_interval"`
+	TrustedProxies  []string              `yaml:"trusted_proxies"`
+	JWT             JWTConfig             `yaml:"jwt"`
+	IdentityHeaders proxy.IdentityHeaders `yaml:"identity_headers"`
+	APIKeyHeader    string                `yaml:"api_key_header"`
+	Logging         LoggingConfig         `yaml:"logging"`
+
+	path string
+}
+
+// UpstreamConfig is the one upstream.
+type UpstreamConfig struct {
+	URL                   string        `yaml:"url"`
+	HostHeader            string        `yaml:"host_header"`
+	ForwardAuthorization  bool          `yaml:"forward_authorization"`
+	DialTimeout           time.Duration `yaml:"dial_timeout"`
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
+	MaxIdleConns          int           `yaml:"max_idle_conns"`
+}
+
+// ListenConfig are the two listeners and the server limits.
+type ListenConfig struct {
+	Address           string        `yaml:"address"`
+	AdminAddress      string        `yaml:"admin_address"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxInFlight       int           `yaml:"max_in_flight"`
+	ShutdownDelay     time.Duration `yaml:"shutdown_delay"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+}
+
+// JWTConfig are the gateway's own token settings.
+type JWTConfig struct {
+	Issuer     string        `yaml:"issuer"`
+	Audience   string        `yaml:"audience"`
+	KeyID      string        `yaml:"key_id"`
+	Leeway     time.Duration `yaml:"leeway"`
+	AccessTTL  time.Duration `yaml:"access_ttl"`
+	RefreshTTL time.Duration `yaml:"refresh_ttl"`
+}
+
+// LoggingConfig selects the log level and format.
+type LoggingConfig struct {
+	Level             string  `yaml:"level"`
+	Format            string  `yaml:"format"`
+	AllowedSampleRate float64 `yaml:"allowed_sample_rate"`
+}
+
+// Env are the process settings and secrets read from AUTHGATE_*
+// variables. Every secret has a _FILE variant for a mounted Secret.
+type Env struct {
+	Config                 string `env:"CONFIG"`
+	JWTSecret              string `env:"JWT_SECRET,unset"`
+	JWTSecretFile          string `env:"JWT_SECRET_FILE"`
+	JWTPreviousSecrets     string `env:"JWT_PREVIOUS_SECRETS,unset"`
+	JWTPreviousSecretsFile string `env:"JWT_PREVIOUS_SECRETS_FILE"`
+	RedisURL               string `env:"REDIS_URL"`
+	RedisPassword          string `env:"REDIS_PASSWORD,unset"`
+	RedisPasswordFile      string `env:"REDIS_PASSWORD_FILE"`
+}
+
+// Secrets are the resolved secrets. They are never logged.
+type Secrets struct {
+	JWT         []byte
+	PreviousJWT []token.Key
+	RedisPass   string
+}
+
+func defaultConfig() Config {
+	return Config{
+		Upstream: UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
+		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
+		ReloadInterval: time.Second,
+		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour},
+		APIKeyHeader:   "X-API-Key",
+		Logging:        LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
+	}
+}
+
+// LoadConfig reads and validates the config file. Relative file paths in it
+// are resolved against the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c := defaultConfig()
+	if err := yamlx.Decode(path, data, &c); err != nil {
+		return nil, err
+	}
+	c.path = path
+	dir := filepath.Dir(path)
+	for _, p := range []*string{&c.PolicyFile, &c.APIKeysFile, &c.UsersFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate reports every problem at once, each naming the file and field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: field %s: %s", c.path, field, fmt.Sprintf(format, a...)))
+	}
+	if c.Upstream.URL == "" {
+		bad("upstream.url", "required")
+	} else if u, err := url.Parse(c.Upstream.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		bad("upstream.url", "want an http:// or https:// URL with a host and no query")
+	}
+	switch c.Upstream.HostHeader {
+	case "preserve", "upstream":
+	default:
+		bad("upstream.host_header", "want preserve or upstream, got %q", c.Upstream.HostHeader)
+	}
+	positive := map[string]time.Duration{
+		"upstream.dial_timeout": c.Upstream.DialTimeout, "upstream.response_header_timeout": c.Upstream.ResponseHeaderTimeout,
+		"upstream.idle_conn_timeout": c.Upstream.IdleConnTimeout, "listen.read_header_timeout": c.Listen.ReadHeaderTimeout,
+		"listen.idle_timeout": c.Listen.IdleTimeout, "listen.shutdown_timeout": c.Listen.ShutdownTimeout,
+		"reload_interval": c.ReloadInterval, "jwt.access_ttl": c.JWT.AccessTTL, "jwt.refresh_ttl": c.JWT.RefreshTTL,
+	}
+	for _, f := range sortedKeys(positive) {
+		if positive[f] <= 0 {
+			bad(f, "must be positive")
+		}
+	}
+	if c.Listen.ShutdownDelay < 0 {
+		bad("listen.shutdown_delay", "must not be negative")
+	}
+	if c.JWT.Leeway < 0 || c.JWT.Leeway > time.Minute {
+		bad("jwt.leeway", "must be between 0s and 60s")
+	}
+	if c.Listen.Address == "" {
+		bad("listen.address", "required")
+	}
+	if c.Listen.AdminAddress == "" {
+		bad("listen.admin_address", "required")
+	}
+	if c.Listen.MaxHeaderBytes < 4096 {
+		bad("listen.max_header_bytes", "must be at least 4096")
+	}
+	if c.Listen.MaxInFlight < 0 {
+		bad("listen.max_in_flight", "must not be negative")
+	}
+	if c.Upstream.MaxIdleConns < 1 {
+		bad("upstream.max_idle_conns", "must be at least 1")
+	}
+	if c.PolicyFile == "" {
+		bad("policy_file", "required: without a policy every request is denied")
+	}
+	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
+		bad("trusted_proxies", "%v", err)
+	}
+	if c.JWT.Issuer == "" {
+		bad("jwt.issuer", "required")
+	}
+	if c.JWT.Audience == "" {
+		bad("jwt.audience", "required")
+	}
+	if c.JWT.KeyID == "" {
+		bad("jwt.key_id", "required")
+	}
+	switch c.Logging.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("logging.level", "want debug, info, warn or error, got %q", c.Logging.Level)
+	}
+	switch c.Logging.Format {
+	case "json", "console":
+	default:
+		bad("logging.format", "want json or console, got %q", c.Logging.Format)
+	}
+	if c.Logging.AllowedSampleRate < 0 || c.Logging.AllowedSampleRate > 1 {
+		bad("logging.allowed_sample_rate", "must be in [0,1]")
+	}
+	return errors.Join(errs...)
+}
+
+// ReadEnv reads the AUTHGATE_* variables.
+func ReadEnv(environ []string) (Env, error) {
+	var e Env
+	m := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	err := env.ParseWithOptions(&e, env.Options{Prefix: "AUTHGATE_", Environment: m})
+	return e, err
+}
+
+// ResolveSecrets reads the secrets from their variables or _FILE variants
+// and checks them. A missing or short signing secret stops startup:
+// golang-jwt verifies HMAC tokens even with an empty key.
+func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
+	var s Secrets
+	var errs []error
+	jwtSecret, err := secret("AUTHGATE_JWT_SECRET", e.JWTSecret, e.JWTSecretFile)
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case jwtSecret == "":
+		errs = append(errs, errors.New("env: AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"))
+	case len(jwtSecret) < token.MinSecretBytes:
+		errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_SECRET is %d bytes, need at least %d", len(jwtSecret), token.MinSecretBytes))
+	}
+	s.JWT = []byte(jwtSecret)
+	prev, err := secret("AUTHGATE_JWT_PREVIOUS_SECRETS", e.JWTPreviousSecrets, e.JWTPreviousSecretsFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for i, item := range strings.FieldsFunc(prev, func(r rune) bool { return r == ',' || r == '\n' }) {
+		kid, sec, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || kid == "" || sec == "" {
+			errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_PREVIOUS_SECRETS item %d: want kid=secret", i+1))
+			continue
+		}
+		if kid == keyID {
+			errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_PREVIOUS_SECRETS item %d: kid %q is the current jwt.key_id", i+1, kid))
+		}
+		s.PreviousJWT = append(s.PreviousJWT, token.Key{ID: kid, Secret: []byte(sec)})
+	}
+	s.RedisPass, err = secret("AUTHGATE_REDIS_PASSWORD", e.RedisPassword, e.RedisPasswordFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return s, errors.Join(errs...)
+}
+
+// secret returns the value of a secret given directly or through a file.
+// Setting both is an error rather than a silent preference.
+func secret(name, direct, file string) (string, error) {
+	if direct != "" && file != "" {
+		return "", fmt.Errorf("env: set %s or %s_FILE, not both", name, name)
+	}
+	if file == "" {
+		return direct, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		// The path is not secret; the content never appears in errors.
+		return "", fmt.Errorf("env: %s_FILE: %w", name, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,90 @@
+// Package yamlx decodes YAML strictly and reports errors as file:line.
+package yamlx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var lineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// Decode decodes data into out, failing on unknown fields, an empty document
+// and trailing documents. Every problem is returned, joined, each in the form
+// "filename:line: message".
+func Decode(filename string, data []byte, out any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(out)
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: file is empty", filename)
+	}
+	if err != nil {
+		return Format(filename, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: more than one YAML document", filename)
+	}
+	return nil
+}
+
+// Format rewrites a yaml error as one "filename:line: message" error per
+// problem.
+func Format(filename string, err error) error {
+	var te *yaml.TypeError
+	var msgs []string
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	errs := make([]error, 0, len(msgs))
+	for _, m := range msgs {
+		m = strings.TrimPrefix(m, "yaml: ")
+		if sm := lineRE.FindStringSubmatch(m); sm != nil {
+			errs = append(errs, fmt.Errorf("%s:%s: %s", filename, sm[1], sm[2]))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", filename, m))
+	}
+	return errors.Join(errs...)
+}
+
+// SeqLines returns the line of each item of the top-level sequence named
+// key, or nil when there is none. It is used to name items in validation
+// errors after a strict Decode succeeded.
+func SeqLines(data []byte, key string) []int {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != key || m.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		lines := make([]int, len(m.Content[i+1].Content))
+		for j, n := range m.Content[i+1].Content {
+			lines[j] = n.Line
+		}
+		return lines
+	}
+	return nil
+}
+
+// Line returns lines[i], or 0 when out of range.
+func Line(lines []int, i int) int {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return 0
+}

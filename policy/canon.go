@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrBadPath is wrapped by every error Canonicalize returns. The wrapping
+// error adds a short reason and never echoes the rejected input.
+var ErrBadPath = errors.New("policy: bad path")
+
+// The rejection reasons are immutable, so rejecting a path does not allocate.
+var (
+	errPathEmpty       = fmt.Errorf("%w: empty", ErrBadPath)
+	errPathNotAbsolute = fmt.Errorf("%w: does not start with /", ErrBadPath)
+	errPathBadEscape   = fmt.Errorf("%w: invalid percent-encoding", ErrBadPath)
+	errPathEncSlash    = fmt.Errorf("%w: encoded slash", ErrBadPath)
+	errPathBackslash   = fmt.Errorf("%w: backslash", ErrBadPath)
+	errPathControl     = fmt.Errorf("%w: control character", ErrBadPath)
+	errPathNonASCII    = fmt.Errorf("%w: raw non-ascii byte", ErrBadPath)
+	errPathSemicolon   = fmt.Errorf("%w: semicolon", ErrBadPath)
+	errPathDotSegment  = fmt.Errorf("%w: dot segment", ErrBadPath)
+	errPathInvalidChar = fmt.Errorf("%w: invalid character", ErrBadPath)
+)
+
+const upperHex = "0123456789ABCDEF"
+
+// Canonicalize returns the canonical escaped form of escapedPath (the value
+// of r.URL.EscapedPath()), or an error wrapping ErrBadPath. The rules are
+// listed in the package documentation. The result is the string to authorize
+// and to forward; Canonicalize is idempotent on its output. It is safe for
+// concurrent use and does not allocate when the input is already canonical.
+func Canonicalize(escapedPath string) (string, error) {
+	p := escapedPath
+	if p == "" {
+		return "", errPathEmpty
+	}
+	if p[0] != '/' {
+		// Opaque or relative request targets ("http:admin/users") would be
+		// forwarded verbatim by a reverse proxy: path confusion.
+		return "", errPathNotAbsolute
+	}
+	var out []byte // nil while the output equals p[:i]
+	n := 0         // length of the output so far
+	segStart := 0  // output index just after the last '/'
+	emit := func(i int, b ...byte) {
+		if out == nil {
+			out = make([]byte, 0, len(p))
+			out = append(out, p[:i]...)
+		}
+		out = append(out, b...)
+	}
+	last := func() byte {
+		if out != nil {
+			return out[n-1]
+		}
+		return p[n-1]
+	}
+	seg := func() string {
+		if out != nil {
+			return string(out[segStart:n])
+		}
+		return p[segStart:n]
+	}
+	for i := 0; i < len(p); {
+		c := p[i]
+		switch {
+		case c == '/':
+			if n > 0 && last() == '/' {
+				// Collapse "//": upstreams disagree on empty segments.
+				if out == nil {
+					emit(i)
+				}
+				i++
+				continue
+			}
+			if s := seg(); n > 0 && (s == "." || s == "..") {
+				return "", errPathDotSegment
+			}
+			if out != nil {
+				emit(i, '/')
+			}
+			n++
+			segStart = n
+			i++
+		case c == '%':
+			if i+2 >= len(p) || unhex(p[i+1]) < 0 || unhex(p[i+2]) < 0 {
+				return "", errPathBadEscape
+			}
+			v := byte(unhex(p[i+1])<<4 | unhex(p[i+2]))
+			switch {
+			case v == '/':
+				// An encoded slash is one segment to us and two to an
+				// upstream that decodes before routing: path confusion.
+				return "", errPathEncSlash
+			case v == '\\':
+				// IIS and some frameworks treat "\" as "/".
+				return "", errPathBackslash
+			case v < 0x20 || v == 0x7f:
+				// NUL truncation and header/log injection.
+				return "", errPathControl
+			case v == ';':
+				return "", errPathSemicolon
+			case isUnreserved(v):
+				// Decoded so that "/adm%69n" and "/admin" are one path.
+				emit(i, v)
+				n++
+			default:
+				enc := [3]byte{'%', upperHex[v>>4], upperHex[v&15]}
+				if out == nil && p[i+1] == enc[1] && p[i+2] == enc[2] {
+					// Already canonical.
+				} else {
+					emit(i, enc[:]...)
+				}
+				n += 3
+			}
+			i += 3
+		case c == '\\':
+			return "", errPathBackslash
+		case c < 0x20 || c == 0x7f:
+			return "", errPathControl
+		case c >= 0x80:
+			return "", errPathNonASCII
+		case c == ';':
+			// Matrix parameters: Tomcat and Spring route "/admin;x/" to
+			// "/admin/", so "admin;x" must not be a distinct segment.
+			return "", errPathSemicolon
+		case isPathChar(c):
+			if out != nil {
+				emit(i, c)
+			}
+			n++
+			i++
+		default:
+			return "", errPathInvalidChar
+		}
+	}
+	if s := seg(); s == "." || s == ".." {
+		return "", errPathDotSegment
+	}
+	if out == nil {
+		return p, nil
+	}
+	return string(out), nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// isUnreserved reports whether c is an RFC 3986 unreserved character.
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// isFoldable reports whether c may appear raw in a canonical path although it
+// is not unreserved. Its percent-encoded form compares equal to it when
+// matching.
+func isFoldable(c byte) bool {
+	switch c {
+	case '!', '$', '&', '\'', '(', ')', '*', '+', ',', '=', ':', '@', '[', ']':
+		return true
+	}
+	return false
+}
+
+// isPathChar reports whether c may appear raw in a canonical path segment.
+func isPathChar(c byte) bool { return isUnreserved(c) || isFoldable(c) }
+
+// foldInto appends the matching key of the canonical path fragment s to dst:
+// percent-encoded foldable characters are decoded and, when ci is set, ASCII
+// letters are lower-cased. The key is only used for comparison.
+func foldInto(dst []byte, s string, ci bool) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && i+2 < len(s) {
+			h, l := unhex(s[i+1]), unhex(s[i+2])
+			if h >= 0 && l >= 0 {
+				if v := byte(h<<4 | l); isFoldable(v) {
+					dst = append(dst, v)
+					i += 2
+					continue
+				}
+			}
+		}
+		if ci && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func foldString(s string, ci bool) string { return string(foldInto(nil, s, ci)) }

@@ -1,0 +1,49 @@
+// Package policy decides WHAT a caller may do. It is pure: a YAML policy
+// file is parsed (Parse), validated and compiled (Compile) into an immutable
+// *Set, and each request is decided (Set.Decide) against one canonical path.
+// The package imports nothing else from authgate.
+//
+// # Canonical paths
+//
+// Canonicalize turns r.URL.EscapedPath() into the one escaped form that is
+// both authorized and forwarded; the proxy must forward exactly that string
+// or reject the request. The rules are:
+//
+//   - The path must be non-empty and start with "/".
+//   - Every "%XX" must have two hex digits. Percent-encoded unreserved
+//     characters (ALPHA, DIGIT, "-", ".", "_", "~") are decoded; every other
+//     percent-encoding is kept, with upper-case hex. Decoding happens once:
+//     "%25" stays "%25" and "%252e" is not a dot.
+//   - Rejected, raw or encoded: "/" encoded as "%2F", the backslash ("\" and
+//     "%5C"), NUL and every control byte (0x00-0x1F, 0x7F), and ";" ("%3B"),
+//     because Tomcat and Spring strip ";..." path parameters.
+//   - Rejected raw: bytes >= 0x80 (they must arrive percent-encoded), and
+//     the characters that cannot appear raw in an escaped path: space, '"',
+//     "<", ">", "?", "#", "^", "`", "{", "|", "}".
+//   - Dot segments "." and ".." are rejected, also when spelled with "%2E".
+//     Legitimate clients resolve them before sending.
+//   - Runs of "/" collapse into one; one trailing slash is kept if present.
+//   - Case is preserved.
+//
+// # Matching
+//
+// Patterns are split on "/" into segments. A segment is a literal, "*" (one
+// non-empty segment) or "**" (last segment only: zero or more remaining
+// segments, so "/api/**" matches "/api", "/api/" and "/api/x/y"). A literal
+// segment is canonicalized like a request path. A trailing slash is ignored
+// for matching. Literal segments are compared byte for byte on the canonical
+// form, with two foldings applied to both sides: a percent-encoded
+// sub-delimiter, ":", "@", "[" or "]" compares equal to the raw character
+// (upstreams commonly decode them, so "%21" and "!" must not reach different
+// rules), and, when the policy sets case_insensitive, ASCII letters compare
+// case-insensitively. The forwarded path is never changed by folding.
+//
+// # Precedence
+//
+// Among the rules whose pattern matches and whose methods list is empty or
+// contains the request method, the most specific wins: patterns are compared
+// segment by segment from the left, a literal beats "*", which beats "**";
+// then a rule with a methods list beats one without. This is a depth-first
+// walk of a segment trie (literal child, then "*", then "**"), and does not
+// depend on the order of the file. No matching rule means deny.
+package policy

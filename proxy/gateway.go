@@ -1,0 +1,559 @@
+// Package proxy joins authentication and policy around an
+// httputil.ReverseProxy. One request passes through these steps, in order:
+// request id, method and target checks, path canonicalization (or 400),
+// stripping of reserved headers, authentication (a bad credential is 401,
+// never anonymous), one policy snapshot and one decision (401 anonymous,
+// 403 authenticated), and forwarding by Rewrite, which sets the identity
+// headers and forwards exactly the canonical path that was authorized.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/policy"
+)
+
+// Options configure a Gateway. Upstream, Policy and Authenticator are
+// required; every other field has a documented default.
+type Options struct {
+	// Upstream is the one upstream URL (scheme, host and optional base path).
+	Upstream *url.URL
+	// PreserveHost forwards the client's Host header (the default in the
+	// config file). When false the upstream URL's host is sent.
+	PreserveHost bool
+	// ForwardAuthorization forwards the client's Authorization header.
+	// Off by default: the upstream should trust the identity headers, not
+	// re-validate a token it may log.
+	ForwardAuthorization bool
+	// Trusted are the proxies whose X-Forwarded-* headers are believed.
+	Trusted clientip.Trusted
+	// Headers names the identity headers; empty fields take defaults.
+	Headers IdentityHeaders
+	// APIKeyHeader is the API key header, never forwarded; default X-API-Key.
+	APIKeyHeader string
+	// RequestIDHeader carries the request id both ways; default X-Request-Id.
+	RequestIDHeader string
+	// Transport sends requests upstream; nil means NewTransport(TransportOptions{}).
+	Transport http.RoundTripper
+	// Policy holds the current compiled policy.
+	Policy *policy.Store
+	// Authenticator identifies the caller.
+	Authenticator authn.Authenticator
+	// Owned are gateway endpoints (login, refresh, logout) by exact
+	// canonical path. They are served before the policy and never proxied.
+	Owned map[string]http.Handler
+	// OwnedPrefix is a path prefix owned by the gateway: any path under it
+	// that is not in Owned gets 404 rather than reaching the upstream.
+	OwnedPrefix string
+	// Logger receives one line per decision; nil means no logging.
+	Logger *zap.Logger
+	// Metrics records requests; nil records nothing.
+	Metrics *Metrics
+	// LogAllowedSample is the fraction of allowed requests logged, in
+	// [0,1]. Denied requests and errors are always logged. Default 0 means 1.
+	LogAllowedSample float64
+	// MaxInFlight caps concurrent proxied requests; beyond it clients get
+	// 503 with Retry-After. Zero means no cap.
+	MaxInFlight int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Gateway is the authenticating reverse proxy. It is safe for concurrent use.
+type Gateway struct {
+	o        Options
+	headers  IdentityHeaders
+	strip    stripper
+	rp       *httputil.ReverseProxy
+	basePath string
+	baseRaw  string
+	sem      chan struct{}
+	log      *zap.Logger
+	sample   sampler
+	states   sync.Pool
+}
+
+// New returns a gateway.
+func New(o Options) (*Gateway, error) {
+	if o.Upstream == nil || o.Upstream.Host == "" || (o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https") {
+		return nil, errors.New("proxy: upstream must be an http or https URL with a host")
+	}
+	if o.Policy == nil || o.Authenticator == nil {
+		return nil, errors.New("proxy: policy and authenticator are required")
+	}
+	if o.APIKeyHeader == "" {
+		o.APIKeyHeader = "X-API-Key"
+	}
+	if o.RequestIDHeader == "" {
+		o.RequestIDHeader = "X-Request-Id"
+	}
+	o.APIKeyHeader = http.CanonicalHeaderKey(o.APIKeyHeader)
+	o.RequestIDHeader = http.CanonicalHeaderKey(o.RequestIDHeader)
+	if o.Transport == nil {
+		o.Transport = NewTransport(TransportOptions{})
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LogAllowedSample == 0 {
+		o.LogAllowedSample = 1
+	}
+	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger}
+	if g.log == nil {
+		g.log = zap.NewNop()
+	}
+	g.sample = newSampler(o.LogAllowedSample)
+	// The identity headers and the request id are ours on every request,
+	// public paths included; the forwarded headers only from trusted peers.
+	g.strip = newStripper(append(g.headers.names(), o.RequestIDHeader), forwardedHeaders)
+	g.basePath = strings.TrimSuffix(o.Upstream.Path, "/")
+	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
+	if o.MaxInFlight > 0 {
+		g.sem = make(chan struct{}, o.MaxInFlight)
+	}
+	g.rp = &httputil.ReverseProxy{
+		Rewrite:      g.rewrite,
+		Transport:    &timedTransport{next: o.Transport, metrics: o.Metrics},
+		BufferPool:   newBufferPool(),
+		ErrorHandler: g.upstreamError,
+		ErrorLog:     zap.NewStdLog(g.log.With(zap.String("component", "reverseproxy"))),
+	}
+	g.states.New = func() any { return new(reqState) }
+	return g, nil
+}
+
+// reqState is the per-request record shared by ServeHTTP, Rewrite, the
+// transport and the error handler.
+type reqState struct {
+	w         statusWriter
+	principal authn.Principal
+	canon     string
+	requestID string
+	upstream  time.Duration
+	errKind   string
+}
+
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.o.Now()
+	st := g.states.Get().(*reqState)
+	*st = reqState{w: statusWriter{ResponseWriter: w}}
+	defer g.states.Put(st)
+	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
+	w.Header().Set(g.o.RequestIDHeader, st.requestID)
+
+	ev := event{start: start, method: r.Method}
+	g.serve(&st.w, r, st, &ev)
+	ev.code = st.w.code()
+	g.finish(r, st, &ev)
+}
+
+type event struct {
+	start    time.Time
+	method   string
+	decision string
+	reason   string
+	ruleID   string
+	code     int
+	err      error
+	security bool
+	shadow   *policy.Decision
+	snapshot *policy.Set
+}
+
+func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
+	if e := checkRequest(r); e != nil {
+		g.reject(w, st, ev, "bad_request", e)
+		return
+	}
+	canon, err := policy.Canonicalize(r.URL.EscapedPath())
+	if err != nil {
+		// Ambiguous paths are refused, not guessed: the path we authorize
+		// must be the path the upstream serves.
+		g.reject(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
+		return
+	}
+	st.canon = canon
+	trusted := g.o.Trusted.PeerTrusted(r)
+	// Strip before authenticating, so nothing downstream can read a
+	// client-written identity header, on public paths too.
+	g.strip.strip(r.Header, trusted)
+	r.Header.Set(g.o.RequestIDHeader, st.requestID)
+
+	if h, ok := g.owned(canon); ok {
+		ev.decision, ev.reason = "allow", "gateway_endpoint"
+		h.ServeHTTP(w, r)
+		return
+	}
+
+	p, ok, err := g.o.Authenticator.Authenticate(r)
+	if err != nil {
+		ev.security = true
+		g.reject(w, st, ev, "invalid_credential", credentialError(err))
+		return
+	}
+	if !ok {
+		p = authn.Principal{Method: authn.MethodNone}
+	}
+	st.principal = p
+
+	snap := g.o.Policy.Load()
+	ev.snapshot = snap
+	if snap == nil {
+		g.reject(w, st, ev, "no_policy", &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second})
+		return
+	}
+	req := policy.Request{Method: r.Method, Path: canon, Authenticated: ok, Roles: p.Roles}
+	d := snap.Decide(req)
+	ev.ruleID, ev.reason = d.RuleID, d.Reason.String()
+	if sh := snap.Shadow(); sh != nil {
+		sd := sh.Decide(req)
+		if sd.Allow != d.Allow {
+			ev.shadow = &sd
+		}
+	}
+	if g.o.Metrics != nil && d.RuleID != "" {
+		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
+	}
+	if !d.Allow {
+		ev.decision, ev.security = "deny", true
+		if !ok {
+			WriteError(w, st.requestID, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`})
+			return
+		}
+		WriteError(w, st.requestID, &Error{Code: http.StatusForbidden, Msg: "access denied"})
+		return
+	}
+	ev.decision = "allow"
+	if p.Method == authn.MethodAPIKey && g.o.Metrics != nil {
+		g.o.Metrics.apiKeyUse.WithLabelValues(p.KeyName).Inc()
+	}
+	if g.sem != nil {
+		select {
+		case g.sem <- struct{}{}:
+			defer func() { <-g.sem }()
+		default:
+			ev.decision = "error"
+			WriteError(w, st.requestID, &Error{Code: http.StatusServiceUnavailable, Msg: "gateway at capacity", RetryAfter: time.Second})
+			ev.reason = "overloaded"
+			return
+		}
+	}
+	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+func allowWord(allow bool) string {
+	if allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+func (g *Gateway) reject(w http.ResponseWriter, st *reqState, ev *event, reason string, e *Error) {
+	ev.decision, ev.reason, ev.err = "deny", reason, e.Err
+	if e.Code >= 500 {
+		ev.decision = "error"
+	}
+	WriteError(w, st.requestID, e)
+}
+
+func credentialError(err error) *Error {
+	if errors.Is(err, authn.ErrAmbiguous) {
+		return &Error{Code: http.StatusBadRequest, Msg: "send one credential: a bearer token or an API key, not both", Err: err,
+			Challenge: `Bearer realm="authgate", error="invalid_request"`}
+	}
+	if errors.Is(err, authn.ErrUnavailable) {
+		return &Error{Code: http.StatusServiceUnavailable, Msg: "credential check unavailable", Err: err, RetryAfter: time.Second}
+	}
+	challenge := `Bearer realm="authgate"`
+	if errors.Is(err, authn.ErrInvalidToken) || errors.Is(err, authn.ErrMalformed) {
+		challenge = `Bearer realm="authgate", error="invalid_token"`
+	}
+	return &Error{Code: http.StatusUnauthorized, Msg: "invalid credentials", Err: err, Challenge: challenge}
+}
+
+// owned returns the gateway endpoint for canon, if it is one.
+func (g *Gateway) owned(canon string) (http.Handler, bool) {
+	if g.o.OwnedPrefix == "" {
+		return nil, false
+	}
+	if canon != g.o.OwnedPrefix && !strings.HasPrefix(canon, g.o.OwnedPrefix+"/") {
+		return nil, false
+	}
+	if h, ok := g.o.Owned[strings.TrimSuffix(canon, "/")]; ok {
+		return h, true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, RequestID(r.Header.Get(g.o.RequestIDHeader)), &Error{Code: http.StatusNotFound, Msg: "no such gateway endpoint"})
+	}), true
+}
+
+// allowedMethods are the request methods accepted without configuration.
+// CONNECT would open a tunnel and TRACE reflects headers (cross-site
+// tracing); both get 405. Methods are case-sensitive tokens (RFC 9110
+// §9.1): "get" is not GET and is refused instead of being matched loosely.
+func checkRequest(r *http.Request) *Error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	case http.MethodConnect, http.MethodTrace:
+		return &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+	default:
+		if !upperToken(r.Method) {
+			return &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+		}
+	}
+	// "GET http:admin/users" parses with an opaque URL and an empty path,
+	// and would be forwarded as is: refuse anything but an absolute path.
+	if r.URL.Opaque != "" || r.URL.User != nil || !strings.HasPrefix(r.URL.Path, "/") {
+		return &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
+	}
+	if up := r.Header.Values("Upgrade"); len(up) > 0 {
+		// The reverse proxy splices any upgraded connection into a raw
+		// tunnel that never meets the gateway again (h2c smuggling). Only
+		// WebSocket is let through, and only after this request is
+		// authorized like any other.
+		if len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") {
+			return &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
+		}
+	}
+	return nil
+}
+
+func upperToken(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !('A' <= c && c <= 'Z') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In.Context())
+	in, out := pr.In, pr.Out
+	out.URL.Scheme = g.o.Upstream.Scheme
+	out.URL.Host = g.o.Upstream.Host
+	// Forward exactly the canonical path that was authorized.
+	if strings.IndexByte(st.canon, '%') < 0 && g.baseRaw == g.basePath {
+		out.URL.Path, out.URL.RawPath = g.basePath+st.canon, ""
+	} else {
+		p, _ := url.PathUnescape(st.canon) // canon is valid by construction
+		out.URL.Path, out.URL.RawPath = g.basePath+p, g.baseRaw+st.canon
+	}
+	out.URL.RawQuery = in.URL.RawQuery
+	if g.o.PreserveHost {
+		out.Host = in.Host
+	} else {
+		out.Host = ""
+	}
+
+	// Forwarded headers: Rewrite starts with them removed from Out. Incoming
+	// values are kept only from trusted proxies.
+	trusted := g.o.Trusted.PeerTrusted(in)
+	peer := clientip.Peer(in)
+	xff := peer.String()
+	if trusted {
+		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+	}
+	out.Header.Set("X-Forwarded-For", xff)
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if v := in.Header.Get("X-Forwarded-Proto"); trusted && v != "" {
+		proto = v
+	}
+	out.Header.Set("X-Forwarded-Proto", proto)
+	host := in.Host
+	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
+		host = v
+	}
+	out.Header.Set("X-Forwarded-Host", host)
+
+	// Credentials stop here unless forwarding is opted into.
+	out.Header.Del(g.o.APIKeyHeader)
+	if !g.o.ForwardAuthorization {
+		out.Header.Del("Authorization")
+	}
+	// Identity headers are set here, after the reverse proxy removed the
+	// hop-by-hop headers a client may name in Connection, so a client
+	// cannot have them dropped (see the Director doc).
+	h := g.headers
+	for _, n := range h.names() {
+		out.Header.Del(n)
+	}
+	out.Header.Set(g.o.RequestIDHeader, st.requestID)
+	p := st.principal
+	if p.Authenticated() {
+		out.Header.Set(h.Subject, p.Subject)
+		out.Header.Set(h.Roles, strings.Join(p.Roles, ","))
+		out.Header.Set(h.Method, string(p.Method))
+		if p.KeyName != "" {
+			out.Header.Set(h.KeyName, p.KeyName)
+		}
+	}
+}
+
+// upstreamError answers a failed upstream round trip: 504 for a timeout,
+// 502 otherwise, both as JSON. A client that went away gets nothing.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	kind := classify(r.Context(), err)
+	if st != nil {
+		st.errKind = kind
+	}
+	rid := ""
+	if st != nil {
+		rid = st.requestID
+	}
+	switch kind {
+	case "canceled":
+		// The client closed the request; there is no one to answer.
+		w.WriteHeader(499)
+		return
+	case "timeout":
+		g.countUpstreamError(kind)
+		WriteError(w, rid, &Error{Code: http.StatusGatewayTimeout, Msg: "upstream timed out", Err: err})
+	default:
+		g.countUpstreamError(kind)
+		WriteError(w, rid, &Error{Code: http.StatusBadGateway, Msg: "upstream unavailable", Err: err})
+	}
+}
+
+func (g *Gateway) countUpstreamError(kind string) {
+	if g.o.Metrics != nil {
+		g.o.Metrics.upstreamErrors.WithLabelValues(kind).Inc()
+	}
+}
+
+func classify(ctx context.Context, err error) string {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return "canceled"
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return "refused"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "connection refused"):
+		return "refused"
+	case strings.Contains(msg, "connection reset"), strings.Contains(msg, "EOF"), strings.Contains(msg, "broken pipe"):
+		return "reset"
+	}
+	return "other"
+}
+
+func (g *Gateway) finish(r *http.Request, st *reqState, ev *event) {
+	elapsed := g.o.Now().Sub(ev.start)
+	if ev.decision == "" {
+		ev.decision = "error"
+	}
+	if st.errKind != "" && st.errKind != "canceled" {
+		ev.decision, ev.reason = "error", "upstream_"+st.errKind
+	}
+	method := string(st.principal.Method)
+	if method == "" {
+		method = string(authn.MethodNone)
+	}
+	if m := g.o.Metrics; m != nil {
+		m.requests.WithLabelValues(ev.decision, ev.reason, method, codeClass(ev.code)).Inc()
+		overhead := elapsed - st.upstream
+		if overhead < 0 {
+			overhead = 0
+		}
+		m.overhead.Observe(overhead.Seconds())
+		if ev.shadow != nil {
+			m.shadow.WithLabelValues(ev.decision, allowWord(ev.shadow.Allow)).Inc()
+		}
+	}
+	logIt := ev.decision != "allow" || ev.security || ev.shadow != nil || ev.code >= 500 || g.sample.take()
+	if !logIt {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("request_id", st.requestID),
+		zap.String("method", ev.method),
+		zap.String("path", st.canon),
+		zap.String("decision", ev.decision),
+		zap.String("reason", ev.reason),
+		zap.String("rule_id", ev.ruleID),
+		zap.String("subject", st.principal.Subject),
+		zap.String("auth_method", method),
+		zap.Int("status", ev.code),
+		zap.String("client_ip", g.o.Trusted.ClientIP(r).String()),
+		zap.Duration("duration", elapsed),
+	}
+	if st.principal.KeyName != "" {
+		fields = append(fields, zap.String("key_name", st.principal.KeyName))
+	}
+	if ev.snapshot != nil {
+		fields = append(fields, zap.String("policy_hash", ev.snapshot.Hash()), zap.Int("policy_rules", ev.snapshot.Len()))
+	}
+	if ev.err != nil {
+		fields = append(fields, zap.String("error", ev.err.Error()))
+	}
+	if ev.shadow != nil {
+		fields = append(fields, zap.String("shadow_decision", allowWord(ev.shadow.Allow)), zap.String("shadow_rule_id", ev.shadow.RuleID))
+	}
+	msg := "request"
+	if ev.shadow != nil {
+		msg = "shadow policy disagrees"
+	}
+	if ev.decision == "allow" {
+		g.log.Info(msg, fields...)
+		return
+	}
+	g.log.Warn(msg, fields...)
+}
+
+// RequestID returns id when it is a plausible request id (1-128 characters
+// of [A-Za-z0-9._:-]), otherwise a new random one. Validating keeps a
+// client from writing arbitrary text into logs and upstream headers.
+func RequestID(id string) string {
+	if len(id) > 0 && len(id) <= 128 {
+		ok := true
+		for i := 0; i < len(id); i++ {
+			c := id[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return id
+		}
+	}
+	return newRequestID()
+}
+
+

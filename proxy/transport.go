@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// TransportOptions tune the upstream transport. Zero fields take the
+// defaults given on each field.
+type TransportOptions struct {
+	// DialTimeout bounds connecting to the upstream; default 5s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds waiting for the upstream's response
+	// headers; past it the client gets 504. Default 60s.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes idle pooled connections; default 90s.
+	IdleConnTimeout time.Duration
+	// MaxIdleConns is the idle pool size. A sidecar talks to one upstream,
+	// so the per-host limit equals it; default 256.
+	MaxIdleConns int
+}
+
+// NewTransport returns a transport tuned for a sidecar in front of one
+// upstream on the same host: a large per-host idle pool (the default of 2
+// makes every burst open new connections), bounded dial and response-header
+// waits, and no proxy from the environment.
+func NewTransport(o TransportOptions) *http.Transport {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.ResponseHeaderTimeout <= 0 {
+		o.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if o.IdleConnTimeout <= 0 {
+		o.IdleConnTimeout = 90 * time.Second
+	}
+	if o.MaxIdleConns <= 0 {
+		o.MaxIdleConns = 256
+	}
+	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		MaxIdleConns:          o.MaxIdleConns,
+		MaxIdleConnsPerHost:   o.MaxIdleConns,
+		IdleConnTimeout:       o.IdleConnTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		TLSHandshakeTimeout:   o.DialTimeout,
+		ForceAttemptHTTP2:     false,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+}
+
+// timedTransport measures the upstream round trip of each request.
+type timedTransport struct {
+	next    http.RoundTripper
+	metrics *Metrics
+}
+
+func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	d := time.Since(start)
+	if st := stateOf(r.Context()); st != nil {
+		st.upstream = d
+	}
+	if t.metrics != nil && err == nil {
+		t.metrics.upstreamDuration.Observe(d.Seconds())
+	}
+	return resp, err
+}
+
+// bufferPool implements httputil.BufferPool with 32 KiB buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+
+// statusWriter records the status code written through it. Unwrap lets
+// http.ResponseController reach Flush and Hijack of the real writer, which
+// the reverse proxy needs for streaming and WebSocket upgrades.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 || w.status == http.StatusSwitchingProtocols {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// sampler decides whether to log an allowed request.
+type sampler struct{ p float64 }
+
+func newSampler(p float64) sampler { return sampler{p: p} }
+
+func (s sampler) take() bool { return s.p >= 1 || (s.p > 0 && rand.Float64() < s.p) }
+
+func newRequestID() string {
+	return strconv.FormatUint(rand.Uint64()|1<<63, 36)
+}

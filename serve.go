@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/authn/apikey"
+	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/filewatch"
+	"github.com/authgate/authgate/policy"
+	"github.com/authgate/authgate/proxy"
+)
+
+// deps are the collaborators injected into the app; tests replace them.
+type deps struct {
+	Logger    *zap.Logger
+	Now       func() time.Time
+	Transport http.RoundTripper
+}
+
+// app is the wired gateway: the parts built from the config, with no
+// listeners yet.
+type app struct {
+	cfg      *Config
+	log      *zap.Logger
+	reg      *prometheus.Registry
+	policy   *policy.Store
+	keys     *apikey.Store
+	watcher  *filewatch.Watcher
+	gateway  *proxy.Gateway
+	verifier *token.Verifier
+	signer   *token.Signer
+	ready    atomic.Bool
+	draining atomic.Bool
+
+	reloads     *prometheus.CounterVec
+	lastReload  prometheus.Gauge
+	policyInfo  *prometheus.GaugeVec
+	fileReloads *prometheus.CounterVec
+}
+
+func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	a := &app{cfg: cfg, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}}
+	a.registerMetrics()
+	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
+
+	// Load every file before anything serves; each failure is reported.
+	var errs []error
+	if err := a.watcher.Add(cfg.PolicyFile, a.loadPolicy); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.APIKeysFile != "" {
+		if err := a.watcher.Add(cfg.APIKeysFile, a.loadKeys); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	keys, err := token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: sec.JWT}, sec.PreviousJWT...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	settings := token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}
+	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now})
+	a.signer = token.NewSigner(keys, settings, token.Options{Now: d.Now})
+	bearer, err := authn.NewBearer(a.verifier)
+	if err != nil {
+		return nil, err
+	}
+	chain := authn.Chain{Bearer: bearer, APIKeyHeader: cfg.APIKeyHeader}
+	if cfg.APIKeysFile != "" {
+		chain.APIKey = apikey.NewAuthenticator(a.keys, d.Now)
+	}
+	trusted, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	up, _ := url.Parse(cfg.Upstream.URL) // validated
+	transport := d.Transport
+	if transport == nil {
+		transport = proxy.NewTransport(proxy.TransportOptions{
+			DialTimeout:           cfg.Upstream.DialTimeout,
+			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
+			IdleConnTimeout:       cfg.Upstream.IdleConnTimeout,
+			MaxIdleConns:          cfg.Upstream.MaxIdleConns,
+		})
+	}
+	a.gateway, err = proxy.New(proxy.Options{
+		Upstream:             up,
+		PreserveHost:         cfg.Upstream.HostHeader == "preserve",
+		ForwardAuthorization: cfg.Upstream.ForwardAuthorization,
+		Trusted:              trusted,
+		Headers:              cfg.IdentityHeaders,
+		APIKeyHeader:         cfg.APIKeyHeader,
+		Transport:            transport,
+		Policy:               a.policy,
+		Authenticator:        chain,
+		Logger:               a.log.With(zap.String("component", "proxy")),
+		Metrics:              proxy.NewMetrics(a.reg),
+		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
+		MaxInFlight:          cfg.Listen.MaxInFlight,
+		Now:                  d.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.ready.Store(true)
+	return a, nil
+}
+
+func (a *app) registerMetrics() {
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "authgate_policy_reload_total", Help: "Policy reload attempts by result.",
+	}, []string{"result"})
+	a.lastReload = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "authgate_policy_last_reload_success", Help: "1 if the last policy reload succeeded, 0 if it was rejected.",
+	})
+	a.policyInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "authgate_policy_info", Help: "The active policy: its content hash as a label, its rule count as the value.",
+	}, []string{"hash"})
+	a.fileReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "authgate_file_reload_total", Help: "Reloads of the API keys and users files by file and result.",
+	}, []string{"file", "result"})
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "authgate_build_info", Help: "Build information.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(version).Set(1)
+	for _, r := range []string{"success", "failure"} {
+		a.reloads.WithLabelValues(r)
+		for _, f := range []string{"api_keys", "users"} {
+			a.fileReloads.WithLabelValues(f, r)
+		}
+	}
+	a.reg.MustRegister(a.reloads, a.lastReload, a.policyInfo, a.fileReloads, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// loadPolicy parses, validates and compiles a policy and swaps it in only
+// when every step succeeded: a bad edit never opens access, and requests in
+// flight keep the snapshot they started with.
+func (a *app) loadPolicy(data []byte) error {
+	set, err := policy.Load(a.cfg.PolicyFile, data)
+	if err != nil {
+		a.reloads.WithLabelValues("failure").Inc()
+		a.lastReload.Set(0)
+		return err
+	}
+	a.policy.Swap(set)
+	a.reloads.WithLabelValues("success").Inc()
+	a.lastReload.Set(1)
+	a.policyInfo.Reset()
+	a.policyInfo.WithLabelValues(set.Hash()).Set(float64(set.Len()))
+	a.log.Info("policy loaded", zap.String("file", a.cfg.PolicyFile), zap.String("policy_hash", set.Hash()), zap.Int("policy_rules", set.Len()))
+	return nil
+}
+
+func (a *app) loadKeys(data []byte) error {
+	set, err := apikey.Parse(a.cfg.APIKeysFile, data)
+	if err != nil {
+		a.fileReloads.WithLabelValues("api_keys", "failure").Inc()
+		return err
+	}
+	a.keys.Swap(set)
+	a.fileReloads.WithLabelValues("api_keys", "success").Inc()
+	a.log.Info("api keys loaded", zap.String("file", a.cfg.APIKeysFile), zap.Int("keys", set.Len()))
+	return nil
+}
+
+func (a *app) onReload(r filewatch.Result) {
+	if r.Err != nil {
+		// The last good state stays in force; the error names file and line.
+		a.log.Error("reload rejected, keeping the last good version", zap.String("file", r.Path), zap.Error(r.Err))
+		if !r.Changed && r.Path == a.cfg.PolicyFile {
+			a.reloads.WithLabelValues("failure").Inc()
+			a.lastReload.Set(0)
+		}
+	}
+}
+
+// adminHandler serves /healthz, /readyz and /metrics.
+func (a *app) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !a.ready.Load() || a.draining.Load() || a.policy.Load() == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	return mux
+}
+
+func newLogger(c LoggingConfig, w zapcore.WriteSyncer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, w, lvl)), nil
+}
+
+func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFlag := fs.String("config", "", "config file (default $AUTHGATE_CONFIG)")
+	demo := fs.String("demo-upstream", "", "also run the built-in demo upstream on this address (for trying authgate out)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	e, err := ReadEnv(environ)
+	if err != nil {
+		return err
+	}
+	path, err := configPath(*cfgFlag, e)
+	if err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Logging, zapcore.Lock(zapcore.AddSync(stderr)))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if *demo != "" {
+		stopDemo, err := startDemoUpstream(*demo, log)
+		if err != nil {
+			return err
+		}
+		defer stopDemo()
+	}
+	a, err := newApp(cfg, sec, deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	return a.serve(ctx)
+}
+
+// serve runs both listeners until ctx ends, then shuts down gracefully:
+// readiness turns false first, and after the configured delay (so that
+// endpoint controllers stop sending traffic) the listeners close and
+// in-flight requests drain up to the shutdown timeout.
+func (a *app) serve(ctx context.Context) error {
+	l := a.cfg.Listen
+	mainLn, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", l.Address, err)
+	}
+	adminLn, err := net.Listen("tcp", l.AdminAddress)
+	if err != nil {
+		mainLn.Close()
+		return fmt.Errorf("listen %s: %w", l.AdminAddress, err)
+	}
+	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
+	srv := &http.Server{Handler: a.gateway, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
+	admin := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go a.watcher.Run(watchCtx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				a.log.Info("SIGHUP: reloading files")
+				a.watcher.Trigger()
+			case <-watchCtx.Done():
+				return
+			}
+		}
+	}()
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(mainLn) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	a.log.Info("authgate started", zap.String("version", version), zap.String("address", mainLn.Addr().String()),
+		zap.String("admin_address", adminLn.Addr().String()), zap.String("upstream", a.cfg.Upstream.URL))
+
+	select {
+	case err := <-errc:
+		srv.Close()
+		admin.Close()
+		return err
+	case <-ctx.Done():
+	}
+	a.draining.Store(true)
+	a.log.Info("shutting down: readiness off", zap.Duration("delay", l.ShutdownDelay))
+	time.Sleep(l.ShutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), l.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	_ = admin.Shutdown(sctx)
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	a.log.Info("authgate stopped")
+	return nil
+}
