@@ -50,8 +50,8 @@ func AllReasons() []Reason {
 	return out
 }
 
-// Request is what a Set decides on. The zero value is an anonymous GET-less
-// request with no path, which is denied.
+// Request is what a Set decides on. The zero value is an anonymous request
+// with no method and no path, which is denied.
 type Request struct {
 	// Method is the HTTP method as received; it is compared exactly with the
 	// upper-case methods of the rules.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -14,7 +15,8 @@ const (
 	WhyNotApplied   = "not applied: request rejected"
 )
 
-// Candidate is one rule of the set as seen by Explain.
+// Candidate is one rule of the set as seen by Explain; a plain value owned by
+// the caller.
 type Candidate struct {
 	RuleID  string
 	Line    int
@@ -54,7 +56,7 @@ func (s *Set) Explain(r Request) Explanation {
 	}
 	keys := pathKeys(canon, s.ci)
 	for _, cr := range s.rules {
-		c := Candidate{RuleID: cr.ID, Line: cr.Line, Pattern: cr.Pattern, Methods: cr.Methods}
+		c := Candidate{RuleID: cr.ID, Line: cr.Line, Pattern: cr.Pattern, Methods: slices.Clone(cr.Methods)}
 		switch {
 		case err != nil:
 			c.Why = WhyNotApplied
@@ -90,7 +92,7 @@ func (e Explanation) String() string {
 		if len(c.Methods) > 0 {
 			m = strings.Join(c.Methods, ",")
 		}
-		fmt.Fprintf(&b, "  %-26s %s (line %d) %s %s\n", c.Why, c.RuleID, c.Line, m, c.Pattern)
+		fmt.Fprintf(&b, "  %-29s %s (line %d) %s %s\n", c.Why, c.RuleID, c.Line, m, c.Pattern)
 	}
 	return b.String()
 }

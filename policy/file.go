@@ -30,12 +30,14 @@ type Error struct {
 // Error formats e as `policy.yaml:12: rule 3 (GET /admin/**): unknown key "role"`.
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteByte(':')
-		b.WriteString(strconv.Itoa(e.Line))
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	if e.Where != "" {
 		b.WriteString(e.Where)
 		b.WriteString(": ")
@@ -157,17 +159,17 @@ func Parse(filename string, data []byte) (*File, error) {
 	p.mapping(root, "", func(key string, v *yaml.Node) bool {
 		switch key {
 		case "roles":
-			f.roles = p.strings(v, "")
+			f.roles = p.strings(v, "", key)
 			f.rolesDeclared = true
 			f.rolesLine = v.Line
 		case "case_insensitive":
-			f.caseInsensitive = p.boolean(v, "")
+			f.caseInsensitive = p.boolean(v, "", key)
 		case "rules":
-			for i, n := range p.seq(v, "") {
+			for i, n := range p.seq(v, "", key) {
 				f.rules = append(f.rules, p.rule(i+1, n))
 			}
 		case "tests":
-			for i, n := range p.seq(v, "") {
+			for i, n := range p.seq(v, "", key) {
 				f.tests = append(f.tests, p.test(i+1, n))
 			}
 		default:
@@ -219,12 +221,12 @@ func (p *parser) mapping(n *yaml.Node, where string, fn func(key string, v *yaml
 	}
 }
 
-func (p *parser) seq(n *yaml.Node, where string) []*yaml.Node {
+func (p *parser) seq(n *yaml.Node, where, key string) []*yaml.Node {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.add(n.Line, where, "must be a list")
+		p.add(n.Line, where, key+" must be a list")
 		return nil
 	}
 	return n.Content
@@ -238,30 +240,28 @@ func (p *parser) str(n *yaml.Node, where, key string) string {
 	return n.Value
 }
 
-func (p *parser) boolean(n *yaml.Node, where string) bool {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-		p.add(n.Line, where, "must be true or false")
-		return false
-	}
+func (p *parser) boolean(n *yaml.Node, where, key string) bool {
 	var b bool
-	if err := n.Decode(&b); err != nil {
-		p.add(n.Line, where, "must be true or false")
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+		// yaml.v3 reads "yes" as a string; only true and false are accepted.
+		p.add(n.Line, where, key+" must be true or false")
+		return false
 	}
 	return b
 }
 
-func (p *parser) strings(n *yaml.Node, where string) []string {
+func (p *parser) strings(n *yaml.Node, where, key string) []string {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return []string{}
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.add(n.Line, where, "must be a list of strings")
+		p.add(n.Line, where, key+" must be a list of strings")
 		return nil
 	}
 	out := make([]string, 0, len(n.Content))
 	for _, c := range n.Content {
 		if c.Kind != yaml.ScalarNode || c.ShortTag() != "!!str" {
-			p.add(c.Line, where, "list entries must be strings")
+			p.add(c.Line, where, key+" entries must be strings")
 			continue
 		}
 		out = append(out, c.Value)
@@ -311,19 +311,19 @@ func (p *parser) rule(index int, n *yaml.Node) ruleSpec {
 		case "path":
 			r.path = p.str(v, where, key)
 		case "methods":
-			r.methods = p.strings(v, where)
+			r.methods = p.strings(v, where, key)
 		case "roles":
-			r.roles = p.strings(v, where)
+			r.roles = p.strings(v, where, key)
 		case "all_roles":
-			r.allRoles = p.strings(v, where)
+			r.allRoles = p.strings(v, where, key)
 		case "public":
-			b := p.boolean(v, where)
+			b := p.boolean(v, where, key)
 			r.public = &b
 		case "authenticated":
-			b := p.boolean(v, where)
+			b := p.boolean(v, where, key)
 			r.authenticated = &b
 		case "shadow":
-			r.shadow = p.boolean(v, where)
+			r.shadow = p.boolean(v, where, key)
 		default:
 			delete(r.keyLines, key)
 			return false
@@ -347,9 +347,9 @@ func (p *parser) test(index int, n *yaml.Node) testSpec {
 		case "path":
 			t.path = p.str(v, where, key)
 		case "roles":
-			t.roles = p.strings(v, where)
+			t.roles = p.strings(v, where, key)
 		case "anonymous":
-			t.anonymous = p.boolean(v, where)
+			t.anonymous = p.boolean(v, where, key)
 		case "expect":
 			t.expect = p.str(v, where, key)
 		case "rule":

@@ -8,7 +8,7 @@ import (
 )
 
 // Warning is a problem in a policy that compiles but is probably not what
-// the author meant.
+// the author meant. It is a plain value returned by Set.Lint.
 type Warning struct {
 	Line   int
 	RuleID string

@@ -354,7 +354,7 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown rule key", "rules:\n  - path: /admin/**\n    methods: [GET]\n    role: [admin]\n",
 			[]string{`policy.yaml:4: rule 1 (GET /admin/**): unknown key "role"`}},
 		{"duplicate key", "rules:\n  - path: /a\n    path: /b\n    public: true\n", []string{`policy.yaml:3: rule 1 (/a): duplicate key "path"`}},
-		{"wrong type", "rules:\n  - path: /a\n    public: yes\n", []string{"policy.yaml:3: rule 1 (/a): must be true or false"}},
+		{"wrong type", "rules:\n  - path: /a\n    public: yes\n", []string{"policy.yaml:3: rule 1 (/a): public must be true or false"}},
 		{"roles not a list", "rules:\n  - path: /a\n    roles: admin\n", []string{"must be a list of strings"}},
 		{"two documents", "rules: []\n---\nrules: []\n", []string{"more than one yaml document"}},
 		{"missing path", "rules:\n  - public: true\n", []string{"path is required"}},
@@ -519,5 +519,11 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 	r := Request{Method: "GET", Path: "/reports/q1/x", Authenticated: true, Roles: []string{"admin", "auditor"}}
 	if n := testing.AllocsPerRun(100, func() { s.Decide(r) }); n != 0 {
 		t.Errorf("Decide() allocates %v times, want 0", n)
+	}
+}
+
+func TestCompileNil(t *testing.T) {
+	if _, err := Compile(nil); err == nil || err.Error() != "policy: no policy file" {
+		t.Errorf("Compile(nil) error = %v, want policy: no policy file", err)
 	}
 }

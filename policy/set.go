@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// Rule is a read-only view of one compiled rule. Slices returned by Set
-// accessors are copies owned by the caller.
+// Rule is a read-only view of one compiled rule, returned by Set.Rules. Its
+// slices are copies owned by the caller. The zero value describes no rule.
 type Rule struct {
 	ID            string   // unique; "rule-N" when the file gives none
 	Line          int      // line of the rule in the file
@@ -109,6 +109,8 @@ func pick(list []*crule, method string) *crule {
 
 // lookup walks the trie depth first: literal child, then "*", then "**".
 // rest is the folded path after the leading slash, without trailing slash.
+// A trie node sits at one depth, so each node is visited at most once per
+// lookup: backtracking is bounded by the size of the trie, not the path.
 func (n *node) lookup(rest []byte, method string) *crule {
 	if len(rest) == 0 {
 		if r := pick(n.exact, method); r != nil {
@@ -267,7 +269,8 @@ func (s *Set) RuleIDs() []string {
 	return out
 }
 
-// TestResult is the outcome of one inline test of the policy file.
+// TestResult is the outcome of one inline test of the policy file, returned
+// by Set.RunTests as a copy owned by the caller.
 type TestResult struct {
 	Name string
 	Line int
@@ -302,22 +305,22 @@ var standardMethods = []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POS
 // returned Set is immutable. Compile is safe for concurrent use.
 func Compile(f *File) (*Set, error) {
 	if f == nil {
-		return nil, &Error{File: "", Msg: "no policy file"}
+		return nil, &Error{Msg: "policy: no policy file"}
 	}
 	c := &compiler{f: f}
 	declared := c.declaredRoles()
 	var enforced, shadow []*crule
 	ids := map[string]*crule{}
 	for i := range f.rules {
-		r := c.rule(&f.rules[i], declared)
-		if r == nil {
-			continue
-		}
-		if prev, ok := ids[r.ID]; ok {
+		r, ok := c.rule(&f.rules[i], declared)
+		if prev, dup := ids[r.ID]; dup {
 			c.errRule(&f.rules[i], "id", fmt.Sprintf("duplicate id %q: also used by rule %d (line %d)", r.ID, prev.index, prev.Line))
 			continue
 		}
 		ids[r.ID] = r
+		if !ok {
+			continue
+		}
 		if r.Shadow {
 			shadow = append(shadow, r)
 		} else {
@@ -437,9 +440,10 @@ func (c *compiler) roleList(r *ruleSpec, key string, roles []string, declared ma
 	return slices.Compact(out)
 }
 
-func (c *compiler) rule(rs *ruleSpec, declared map[string]bool) *crule {
+// rule validates rs; ok is false when it has errors.
+func (c *compiler) rule(rs *ruleSpec, declared map[string]bool) (r *crule, ok bool) {
 	n := len(c.errs)
-	r := &crule{index: rs.index}
+	r = &crule{index: rs.index}
 	r.Line = rs.line
 	r.Shadow = rs.shadow
 	r.ID = rs.id
@@ -494,10 +498,7 @@ func (c *compiler) rule(rs *ruleSpec, declared map[string]bool) *crule {
 	case levels > 1:
 		c.errRule(rs, "", "several access levels: set exactly one of public: true, authenticated: true, or roles/all_roles")
 	}
-	if len(c.errs) > n {
-		return nil
-	}
-	return r
+	return r, len(c.errs) == n
 }
 
 // build indexes rules (file order) into a Set and reports rules with the

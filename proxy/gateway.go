@@ -205,47 +205,11 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		return
 	}
 
-	p, ok, err := g.o.Authenticator.Authenticate(r)
-	if err != nil {
-		ev.security = true
-		g.reject(w, st, ev, "invalid_credential", credentialError(err))
-		return
-	}
-	if !ok {
-		p = authn.Principal{Method: authn.MethodNone}
-	}
+	p, e := g.decide(r, r.Method, canon, ev)
 	st.principal = p
-
-	snap := g.o.Policy.Load()
-	ev.snapshot = snap
-	if snap == nil {
-		g.reject(w, st, ev, "no_policy", &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second})
+	if e != nil {
+		WriteError(w, st.requestID, e)
 		return
-	}
-	req := policy.Request{Method: r.Method, Path: canon, Authenticated: ok, Roles: p.Roles}
-	d := snap.Decide(req)
-	ev.ruleID, ev.reason = d.RuleID, d.Reason.String()
-	if sh := snap.Shadow(); sh != nil {
-		sd := sh.Decide(req)
-		if sd.Allow != d.Allow {
-			ev.shadow = &sd
-		}
-	}
-	if g.o.Metrics != nil && d.RuleID != "" {
-		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
-	}
-	if !d.Allow {
-		ev.decision, ev.security = "deny", true
-		if !ok {
-			WriteError(w, st.requestID, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`})
-			return
-		}
-		WriteError(w, st.requestID, &Error{Code: http.StatusForbidden, Msg: "access denied"})
-		return
-	}
-	ev.decision = "allow"
-	if p.Method == authn.MethodAPIKey && g.o.Metrics != nil {
-		g.o.Metrics.apiKeyUse.WithLabelValues(p.KeyName).Inc()
 	}
 	if g.sem != nil {
 		select {
@@ -259,6 +223,57 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		}
 	}
 	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// decide authenticates r and decides (method, canon) against one policy
+// snapshot. It returns the caller, and a non-nil *Error when the request
+// must not pass: 401 for a bad credential or an anonymous caller, 403 for
+// an authenticated one, 503 when no policy is loaded. ev records the
+// outcome for the log and metrics. It is shared by the proxy and the
+// forward-auth endpoint, so both decide the same way.
+func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (authn.Principal, *Error) {
+	p, ok, err := g.o.Authenticator.Authenticate(r)
+	if err != nil {
+		ev.security = true
+		e := credentialError(err)
+		ev.decision, ev.reason, ev.err = "deny", "invalid_credential", err
+		if e.Code >= 500 {
+			ev.decision, ev.reason = "error", "credential_check_unavailable"
+		}
+		return authn.Principal{Method: authn.MethodNone}, e
+	}
+	if !ok {
+		p = authn.Principal{Method: authn.MethodNone}
+	}
+	snap := g.o.Policy.Load()
+	ev.snapshot = snap
+	if snap == nil {
+		ev.decision, ev.reason = "error", "no_policy"
+		return p, &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second}
+	}
+	req := policy.Request{Method: method, Path: canon, Authenticated: ok, Roles: p.Roles}
+	d := snap.Decide(req)
+	ev.ruleID, ev.reason = d.RuleID, d.Reason.String()
+	if sh := snap.Shadow(); sh != nil {
+		if sd := sh.Decide(req); sd.Allow != d.Allow {
+			ev.shadow = &sd
+		}
+	}
+	if g.o.Metrics != nil && d.RuleID != "" {
+		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
+	}
+	if !d.Allow {
+		ev.decision, ev.security = "deny", true
+		if !ok {
+			return p, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`}
+		}
+		return p, &Error{Code: http.StatusForbidden, Msg: "access denied"}
+	}
+	ev.decision = "allow"
+	if p.Method == authn.MethodAPIKey && g.o.Metrics != nil {
+		g.o.Metrics.apiKeyUse.WithLabelValues(p.KeyName).Inc()
+	}
+	return p, nil
 }
 
 func allowWord(allow bool) string {
@@ -403,19 +418,25 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// Identity headers are set here, after the reverse proxy removed the
 	// hop-by-hop headers a client may name in Connection, so a client
 	// cannot have them dropped (see the Director doc).
-	h := g.headers
-	for _, n := range h.names() {
-		out.Header.Del(n)
-	}
 	out.Header.Set(g.o.RequestIDHeader, st.requestID)
-	p := st.principal
-	if p.Authenticated() {
-		out.Header.Set(h.Subject, p.Subject)
-		out.Header.Set(h.Roles, strings.Join(p.Roles, ","))
-		out.Header.Set(h.Method, string(p.Method))
-		if p.KeyName != "" {
-			out.Header.Set(h.KeyName, p.KeyName)
-		}
+	g.setIdentity(out.Header, st.principal)
+}
+
+// setIdentity replaces the identity headers in h with those of p; an
+// anonymous caller gets none.
+func (g *Gateway) setIdentity(h http.Header, p authn.Principal) {
+	n := g.headers
+	for _, k := range n.names() {
+		delete(h, k)
+	}
+	if !p.Authenticated() {
+		return
+	}
+	h[n.Subject] = []string{p.Subject}
+	h[n.Roles] = []string{strings.Join(p.Roles, ",")}
+	h[n.Method] = []string{string(p.Method)}
+	if p.KeyName != "" {
+		h[n.KeyName] = []string{p.KeyName}
 	}
 }
 

@@ -28,8 +28,8 @@ const (
 
 // publicKey is one usable verification key from a JWKS.
 type publicKey struct {
-	kid string
-	alg string // the JWK "alg" member; empty means any algorithm of the family
+	kid  string
+	alg  string // the JWK "alg" member; empty means any algorithm of the family
 	kind keyKind
 	crv  string // for kindEC: P-256, P-384 or P-521
 	pub  crypto.PublicKey

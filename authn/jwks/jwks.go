@@ -351,9 +351,9 @@ func (v *verifier) keyFor(ctx context.Context, t *jwt.Token) (*usedKey, error) {
 		return nil, err
 	}
 	k, found, err := st.set.lookup(kid, alg)
-	if !found && v.keys.mayRefetchForKid(v.now()) {
+	if !found {
 		// An unknown kid usually means the provider rotated its keys.
-		if fresh, ferr := v.keys.refresh(ctx); ferr == nil {
+		if fresh := v.keys.refetchForKid(ctx, v.now()); fresh != nil && fresh != st {
 			k, found, err = fresh.set.lookup(kid, alg)
 		}
 	}

@@ -158,10 +158,6 @@ func TestVerifyAcceptsAlgorithms(t *testing.T) {
 }
 
 func TestVerifyExplicitJWKSURI(t *testing.T) {
-	f := newFixture(t, func(ic *IssuerConfig, _ *CacheConfig) {
-		ic.Discovery = false
-	})
-	_ = f
 	idp := jwkstest.NewIdP(t)
 	set, err := New([]IssuerConfig{{Issuer: "https://idp.example", JWKSURI: idp.JWKSURI(), Audiences: []string{"api"}}},
 		DefaultCacheConfig(), Options{})
@@ -576,14 +572,15 @@ func TestStaleIfError(t *testing.T) {
 		t.Error("Ready() = true with keys past max_stale, want false")
 	}
 	f.idp.SetDown(false)
+	f.clock.Advance(31 * time.Second) // past the retry cooldown of the failed attempt
 	if _, err := f.v.Verify(ctx, f.idp.Sign(f.claims(jwt.MapClaims{"jti": "z"}), "ES256")); err != nil {
 		t.Fatalf("Verify(IdP back) error = %v, want nil", err)
 	}
 }
 
 func TestStartAndReady(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	f := newFixture(t, nil)
+	leaks := goleak.IgnoreCurrent()
 	if f.set.Ready() {
 		t.Fatal("Ready() before Start = true, want false")
 	}
@@ -600,14 +597,17 @@ func TestStartAndReady(t *testing.T) {
 		t.Errorf("authgate_jwks_age_seconds = %v, want 90", got)
 	}
 	f.set.Close()
+	goleak.VerifyNone(t, leaks)
 }
 
 func TestIdPDownAtStartup(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	f := newFixture(t, nil)
+	leaks := goleak.IgnoreCurrent()
 	f.idp.SetDown(true)
 	f.set.Start(context.Background())
-	waitFor(t, "first failed fetch", func() bool { return f.idp.FetchCount() >= 1 })
+	waitFor(t, "first failed fetch", func() bool {
+		return f.counter(t, "authgate_jwks_fetch_total", map[string]string{"result": "error"}) >= 1
+	})
 	if f.set.Ready() {
 		t.Fatal("Ready() with IdP down = true, want false")
 	}
@@ -617,6 +617,7 @@ func TestIdPDownAtStartup(t *testing.T) {
 	f.idp.SetDown(false)
 	waitFor(t, "Ready() after IdP recovers", f.set.Ready)
 	f.set.Close()
+	goleak.VerifyNone(t, leaks)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

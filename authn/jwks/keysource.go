@@ -46,9 +46,10 @@ type keySource struct {
 	fetching atomic.Bool
 
 	mu           sync.Mutex
-	discovered   string    // jwks_uri found through discovery
-	nextAttempt  time.Time // no refresh of a due or missing set before this (after a failure)
-	lastKidFetch time.Time // last refetch triggered by an unknown kid
+	discovered   string        // jwks_uri found through discovery
+	nextAttempt  time.Time     // no refresh of a due or missing set before this (after a failure)
+	lastKidFetch time.Time     // last refetch triggered by an unknown kid
+	kidWait      chan struct{} // closed when the running unknown-kid refetch ends
 }
 
 // current returns usable keys, refreshing them first when they are due. A
@@ -90,21 +91,38 @@ func (s *keySource) mayRefresh(now time.Time) bool {
 	return !now.Before(s.nextAttempt)
 }
 
-// mayRefetchForKid reports whether a token with an unknown kid may trigger
-// a refetch. Refetches are coalesced and at most one starts per
-// UnknownKidCooldown, so a flood of tokens with random kids cannot be used
-// to hammer the provider (amplification DoS) or the gateway.
-func (s *keySource) mayRefetchForKid(now time.Time) bool {
-	if s.fetching.Load() {
-		return true
-	}
+// refetchForKid is called when a token names a kid missing from the keys
+// it was checked against, and returns the newest key set to look it up in.
+// At most one refetch starts per UnknownKidCooldown, so a flood of tokens
+// with random kids cannot hammer the provider (amplification DoS) or stall
+// the gateway; requests arriving while that refetch runs wait for it
+// instead of being rejected, so a genuine key rotation costs one fetch.
+func (s *keySource) refetchForKid(ctx context.Context, now time.Time) *keyState {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.lastKidFetch.IsZero() && now.Sub(s.lastKidFetch) < s.cfg.UnknownKidCooldown {
-		return false
+	if wait := s.kidWait; wait != nil {
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		}
+		return s.state.Load()
 	}
+	if !s.lastKidFetch.IsZero() && now.Sub(s.lastKidFetch) < s.cfg.UnknownKidCooldown {
+		s.mu.Unlock()
+		return s.state.Load()
+	}
+	wait := make(chan struct{})
+	s.kidWait = wait
 	s.lastKidFetch = now
-	return true
+	s.mu.Unlock()
+
+	_, _ = s.refresh(ctx) // a failure keeps the previous keys
+
+	s.mu.Lock()
+	s.kidWait = nil
+	close(wait)
+	s.mu.Unlock()
+	return s.state.Load()
 }
 
 // refresh fetches the key set, coalescing concurrent callers into one

@@ -32,9 +32,16 @@ var (
 	ErrUnavailable = errors.New("state: store unavailable")
 )
 
+// MaxWindow is the longest time a Limit may take to refill completely
+// (Burst × Every). Longer windows are rejected: they would overflow the
+// stores' arithmetic, and an overflowed window would reset the bucket on
+// every call.
+const MaxWindow = 366 * 24 * time.Hour
+
 // Limit is a token bucket: Burst tokens, refilled one per Every. The zero
 // value is invalid: a zero Every or a Burst below 1 is rejected by Validate
-// and is never treated as "unlimited".
+// and is never treated as "unlimited". A Limit is a value, safe to copy and
+// share.
 type Limit struct {
 	// Every is the time it takes to refill one token.
 	Every time.Duration `yaml:"every"`
@@ -52,6 +59,9 @@ func (l Limit) Validate() error {
 	}
 	if l.Burst < 1 {
 		errs = append(errs, fmt.Errorf("state: limit burst must be at least 1, got %d", l.Burst))
+	}
+	if l.Every > 0 && l.Burst > 0 && int64(l.Burst) > int64(MaxWindow/l.Every) {
+		errs = append(errs, fmt.Errorf("state: limit burst %d every %s refills in more than %s", l.Burst, l.Every, MaxWindow))
 	}
 	return errors.Join(errs...)
 }

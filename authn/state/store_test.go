@@ -35,6 +35,9 @@ func backends(t *testing.T) []backend {
 	var srv *statetest.Server
 	if _, err := exec.LookPath("redis-server"); err == nil || os.Getenv("CI") == "true" {
 		srv = statetest.StartServer(t)
+		// Runs before the server stops: whatever the suite wrote must
+		// expire by itself.
+		t.Cleanup(func() { checkAllKeysExpire(t, srv, maxSuiteLifetime) })
 	}
 	var n atomic.Int64
 	return []backend{
@@ -56,6 +59,35 @@ func backends(t *testing.T) []backend {
 			return a, b
 		}},
 	}
+}
+
+// maxSuiteLifetime is the longest token lifetime or limiter window the
+// shared tests use.
+const maxSuiteLifetime = 7 * time.Hour
+
+// checkAllKeysExpire asserts that every key in srv's database 0 has a TTL in
+// (0, bound].
+func checkAllKeysExpire(t *testing.T, srv *statetest.Server, bound time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	c := rawClient(t, srv.URL(0))
+	iter := c.Scan(ctx, 0, "*", 1000).Iterator()
+	n := 0
+	for iter.Next(ctx) {
+		n++
+		ttl, err := c.PTTL(ctx, iter.Val()).Result()
+		if err != nil {
+			t.Errorf("PTTL(%s) error = %v", iter.Val(), err)
+			return
+		}
+		if ttl <= 0 || ttl > bound {
+			t.Errorf("PTTL(%s) = %v after the suite, want in (0, %v]", iter.Val(), ttl, bound)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("SCAN error = %v", err)
+	}
+	t.Logf("%d keys left by the suite, all expiring within %v", n, bound)
 }
 
 // newRedis opens a Redis store closed at the end of the test.
@@ -81,6 +113,9 @@ func TestLimitValidate(t *testing.T) {
 		{"negative every", Limit{Every: -time.Second, Burst: 5}, true},
 		{"zero burst", Limit{Every: time.Second}, true},
 		{"negative burst", Limit{Every: time.Second, Burst: -1}, true},
+		{"window of MaxWindow", Limit{Every: MaxWindow / 1000, Burst: 1000}, false},
+		{"window over MaxWindow", Limit{Every: MaxWindow / 1000, Burst: 1001}, true},
+		{"window overflows", Limit{Every: time.Hour, Burst: 1 << 40}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,11 +1,13 @@
 {{/*
 Named templates of the authgate chart.
 
-Every template here needs only .Values and .Release from its context, so a
-parent chart that lists authgate as a dependency can call the public ones
+A parent chart that lists authgate as a dependency calls the public ones
 (authgate.sidecar, authgate.volumes, authgate.podAnnotations,
-authgate.selectorLabels) with
+authgate.selectorLabels) with the subchart's own context:
+  {{ include "authgate.sidecar" .Subcharts.authgate }}
+They need only .Values and .Release (and .Chart for the default image tag), so
   (dict "Values" .Values.authgate "Release" .Release)
+works too when image.tag is set.
 */}}
 
 {{/* Chart name. */}}

@@ -1,0 +1,54 @@
+package state
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authgate/authgate/authn/state/statetest"
+)
+
+// BenchmarkAllow measures parallel Allow calls spread over 1024 keys with a
+// limit that always allows, so every call takes the full update path.
+func BenchmarkAllow(b *testing.B) {
+	l := Limit{Every: time.Nanosecond, Burst: 1 << 30}
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = "bench:" + strconv.Itoa(i)
+	}
+	run := func(b *testing.B, s Store) {
+		var next atomic.Uint64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				k := keys[next.Add(1)%uint64(len(keys))]
+				if _, _, err := s.Allow(ctx, k, l); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	}
+	b.Run("memory", func(b *testing.B) {
+		m, err := NewMemory(MemoryOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+		run(b, m)
+	})
+	b.Run("redis", func(b *testing.B) {
+		srv := statetest.StartServer(b)
+		r, err := NewRedis(context.Background(), RedisOptions{URL: srv.URL(0)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		run(b, r)
+	})
+}

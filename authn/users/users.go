@@ -1,0 +1,284 @@
+// Package users holds the gateway's users file: usernames, bcrypt password
+// hashes, roles and a disabled flag.
+//
+// The file is parsed strictly (an unknown field is an error), validated as a
+// whole with file:line messages, and swapped atomically on reload. A Store
+// also binds tokens to the credentials they were minted for: each user has a
+// credential fingerprint (Ver) that changes with the password hash, so a
+// password change, a disable or a delete ends every older token at the next
+// request after the reload.
+package users
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/internal/yamlx"
+)
+
+// Bcrypt cost bounds for stored hashes and for HashPassword.
+const (
+	// MinCost is the lowest bcrypt cost accepted in the users file.
+	MinCost = 10
+	// DefaultCost is the cost HashPassword uses when given 0.
+	DefaultCost = 12
+	// MaxCost is the highest cost accepted. Every login attempt, even for an
+	// unknown user, costs one compare at the highest cost in the file, so a
+	// very high cost would turn a login flood into CPU exhaustion.
+	MaxCost = 16
+	// MaxPasswordBytes is the longest password bcrypt uses; it silently
+	// ignores anything after it.
+	MaxPasswordBytes = 72
+	// MaxUsernameBytes bounds a username after normalization.
+	MaxUsernameBytes = 128
+)
+
+// Errors returned by CheckBinding. Their text is for logs only.
+var (
+	// ErrUnknownUser is a token for a user who is not in the users file.
+	ErrUnknownUser = errors.New("users: unknown user")
+	// ErrDisabled is a token for a disabled user.
+	ErrDisabled = errors.New("users: user disabled")
+	// ErrStale is a token minted before the user's password changed.
+	ErrStale = errors.New("users: credentials changed since the token was minted")
+	// ErrNotService is a token without a credential version whose subject
+	// is a user: a service token may not name an existing user.
+	ErrNotService = errors.New("users: token without credential version names a user")
+)
+
+// User is one entry of the users file. A User is immutable once parsed and
+// safe for concurrent use.
+type User struct {
+	// Username is the normalized username (see Normalize).
+	Username string
+	// Roles are the gateway roles the user holds, sorted and without
+	// duplicates.
+	Roles []string
+	// Disabled users cannot log in and their tokens are rejected.
+	Disabled bool
+	// Line is the user's line in the file.
+	Line int
+
+	hash string
+	cost int
+	ver  string
+}
+
+// PasswordHash returns the user's bcrypt hash.
+func (u *User) PasswordHash() string { return u.hash }
+
+// Cost returns the bcrypt cost of the user's hash.
+func (u *User) Cost() int { return u.cost }
+
+// Ver returns the user's credential fingerprint: a short hex digest of the
+// bcrypt hash. It changes whenever the password (and so the hash) changes.
+func (u *User) Ver() string { return u.ver }
+
+// Fingerprint returns the credential fingerprint of a bcrypt hash, as
+// returned by User.Ver.
+func Fingerprint(hash string) string {
+	sum := sha256.Sum256([]byte(hash))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Normalize returns the canonical form of a username: trimmed and
+// lower-cased. The users file and login both go through it, so "Alice " and
+// "alice" are the same account and cannot be registered twice.
+func Normalize(username string) string {
+	return strings.ToLower(strings.TrimSpace(username))
+}
+
+// Set is an immutable, parsed users file. A nil *Set holds no users. It is
+// safe for concurrent use.
+type Set struct {
+	byName  map[string]*User
+	names   []string
+	maxCost int
+}
+
+// Lookup returns the user named username (normalized first).
+func (s *Set) Lookup(username string) (*User, bool) {
+	if s == nil {
+		return nil, false
+	}
+	u, ok := s.byName[Normalize(username)]
+	return u, ok
+}
+
+// Len returns the number of users.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.names)
+}
+
+// Usernames returns the normalized usernames in file order.
+func (s *Set) Usernames() []string {
+	if s == nil {
+		return nil
+	}
+	return s.names
+}
+
+// Roles returns every role that some user holds, sorted.
+func (s *Set) Roles() []string {
+	if s == nil {
+		return nil
+	}
+	var all []string
+	for _, u := range s.byName {
+		all = append(all, u.Roles...)
+	}
+	return token.NormalizeRoles(all)
+}
+
+// MaxCost returns the highest bcrypt cost in the set, or 0 when it is
+// empty.
+func (s *Set) MaxCost() int {
+	if s == nil {
+		return 0
+	}
+	return s.maxCost
+}
+
+type fileUser struct {
+	Username     string   `yaml:"username"`
+	PasswordHash string   `yaml:"password_hash"`
+	Roles        []string `yaml:"roles"`
+	Disabled     bool     `yaml:"disabled"`
+}
+
+type file struct {
+	Users []fileUser `yaml:"users"`
+}
+
+// Parse reads a users file. All problems are reported together, each with
+// the file name and line. An empty file is an error; `users: []` is a valid
+// set with no users.
+func Parse(filename string, data []byte) (*Set, error) {
+	var f file
+	if err := yamlx.Decode(filename, data, &f); err != nil {
+		return nil, err
+	}
+	lines := yamlx.SeqLines(data, "users")
+	s := &Set{byName: make(map[string]*User)}
+	seen := map[string]int{}
+	var errs []error
+	for i, fu := range f.Users {
+		line := yamlx.Line(lines, i)
+		name := Normalize(fu.Username)
+		at := fmt.Sprintf("%s:%d: user %d (%s)", filename, line, i+1, name)
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{at}, args...)...))
+		}
+		if err := checkUsername(name); err != nil {
+			bad("field username: %v", err)
+		}
+		if prev, dup := seen[name]; dup && name != "" {
+			// Usernames are compared after normalization, as at login, so
+			// "Alice" and "alice" cannot name two accounts (account
+			// confusion).
+			bad("field username: duplicate of the user on line %d (usernames are compared lower-cased and trimmed)", prev)
+		}
+		seen[name] = line
+		for _, r := range fu.Roles {
+			if strings.TrimSpace(r) == "" || r != strings.TrimSpace(r) {
+				bad("field roles: role %q must be non-empty without surrounding spaces", r)
+			}
+		}
+		cost, err := bcrypt.Cost([]byte(fu.PasswordHash))
+		switch {
+		case err != nil:
+			bad("field password_hash: not a bcrypt hash (create one with `authgate hash-password`)")
+		case cost < MinCost:
+			bad("field password_hash: bcrypt cost %d is below the minimum %d", cost, MinCost)
+		case cost > MaxCost:
+			bad("field password_hash: bcrypt cost %d is above the maximum %d", cost, MaxCost)
+		}
+		u := &User{
+			Username: name,
+			Roles:    token.NormalizeRoles(fu.Roles),
+			Disabled: fu.Disabled,
+			Line:     line,
+			hash:     fu.PasswordHash,
+			cost:     cost,
+			ver:      Fingerprint(fu.PasswordHash),
+		}
+		s.byName[name] = u
+		s.names = append(s.names, name)
+		s.maxCost = max(s.maxCost, cost)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func checkUsername(name string) error {
+	switch {
+	case name == "":
+		return errors.New("must not be empty")
+	case len(name) > MaxUsernameBytes:
+		return fmt.Errorf("is %d bytes, at most %d allowed", len(name), MaxUsernameBytes)
+	}
+	for _, r := range name {
+		// The username becomes a token subject, a log field and an
+		// identity header: control characters would allow header or log
+		// injection.
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return errors.New("must not contain control characters or invalid UTF-8")
+		}
+	}
+	return nil
+}
+
+// Store holds the current Set and swaps it atomically on reload. The zero
+// value holds no users: every login fails and only tokens without a
+// credential version (service tokens) pass CheckBinding. It is safe for
+// concurrent use.
+type Store struct {
+	p atomic.Pointer[Set]
+}
+
+// Load returns the current set, or nil.
+func (st *Store) Load() *Set { return st.p.Load() }
+
+// Swap replaces the current set.
+func (st *Store) Swap(s *Set) { st.p.Store(s) }
+
+var _ token.Binding = (*Store)(nil)
+
+// CheckBinding implements token.Binding. A token minted for a user carries
+// the user's Ver and is accepted only while the user exists, is enabled and
+// has the same password hash. A token with an empty ver was minted for a
+// service name by the admin tool and is accepted only while no user of that
+// name exists, so a service token can never act as a user.
+func (st *Store) CheckBinding(_ context.Context, subject, ver string) error {
+	u, ok := st.Load().Lookup(subject)
+	if ver == "" {
+		if ok {
+			return fmt.Errorf("%w: %q", ErrNotService, u.Username)
+		}
+		return nil
+	}
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %q", ErrUnknownUser, Normalize(subject))
+	case u.Disabled:
+		return fmt.Errorf("%w: %q", ErrDisabled, u.Username)
+	case subtle.ConstantTimeCompare([]byte(ver), []byte(u.ver)) != 1:
+		return fmt.Errorf("%w: %q", ErrStale, u.Username)
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// genPolicy returns a policy of n rules spread over services, mixing literal,
+// "*" and "**" patterns, method lists and role requirements, plus requests
+// that hit each kind of rule and the default deny.
+func genPolicy(n int) (string, []Request) {
+	var b strings.Builder
+	b.WriteString("roles: [admin, reader, writer, ops, finance]\nrules:\n")
+	methods := []string{"", "[GET, HEAD]", "[POST]", "[PUT, PATCH, DELETE]"}
+	access := []string{"roles: [reader, admin]", "authenticated: true", "all_roles: [writer, ops]", "public: true", "roles: [finance]"}
+	var reqs []Request
+	for i := 0; i < n-1; i++ {
+		svc := fmt.Sprintf("svc%d", i%40)
+		var path string
+		switch i % 4 {
+		case 0:
+			path = fmt.Sprintf("/%s/v1/res%d/**", svc, i)
+		case 1:
+			path = fmt.Sprintf("/%s/v1/res%d/*/items", svc, i)
+		case 2:
+			path = fmt.Sprintf("/%s/*/res%d/detail", svc, i)
+		default:
+			path = fmt.Sprintf("/%s/v2/res%d", svc, i)
+		}
+		fmt.Fprintf(&b, "  - path: %s\n    %s\n", path, access[i%len(access)])
+		if m := methods[i%len(methods)]; m != "" {
+			fmt.Fprintf(&b, "    methods: %s\n", m)
+		}
+		if i%97 == 0 {
+			concrete := strings.NewReplacer("/**", "/a/b/c", "*", "x42").Replace(path)
+			reqs = append(reqs, Request{Method: "GET", Path: concrete, Authenticated: true, Roles: []string{"ops", "reader", "writer"}})
+		}
+	}
+	b.WriteString("  - path: /**\n    authenticated: true\n")
+	reqs = append(reqs,
+		Request{Method: "GET", Path: "/svc3/v1/unknown/deep/path/here", Authenticated: true, Roles: []string{"reader"}},
+		Request{Method: "DELETE", Path: "/nowhere", Authenticated: false})
+	return b.String(), reqs
+}
+
+func BenchmarkDecide(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			src, reqs := genPolicy(n)
+			s := mustLoad(b, src)
+			if s.Len() != n {
+				b.Fatalf("Len() = %d, want %d", s.Len(), n)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.Decide(reqs[i%len(reqs)])
+				i++
+			}
+		})
+	}
+}
+
+func TestGeneratedPolicyDecides(t *testing.T) {
+	src, reqs := genPolicy(1000)
+	s := mustLoad(t, src)
+	for _, r := range reqs {
+		t.Run(r.Method+" "+r.Path, func(t *testing.T) {
+			if _, err := Canonicalize(r.Path); err != nil {
+				t.Fatalf("Canonicalize(%q): %v", r.Path, err)
+			}
+			if d := s.Decide(r); d.RuleID == "" && r.Authenticated {
+				t.Errorf("Decide(%+v) = %+v, want a rule (the catch-all at least)", r, d)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, r := range reqs {
+			s.Decide(r)
+		}
+	}); n != 0 {
+		t.Errorf("Decide() allocates %v times per batch, want 0", n)
+	}
+}
+
+func BenchmarkLoad(b *testing.B) {
+	src, _ := genPolicy(10000)
+	b.Run("rules=10000", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Load("policy.yaml", []byte(src)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
