@@ -21,6 +21,7 @@ var (
 	errPathSemicolon   = fmt.Errorf("%w: semicolon", ErrBadPath)
 	errPathDotSegment  = fmt.Errorf("%w: dot segment", ErrBadPath)
 	errPathInvalidChar = fmt.Errorf("%w: invalid character", ErrBadPath)
+	errPathDoubleEnc   = fmt.Errorf("%w: double percent-encoding", ErrBadPath)
 )
 
 const upperHex = "0123456789ABCDEF"
@@ -138,10 +139,26 @@ func Canonicalize(escapedPath string) (string, error) {
 	if s := seg(); s == "." || s == ".." {
 		return "", errPathDotSegment
 	}
-	if out == nil {
-		return p, nil
+	res := p
+	if out != nil {
+		res = string(out)
 	}
-	return string(out), nil
+	if doubleEncoded(res) {
+		return "", errPathDoubleEnc
+	}
+	return res, nil
+}
+
+// doubleEncoded reports whether canon holds an encoded "%" followed by two
+// hex digits ("%252e"). We never decode twice, but an upstream or framework
+// that does would read "/public/%252e%252e/admin" as "/admin": refuse it.
+func doubleEncoded(canon string) bool {
+	for i := 0; i+4 < len(canon); i++ {
+		if canon[i] == '%' && canon[i+1] == '2' && canon[i+2] == '5' && unhex(canon[i+3]) >= 0 && unhex(canon[i+4]) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func unhex(c byte) int {

@@ -155,6 +155,10 @@ func stateOf(ctx context.Context) *reqState {
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.o.Now()
+	if m := g.o.Metrics; m != nil {
+		m.inflight.Inc()
+		defer m.inflight.Dec()
+	}
 	st := g.states.Get().(*reqState)
 	*st = reqState{w: statusWriter{ResponseWriter: w}}
 	defer g.states.Put(st)

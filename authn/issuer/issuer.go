@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
 	"time"
@@ -274,12 +275,12 @@ const (
 // Handlers returns the login, refresh and logout handlers keyed by their
 // exact paths: prefix+"/login", prefix+"/refresh" and prefix+"/logout". A
 // trailing slash on prefix is ignored.
-func (is *Issuer) Handlers(prefix string) map[string]Handler {
+func (is *Issuer) Handlers(prefix string) map[string]http.Handler {
 	prefix = strings.TrimRight(prefix, "/")
-	return map[string]Handler{
-		prefix + PathLogin:   HandlerFunc(is.serveLogin),
-		prefix + PathRefresh: HandlerFunc(is.serveRefresh),
-		prefix + PathLogout:  HandlerFunc(is.serveLogout),
+	return map[string]http.Handler{
+		prefix + PathLogin:   http.HandlerFunc(is.serveLogin),
+		prefix + PathRefresh: http.HandlerFunc(is.serveRefresh),
+		prefix + PathLogout:  http.HandlerFunc(is.serveLogout),
 	}
 }
 

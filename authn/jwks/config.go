@@ -11,8 +11,9 @@ import (
 )
 
 // IssuerConfig describes one trusted external identity provider. It is
-// decoded from the gateway configuration file and never changed afterwards.
-// The zero value is not valid; call Validate.
+// plain data decoded from the gateway configuration file; New copies what it
+// needs, so later changes have no effect. The zero value is not valid; call
+// Validate.
 type IssuerConfig struct {
 	// Issuer is the exact "iss" value tokens from this provider carry.
 	Issuer string `yaml:"issuer"`
@@ -42,17 +43,14 @@ type IssuerConfig struct {
 	RoleMap map[string][]string `yaml:"role_map"`
 }
 
-// supportedAlgorithms is the closed set of asymmetric algorithms accepted.
-var supportedAlgorithms = []string{
-	"RS256", "RS384", "RS512",
-	"PS256", "PS384", "PS512",
-	"ES256", "ES384", "ES512",
-	"EdDSA",
-}
-
-// isSupportedAlgorithm reports whether alg is in supportedAlgorithms.
+// isSupportedAlgorithm reports whether alg is in the closed set of
+// asymmetric algorithms accepted from external issuers.
 func isSupportedAlgorithm(alg string) bool {
-	return slices.Contains(supportedAlgorithms, alg)
+	switch alg {
+	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		return true
+	}
+	return false
 }
 
 // Validate reports every problem with c at once, joined with errors.Join.
@@ -160,7 +158,7 @@ func (c *IssuerConfig) algorithms() []string {
 }
 
 // CacheConfig tunes key fetching and the verified-token cache for all
-// issuers.
+// issuers. It is plain data, copied by New.
 //
 // Defaults: decoding YAML into a CacheConfig starts from DefaultCacheConfig,
 // so omitted keys take their defaults and an explicit 0 means 0. In a

@@ -22,12 +22,6 @@ import (
 // that hashing and decoding cost stays bounded per request.
 const maxTokenBytes = 64 << 10
 
-// forbiddenHeaders are JOSE header parameters that point at or embed a key.
-// Trusting them lets the token choose its own verification key, so any
-// token carrying one is rejected outright (key-injection, CVE-2018-0114
-// class) rather than merely ignored.
-var forbiddenHeaders = []string{"jku", "x5u", "jwk", "x5c"}
-
 // Options holds the optional collaborators of a Set. The zero value is
 // valid: every nil field takes the default named on it.
 type Options struct {
@@ -61,7 +55,9 @@ type Set struct {
 }
 
 // New validates the configuration and builds the verifiers. It performs no
-// network I/O: keys are fetched by Start, or on the first Verify.
+// network I/O: keys are fetched by Start, or on the first Verify. All
+// configuration errors are reported at once. Metrics are registered with
+// opts.Registerer, so two Sets need two registries.
 func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
 	var errs []error
 	seen := make(map[string]bool, len(cfgs))
@@ -327,7 +323,11 @@ func (k *usedKey) pubOrNil() any {
 
 // keyFor selects the verification key for a parsed, unverified token.
 func (v *verifier) keyFor(ctx context.Context, t *jwt.Token) (*usedKey, error) {
-	for _, h := range forbiddenHeaders {
+	// These JOSE header parameters point at or embed a key. Trusting them
+	// lets the token choose its own verification key, so a token carrying
+	// one is rejected outright (key injection, the CVE-2018-0114 class)
+	// rather than merely ignored.
+	for _, h := range [...]string{"jku", "x5u", "jwk", "x5c"} {
 		if _, ok := t.Header[h]; ok {
 			return nil, fmt.Errorf("token header carries %q, which is refused", h)
 		}

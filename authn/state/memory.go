@@ -46,7 +46,8 @@ type MemoryOptions struct {
 //
 // Limiter buckets live in a bounded LRU map; families and revocations in maps
 // whose expired entries are swept lazily, so memory is bounded by MaxKeys and
-// by the number of live tokens.
+// by the number of live tokens. Operations never wait on anything but the
+// state file, so their ctx is not consulted.
 type Memory struct {
 	now     func() time.Time
 	maxKeys int

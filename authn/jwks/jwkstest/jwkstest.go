@@ -24,8 +24,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Algorithms are the algorithms an IdP signs with, one key each.
-var Algorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
+// Algorithms returns the algorithms an IdP signs with, one key each.
+func Algorithms() []string { return []string{"RS256", "PS256", "ES256", "EdDSA"} }
 
 // IdP is a fake identity provider. Its issuer is its server URL. It serves
 // GET /.well-known/openid-configuration and GET /jwks. The zero value is not
@@ -99,12 +99,12 @@ func (p *IdP) SetJWKSPadding(n int) {
 // old keys are no longer published.
 func (p *IdP) Rotate() {
 	p.t.Helper()
-	keys := make(map[string]*key, len(Algorithms))
+	keys := make(map[string]*key, len(Algorithms()))
 	p.mu.Lock()
 	p.generation++
 	gen := p.generation
 	p.mu.Unlock()
-	for _, alg := range Algorithms {
+	for _, alg := range Algorithms() {
 		var (
 			s   crypto.Signer
 			err error
@@ -134,7 +134,7 @@ func (p *IdP) Kid(alg string) string { return p.key(alg).kid }
 func (p *IdP) PublicKey(alg string) crypto.PublicKey { return p.key(alg).signer.Public() }
 
 // Sign returns a token with claims signed by the current key for alg (one
-// of Algorithms), with the key's kid in the header. Claims are used as
+// of Algorithms()), with the key's kid in the header. Claims are used as
 // given: nothing is added.
 func (p *IdP) Sign(claims jwt.MapClaims, alg string) string {
 	p.t.Helper()
@@ -216,7 +216,7 @@ func (p *IdP) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Lock()
 	var list []map[string]string
-	for _, alg := range Algorithms {
+	for _, alg := range Algorithms() {
 		list = append(list, publicJWK(p.keys[alg]))
 	}
 	doc := map[string]any{"keys": list}

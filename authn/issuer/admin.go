@@ -1,0 +1,93 @@
+package issuer
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/authn/users"
+)
+
+// DefaultAdminTokenTTL is the lifetime of a token minted by RunToken when
+// --ttl is not given.
+const DefaultAdminTokenTTL = time.Hour
+
+// MintFor mints an access token for subject, as the admin tool does.
+//
+// If subject names a user in set (after normalization), the token carries
+// the user's roles and credential version, so it dies with a password
+// change, a disable or a delete; roles must then be empty, because a user's
+// roles come from the users file only. Otherwise subject is a service name:
+// roles are required and the token carries no credential version, which
+// CheckBinding accepts only while no user of that name exists.
+func MintFor(s *token.Signer, set *users.Set, subject string, roles []string, ttl time.Duration) (string, *token.Claims, error) {
+	if s == nil {
+		return "", nil, errors.New("issuer: mint: signer is required")
+	}
+	if ttl <= 0 {
+		return "", nil, fmt.Errorf("issuer: mint: ttl must be positive, got %s", ttl)
+	}
+	if u, ok := set.Lookup(subject); ok {
+		if len(roles) > 0 {
+			return "", nil, fmt.Errorf("issuer: mint: %q is a user; its roles come from the users file", u.Username)
+		}
+		if u.Disabled {
+			return "", nil, fmt.Errorf("issuer: mint: user %q is disabled", u.Username)
+		}
+		return s.Mint(token.Grant{Subject: u.Username, Roles: u.Roles, Type: token.TypeAccess, TTL: ttl, Ver: u.Ver()})
+	}
+	if strings.TrimSpace(subject) == "" || subject != strings.TrimSpace(subject) {
+		return "", nil, fmt.Errorf("issuer: mint: subject %q must be non-empty without surrounding spaces", subject)
+	}
+	if len(token.NormalizeRoles(roles)) == 0 {
+		return "", nil, fmt.Errorf("issuer: mint: service %q needs at least one --role", subject)
+	}
+	return s.Mint(token.Grant{Subject: subject, Roles: roles, Type: token.TypeAccess, TTL: ttl})
+}
+
+// roleFlags collects repeated --role values.
+type roleFlags []string
+
+func (r *roleFlags) String() string { return strings.Join(*r, ",") }
+
+func (r *roleFlags) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*r = append(*r, p)
+		}
+	}
+	return nil
+}
+
+// RunToken implements `authgate token --subject NAME [--role R]... [--ttl D]`.
+// It mints an access token with MintFor and writes it to stdout. The caller
+// builds the signer and loads the users file from the gateway's
+// configuration; set may be nil when there is no users file.
+func RunToken(args []string, s *token.Signer, set *users.Set, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	subject := fs.String("subject", "", "username from the users file, or a service name")
+	ttl := fs.Duration("ttl", DefaultAdminTokenTTL, "token lifetime")
+	var roles roleFlags
+	fs.Var(&roles, "role", "role of a service token (repeatable or comma-separated); users take theirs from the users file")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("issuer: token: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("issuer: token: unexpected arguments %q", fs.Args())
+	}
+	if *subject == "" {
+		return errors.New("issuer: token: --subject is required")
+	}
+	raw, c, err := MintFor(s, set, *subject, roles, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "subject %s, roles [%s], expires %s\n", c.Subject, strings.Join(c.Roles, " "), c.ExpiresAt.Time.UTC().Format(time.RFC3339))
+	_, err = fmt.Fprintln(stdout, raw)
+	return err
+}
