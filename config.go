@@ -13,6 +13,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/clientip"
 	"github.com/authgate/authgate/internal/yamlx"
@@ -34,6 +35,8 @@ type Config struct {
 	IdentityHeaders proxy.IdentityHeaders `yaml:"identity_headers"`
 	APIKeyHeader    string                `yaml:"api_key_header"`
 	Logging         LoggingConfig         `yaml:"logging"`
+	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
+	JWKS            jwks.CacheConfig      `yaml:"jwks"`
 
 	path string
 }
@@ -106,6 +109,7 @@ func defaultConfig() Config {
 		ReloadInterval: time.Second,
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour},
 		APIKeyHeader:   "X-API-Key",
+		JWKS:           jwks.DefaultCacheConfig(),
 		Logging:        LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
 	}
 }
@@ -209,6 +213,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Logging.AllowedSampleRate < 0 || c.Logging.AllowedSampleRate > 1 {
 		bad("logging.allowed_sample_rate", "must be in [0,1]")
+	}
+	for i := range c.Issuers {
+		if err := c.Issuers[i].Validate(); err != nil {
+			bad(fmt.Sprintf("issuers[%d]", i), "%v", err)
+		}
+		if c.Issuers[i].Issuer == c.JWT.Issuer {
+			bad(fmt.Sprintf("issuers[%d].issuer", i), "%q is the gateway's own jwt.issuer", c.JWT.Issuer)
+		}
+	}
+	if err := c.JWKS.Validate(); err != nil {
+		bad("jwks", "%v", err)
 	}
 	return errors.Join(errs...)
 }

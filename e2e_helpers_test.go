@@ -156,6 +156,10 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go a.watcher.Run(ctx)
+	if a.external != nil {
+		a.external.Start(ctx)
+		t.Cleanup(a.external.Close)
+	}
 	e.gw = httptest.NewUnstartedServer(a.gateway)
 	e.gw.Config.ReadHeaderTimeout = cfg.Listen.ReadHeaderTimeout
 	e.gw.Config.MaxHeaderBytes = cfg.Listen.MaxHeaderBytes

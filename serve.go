@@ -23,6 +23,7 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/apikey"
+	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/clientip"
 	"github.com/authgate/authgate/internal/filewatch"
@@ -49,6 +50,7 @@ type app struct {
 	gateway  *proxy.Gateway
 	verifier *token.Verifier
 	signer   *token.Signer
+	external *jwks.Set // nil without external issuers
 	ready    atomic.Bool
 	draining atomic.Bool
 
@@ -89,7 +91,15 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	settings := token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}
 	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now})
 	a.signer = token.NewSigner(keys, settings, token.Options{Now: d.Now})
-	bearer, err := authn.NewBearer(a.verifier)
+	verifiers := []authn.TokenVerifier{a.verifier}
+	if len(cfg.Issuers) > 0 {
+		a.external, err = jwks.New(cfg.Issuers, cfg.JWKS, jwks.Options{Now: d.Now, Logger: a.log.With(zap.String("component", "jwks")), Registerer: a.reg})
+		if err != nil {
+			return nil, err
+		}
+		verifiers = append(verifiers, a.external.Verifiers()...)
+	}
+	bearer, err := authn.NewBearer(verifiers...)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +222,7 @@ func (a *app) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if !a.ready.Load() || a.draining.Load() || a.policy.Load() == nil {
+		if !a.ready.Load() || a.draining.Load() || a.policy.Load() == nil || (a.external != nil && !a.external.Ready()) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
 			return
@@ -305,6 +315,10 @@ func (a *app) serve(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go a.watcher.Run(watchCtx)
+	if a.external != nil {
+		a.external.Start(watchCtx)
+		defer a.external.Close()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -166,8 +166,6 @@ type Issuer struct {
 
 	sem   chan struct{}
 	dummy []byte
-	// compare is bcrypt.CompareHashAndPassword; tests replace it to count
-	// calls.
 	compare func(hash, password []byte) error
 }
 
@@ -175,6 +173,23 @@ type Issuer struct {
 // for unknown users, at the highest cost in the current users file (or
 // users.DefaultCost), which takes one bcrypt hashing.
 func New(o Options) (*Issuer, error) {
+	return newIssuer(o, hooks{})
+}
+
+// hooks replace the bcrypt primitives in tests; zero fields mean the real
+// ones.
+type hooks struct {
+	compare  func(hash, password []byte) error
+	generate func(password []byte, cost int) ([]byte, error)
+}
+
+func newIssuer(o Options, h hooks) (*Issuer, error) {
+	if h.compare == nil {
+		h.compare = bcrypt.CompareHashAndPassword
+	}
+	if h.generate == nil {
+		h.generate = bcrypt.GenerateFromPassword
+	}
 	var errs []error
 	if o.Users == nil {
 		errs = append(errs, errors.New("issuer: users store is required"))
@@ -223,7 +238,7 @@ func New(o Options) (*Issuer, error) {
 		stateTO:    orDefault(o.StateTimeout, DefaultStateTimeout),
 		now:        o.Now,
 		log:        o.Logger,
-		compare:    bcrypt.CompareHashAndPassword,
+		compare:    h.compare,
 	}
 	if is.now == nil {
 		is.now = time.Now
@@ -249,7 +264,7 @@ func New(o Options) (*Issuer, error) {
 	// The dummy hash makes an unknown user cost the same bcrypt work as a
 	// known one (username enumeration by timing). Its password is random
 	// and discarded, so nothing matches it.
-	dummy, err := bcrypt.GenerateFromPassword([]byte(token.NewID()), cost)
+	dummy, err := h.generate([]byte(token.NewID()), cost)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: dummy hash: %w", err)
 	}
