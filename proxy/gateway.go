@@ -580,5 +580,3 @@ func RequestID(id string) string {
 	}
 	return newRequestID()
 }
-
-
