@@ -1,6 +1,8 @@
 # authgate — see README.md.
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE     ?= ghcr.io/authgate/authgate
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_SECRET := demo-secret-for-make-run-only-0123456789
 
@@ -13,11 +15,14 @@ build:
 run:
 	AUTHGATE_JWT_SECRET=$(DEMO_SECRET) $(GO) run . serve --config config.example.yaml --demo-upstream 127.0.0.1:8081
 
-# The test command CI runs (.ci/run): vet, formatting, the race-enabled suite
-# and a short run of every fuzz target.
+# The test command CI runs (.ci/run): formatting and vet, the race-enabled
+# suite, a short run of every fuzz target, the static-binary check and the
+# Helm chart tests.
 test: lint
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=10s
+	$(MAKE) static-check
+	$(MAKE) helm-test
 
 FUZZTIME ?= 30s
 fuzz:
@@ -26,3 +31,16 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+
+# Build the container image (needs a Docker engine with BuildKit).
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE):$(VERSION) .
+
+# Build exactly like the Dockerfile and prove the binary is static (no libc).
+static-check:
+	VERSION=$(VERSION) scripts/static-check.sh
+
+# Lint, render and strictly decode the Helm chart with the real helm binary.
+helm-test:
+	helm/test/run.sh

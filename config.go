@@ -50,6 +50,7 @@ type UpstreamConfig struct {
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
 	MaxIdleConns          int           `yaml:"max_idle_conns"`
+	HealthPath            string        `yaml:"health_path"`
 }
 
 // ListenConfig are the two listeners and the server limits.
@@ -62,6 +63,14 @@ type ListenConfig struct {
 	MaxInFlight       int           `yaml:"max_in_flight"`
 	ShutdownDelay     time.Duration `yaml:"shutdown_delay"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	TLS               TLSConfig     `yaml:"tls"`
+}
+
+// TLSConfig enables TLS on the main listener. Both files are reloaded on
+// change; an unreadable or mismatched pair keeps the last good certificate.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // JWTConfig are the gateway's own token settings.
@@ -127,7 +136,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c.path = path
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.PolicyFile, &c.APIKeysFile, &c.UsersFile} {
+	for _, p := range []*string{&c.PolicyFile, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -182,6 +191,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.MaxInFlight < 0 {
 		bad("listen.max_in_flight", "must not be negative")
+	}
+	if hp := c.Upstream.HealthPath; hp != "" && !strings.HasPrefix(hp, "/") {
+		bad("upstream.health_path", "must start with /")
+	}
+	if (c.Listen.TLS.CertFile == "") != (c.Listen.TLS.KeyFile == "") {
+		bad("listen.tls", "set both cert_file and key_file, or neither")
 	}
 	if c.Upstream.MaxIdleConns < 1 {
 		bad("upstream.max_idle_conns", "must be at least 1")

@@ -148,6 +148,7 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
+	registerSink(logs)
 	a, err := newApp(&cfg, Secrets{JWT: []byte(testSecret)}, deps{Logger: zap.New(core)})
 	if err != nil {
 		t.Fatalf("newApp: %v", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,6 +56,8 @@ type app struct {
 	ready    atomic.Bool
 	draining atomic.Bool
 
+	cert        atomic.Pointer[tls.Certificate] // nil without TLS
+	upHealth    func(ctx context.Context) error // nil without upstream.health_path
 	reloads     *prometheus.CounterVec
 	lastReload  prometheus.Gauge
 	policyInfo  *prometheus.GaugeVec
@@ -140,8 +144,49 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Listen.TLS.CertFile != "" {
+		load := func([]byte) error { return a.loadCert() }
+		if err := a.watcher.Add(cfg.Listen.TLS.CertFile, load); err != nil {
+			return nil, err
+		}
+		if err := a.watcher.Add(cfg.Listen.TLS.KeyFile, load); err != nil {
+			return nil, err
+		}
+	}
+	if hp := cfg.Upstream.HealthPath; hp != "" {
+		client := &http.Client{Transport: transport, Timeout: 2 * time.Second}
+		target := strings.TrimSuffix(up.String(), "/") + hp
+		a.upHealth = func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode >= 400 {
+				return fmt.Errorf("upstream health: status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
 	a.ready.Store(true)
 	return a, nil
+}
+
+// loadCert loads the TLS key pair and swaps it in; a bad pair keeps the
+// last good one.
+func (a *app) loadCert() error {
+	c, err := tls.LoadX509KeyPair(a.cfg.Listen.TLS.CertFile, a.cfg.Listen.TLS.KeyFile)
+	if err != nil {
+		// The error names the files, never key material.
+		return fmt.Errorf("tls: %w", err)
+	}
+	a.cert.Store(&c)
+	return nil
 }
 
 func (a *app) registerMetrics() {
@@ -227,6 +272,13 @@ func (a *app) adminHandler() http.Handler {
 			_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
 			return
 		}
+		if a.upHealth != nil {
+			if err := a.upHealth(r.Context()); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"status":"upstream not ready"}`+"\n")
+				return
+			}
+		}
 		_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
@@ -308,6 +360,12 @@ func (a *app) serve(ctx context.Context) error {
 		mainLn.Close()
 		return fmt.Errorf("listen %s: %w", l.AdminAddress, err)
 	}
+	return a.serveOn(ctx, mainLn, adminLn)
+}
+
+// serveOn is serve on listeners the caller opened.
+func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
+	l := a.cfg.Listen
 	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
 	srv := &http.Server{Handler: a.gateway, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
 	admin := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
@@ -334,6 +392,15 @@ func (a *app) serve(ctx context.Context) error {
 		}
 	}()
 
+	if a.cfg.Listen.TLS.CertFile != "" {
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return a.cert.Load(), nil
+			},
+		}
+		mainLn = tls.NewListener(mainLn, srv.TLSConfig)
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(mainLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
@@ -352,7 +419,7 @@ func (a *app) serve(ctx context.Context) error {
 	time.Sleep(l.ShutdownDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), l.ShutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
+	err := srv.Shutdown(sctx)
 	_ = admin.Shutdown(sctx)
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

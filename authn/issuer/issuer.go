@@ -164,8 +164,8 @@ type Issuer struct {
 	log        *zap.Logger
 	m          *metrics
 
-	sem   chan struct{}
-	dummy []byte
+	sem     chan struct{}
+	dummy   []byte
 	compare func(hash, password []byte) error
 }
 

@@ -119,19 +119,12 @@ func (w *Watcher) Check(force bool) {
 		if sum == f.sum && !force && f.ok {
 			continue
 		}
-		if sum == f.sum && !force {
-			// The same content came back after a read failure.
-			f.ok = true
-			continue
-		}
+		// Changed content, a forced check, or a file that came back after
+		// a read failure: load it. Rejected content is remembered too, so
+		// it is not retried (and logged) every interval; any further edit
+		// is tried again.
 		err = f.load(data)
-		if err == nil {
-			f.sum, f.ok = sum, true
-		} else {
-			// Remember the rejected content so it is not retried (and
-			// logged) every interval; a further edit is tried again.
-			f.sum, f.ok = sum, true
-		}
+		f.sum, f.ok = sum, true
 		w.onResult(Result{Path: f.path, Changed: true, Err: err})
 	}
 }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with the given
+// common name and returns its paths.
+func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writeFile(t, certFile+".tmp", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, keyFile+".tmp", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+	if err := os.Rename(keyFile+".tmp", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(certFile+".tmp", certFile); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestTLSListenerServesAndReloadsCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "first")
+	e := newEnv(t, "", nil, func(c *Config) {
+		c.Listen.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile}
+		c.Listen.ShutdownDelay = 0
+	})
+	mainLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.app.serveOn(ctx, mainLn, adminLn) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	peerCN := func() string {
+		resp, err := client.Get("https://" + mainLn.Addr().String() + "/public/x")
+		if err != nil {
+			t.Fatalf("https request: %v", err)
+		}
+		resp.Body.Close()
+		client.CloseIdleConnections()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return resp.TLS.PeerCertificates[0].Subject.CommonName
+	}
+	if cn := peerCN(); cn != "first" {
+		t.Fatalf("served certificate %q, want first", cn)
+	}
+	writeCert(t, dir, "second")
+	deadline := time.Now().Add(3 * time.Second)
+	for peerCN() != "second" {
+		if time.Now().After(deadline) {
+			t.Fatal("rotated certificate not served within 3s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A broken key keeps the last good certificate.
+	writeFile(t, keyFile, "not a key")
+	time.Sleep(200 * time.Millisecond)
+	if cn := peerCN(); cn != "second" {
+		t.Fatalf("after a bad key the served certificate is %q, want second", cn)
+	}
+}
+
+func TestReadyzChecksUpstreamHealth(t *testing.T) {
+	var unhealthy atomic.Bool
+	e := newEnv(t, "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ready" && unhealthy.Load() {
+			w.WriteHeader(503)
+		}
+	}), func(c *Config) { c.Upstream.HealthPath = "/ready" })
+	waitReady(t, e, 200)
+	unhealthy.Store(true)
+	waitReady(t, e, 503)
+}
