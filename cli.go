@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/authgate/authgate/authn/apikey"
+	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/authn/users"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -25,6 +27,7 @@ type checked struct {
 	cfg    *Config
 	policy *policy.Set
 	keys   *apikey.Set
+	users  *users.Set
 	roles  []string // roles held by some key or user
 }
 
@@ -55,6 +58,16 @@ func loadForCheck(cfgFlag string, environ []string) (*checked, error) {
 			errs = append(errs, err)
 		} else {
 			c.roles = append(c.roles, c.keys.Roles()...)
+		}
+	}
+	if cfg.UsersFile != "" {
+		if data, err := os.ReadFile(cfg.UsersFile); err != nil {
+			errs = append(errs, fmt.Errorf("users: %w", err))
+		} else if set, err := users.Parse(cfg.UsersFile, data); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.users = set
+			c.roles = append(c.roles, set.Roles()...)
 		}
 	}
 	// Secrets are checked when present, so `check` can run in CI without
@@ -96,6 +109,9 @@ func cmdCheck(args, environ []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "ok: %s: policy %s (%d rules, hash %s)", c.cfg.path, c.cfg.PolicyFile, c.policy.Len(), c.policy.Hash())
 	if c.keys != nil {
 		fmt.Fprintf(stdout, ", %d api keys", c.keys.Len())
+	}
+	if c.users != nil {
+		fmt.Fprintf(stdout, ", %d users", c.users.Len())
 	}
 	fmt.Fprintln(stdout)
 	if *strict && len(warnings) > 0 {
@@ -147,4 +163,62 @@ func allowWord(allow bool) string {
 		return "allow"
 	}
 	return "deny"
+}
+
+// splitConfigFlag removes --config F (or --config=F) from args, for
+// subcommands whose other flags are parsed elsewhere.
+func splitConfigFlag(args []string) (cfg string, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 < len(args) {
+				cfg = args[i+1]
+				i++
+			}
+		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
+			cfg = a[strings.IndexByte(a, '=')+1:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return cfg, rest
+}
+
+// cmdToken mints an access token with the configured signing key. It is an
+// admin tool: whoever can run it holds the signing secret anyway.
+func cmdToken(args, environ []string, stdout, stderr io.Writer) error {
+	cfgFlag, rest := splitConfigFlag(args)
+	e, err := ReadEnv(environ)
+	if err != nil {
+		return err
+	}
+	path, err := configPath(cfgFlag, e)
+	if err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
+	if err != nil {
+		return err
+	}
+	keys, err := token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: sec.JWT}, sec.PreviousJWT...)
+	if err != nil {
+		return err
+	}
+	var set *users.Set
+	if cfg.UsersFile != "" {
+		data, err := os.ReadFile(cfg.UsersFile)
+		if err != nil {
+			return err
+		}
+		if set, err = users.Parse(cfg.UsersFile, data); err != nil {
+			return err
+		}
+	}
+	signer := token.NewSigner(keys, token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}, token.Options{})
+	return issuer.RunToken(rest, signer, set, stdout, stderr)
 }

@@ -13,10 +13,12 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/clientip"
 	"github.com/authgate/authgate/internal/yamlx"
+	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
 )
 
@@ -35,6 +37,8 @@ type Config struct {
 	IdentityHeaders proxy.IdentityHeaders `yaml:"identity_headers"`
 	APIKeyHeader    string                `yaml:"api_key_header"`
 	Logging         LoggingConfig         `yaml:"logging"`
+	Auth            AuthConfig            `yaml:"auth"`
+	Redis           RedisConfig           `yaml:"redis"`
 	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
 
@@ -83,6 +87,30 @@ type JWTConfig struct {
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
 }
 
+// AuthConfig configures the login, refresh and logout endpoints, served
+// when users_file is set.
+type AuthConfig struct {
+	Prefix            string           `yaml:"prefix"`
+	MaxBodyBytes      int64            `yaml:"max_body_bytes"`
+	BcryptConcurrency int              `yaml:"bcrypt_concurrency"`
+	StateTimeout      time.Duration    `yaml:"state_timeout"`
+	StateFile         string           `yaml:"state_file"`
+	Limits            issuer.Limits    `yaml:"limits"`
+	AccessRevocation  RevocationConfig `yaml:"access_revocation"`
+}
+
+// RevocationConfig turns on the revocation check for access tokens.
+type RevocationConfig struct {
+	Enabled  bool `yaml:"enabled"`
+	FailOpen bool `yaml:"fail_open"`
+}
+
+// RedisConfig tunes the Redis store selected by AUTHGATE_REDIS_URL.
+type RedisConfig struct {
+	KeyPrefix string        `yaml:"key_prefix"`
+	Timeout   time.Duration `yaml:"timeout"`
+}
+
 // LoggingConfig selects the log level and format.
 type LoggingConfig struct {
 	Level             string  `yaml:"level"`
@@ -108,6 +136,7 @@ type Secrets struct {
 	JWT         []byte
 	PreviousJWT []token.Key
 	RedisPass   string
+	RedisURL    string
 }
 
 func defaultConfig() Config {
@@ -119,7 +148,10 @@ func defaultConfig() Config {
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour},
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
-		Logging:        LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
+		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
+			Limits: issuer.DefaultLimits()},
+		Redis:   RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
+		Logging: LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
 	}
 }
 
@@ -136,7 +168,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c.path = path
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.PolicyFile, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile} {
+	for _, p := range []*string{&c.PolicyFile, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -229,6 +261,29 @@ func (c *Config) Validate() error {
 	if c.Logging.AllowedSampleRate < 0 || c.Logging.AllowedSampleRate > 1 {
 		bad("logging.allowed_sample_rate", "must be in [0,1]")
 	}
+	if p := c.Auth.Prefix; p == "" || p == "/" || !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		bad("auth.prefix", "want a path like /auth (leading slash, no trailing slash)")
+	} else if canon, err := policy.Canonicalize(p); err != nil || canon != p {
+		bad("auth.prefix", "must be a canonical path")
+	}
+	if c.Auth.MaxBodyBytes < 256 || c.Auth.MaxBodyBytes > 1<<20 {
+		bad("auth.max_body_bytes", "must be between 256 and 1048576")
+	}
+	if c.Auth.BcryptConcurrency < 0 {
+		bad("auth.bcrypt_concurrency", "must not be negative (0 means half the CPUs)")
+	}
+	if c.Auth.StateTimeout <= 0 {
+		bad("auth.state_timeout", "must be positive")
+	}
+	if err := c.Auth.Limits.Validate(); err != nil {
+		bad("auth.limits", "%v", err)
+	}
+	if c.Redis.Timeout <= 0 {
+		bad("redis.timeout", "must be positive")
+	}
+	if c.Auth.AccessRevocation.FailOpen && !c.Auth.AccessRevocation.Enabled {
+		bad("auth.access_revocation.fail_open", "has no effect unless enabled is true")
+	}
 	for i := range c.Issuers {
 		if err := c.Issuers[i].Validate(); err != nil {
 			bad(fmt.Sprintf("issuers[%d]", i), "%v", err)
@@ -286,6 +341,7 @@ func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
 		}
 		s.PreviousJWT = append(s.PreviousJWT, token.Key{ID: kid, Secret: []byte(sec)})
 	}
+	s.RedisURL = e.RedisURL
 	s.RedisPass, err = secret("AUTHGATE_REDIS_PASSWORD", e.RedisPassword, e.RedisPasswordFile)
 	if err != nil {
 		errs = append(errs, err)

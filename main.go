@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/authgate/authgate/authn/users"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -52,6 +54,10 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 		err = cmdExplain(args, environ, stdout)
 	case "gen-key":
 		err = cmdGenKey(args, stdout)
+	case "hash-password":
+		err = users.RunHashPassword(args, stdin, stdout, stderr)
+	case "token":
+		err = cmdToken(args, environ, stdout, stderr)
 	case "version":
 		_, err = fmt.Fprintf(stdout, "authgate %s\n", version)
 	case "help", "-h", "--help":
@@ -80,6 +86,9 @@ const usage = `usage:
   authgate explain [--config FILE] [--role R]... [--anonymous] METHOD PATH
                                                              show how the policy decides a request
   authgate gen-key NAME ROLE...                              print a new API key and its keys-file entry
+  authgate hash-password [--cost N] < password               print a bcrypt hash for the users file
+  authgate token [--config FILE] --subject NAME [--role R]... [--ttl D]
+                                                             mint an access token (admin tool)
   authgate version                                           print the version
 
 The config file is --config, else $AUTHGATE_CONFIG. Secrets come from the

@@ -25,8 +25,11 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/apikey"
+	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/jwks"
+	"github.com/authgate/authgate/authn/state"
 	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/authn/users"
 	"github.com/authgate/authgate/internal/clientip"
 	"github.com/authgate/authgate/internal/filewatch"
 	"github.com/authgate/authgate/policy"
@@ -38,6 +41,8 @@ type deps struct {
 	Logger    *zap.Logger
 	Now       func() time.Time
 	Transport http.RoundTripper
+	// State replaces the store chosen from the config (tests).
+	State state.Store
 }
 
 // app is the wired gateway: the parts built from the config, with no
@@ -53,6 +58,9 @@ type app struct {
 	verifier *token.Verifier
 	signer   *token.Signer
 	external *jwks.Set // nil without external issuers
+	users    *users.Store
+	state    state.Store
+	issuer   *issuer.Issuer // nil without a users file
 	ready    atomic.Bool
 	draining atomic.Bool
 
@@ -71,7 +79,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &app{cfg: cfg, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}}
+	a := &app{cfg: cfg, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
 	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
 
@@ -85,6 +93,11 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 			errs = append(errs, err)
 		}
 	}
+	if cfg.UsersFile != "" {
+		if err := a.watcher.Add(cfg.UsersFile, a.loadUsers); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	keys, err := token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: sec.JWT}, sec.PreviousJWT...)
 	if err != nil {
 		errs = append(errs, err)
@@ -93,9 +106,31 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 		return nil, err
 	}
 	settings := token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}
-	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now})
+	// Every gateway token is bound to its user's current credentials: a
+	// password change, disable or delete in the users file ends it.
+	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now, Binding: a.users})
 	a.signer = token.NewSigner(keys, settings, token.Options{Now: d.Now})
-	verifiers := []authn.TokenVerifier{a.verifier}
+	if d.State != nil {
+		a.state = d.State
+	} else if a.state, err = openState(cfg, sec, d); err != nil {
+		return nil, err
+	}
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "authgate_state_store_up", Help: "1 if the shared state store (embedded or Redis) answers, else 0.",
+	}, func() float64 {
+		if a.stateHealthy(context.Background()) {
+			return 1
+		}
+		return 0
+	}))
+	var own authn.TokenVerifier = a.verifier
+	if rc := cfg.Auth.AccessRevocation; rc.Enabled {
+		own = &authn.RevocationChecked{Next: a.verifier, Revoker: a.state, Timeout: cfg.Auth.StateTimeout, FailOpen: rc.FailOpen,
+			OnError: func(err error) {
+				a.log.Warn("revocation list unavailable", zap.Error(err), zap.Bool("fail_open", rc.FailOpen))
+			}}
+	}
+	verifiers := []authn.TokenVerifier{own}
 	if len(cfg.Issuers) > 0 {
 		a.external, err = jwks.New(cfg.Issuers, cfg.JWKS, jwks.Options{Now: d.Now, Logger: a.log.With(zap.String("component", "jwks")), Registerer: a.reg})
 		if err != nil {
@@ -125,7 +160,23 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 			MaxIdleConns:          cfg.Upstream.MaxIdleConns,
 		})
 	}
+	var owned map[string]http.Handler
+	ownedPrefix := ""
+	if cfg.UsersFile != "" {
+		a.issuer, err = issuer.New(issuer.Options{
+			Users: a.users, Signer: a.signer, Verifier: a.verifier, State: a.state,
+			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, Limits: cfg.Auth.Limits, Trusted: trusted,
+			MaxBodyBytes: cfg.Auth.MaxBodyBytes, BcryptConcurrency: cfg.Auth.BcryptConcurrency, StateTimeout: cfg.Auth.StateTimeout,
+			Now: d.Now, Logger: a.log.With(zap.String("component", "issuer")), Registerer: a.reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		owned, ownedPrefix = a.issuer.Handlers(cfg.Auth.Prefix), cfg.Auth.Prefix
+	}
 	a.gateway, err = proxy.New(proxy.Options{
+		Owned:                owned,
+		OwnedPrefix:          ownedPrefix,
 		Upstream:             up,
 		PreserveHost:         cfg.Upstream.HostHeader == "preserve",
 		ForwardAuthorization: cfg.Upstream.ForwardAuthorization,
@@ -247,6 +298,35 @@ func (a *app) loadKeys(data []byte) error {
 	return nil
 }
 
+func (a *app) loadUsers(data []byte) error {
+	set, err := users.Parse(a.cfg.UsersFile, data)
+	if err != nil {
+		a.fileReloads.WithLabelValues("users", "failure").Inc()
+		return err
+	}
+	a.users.Swap(set)
+	a.fileReloads.WithLabelValues("users", "success").Inc()
+	a.log.Info("users loaded", zap.String("file", a.cfg.UsersFile), zap.Int("users", set.Len()))
+	return nil
+}
+
+func (a *app) stateHealthy(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Auth.StateTimeout)
+	defer cancel()
+	return a.state.Ping(ctx) == nil
+}
+
+// openState opens the shared state: Redis when AUTHGATE_REDIS_URL is set,
+// otherwise the embedded store (optionally persisted to auth.state_file).
+func openState(cfg *Config, sec Secrets, d deps) (state.Store, error) {
+	if sec.RedisURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return state.NewRedis(ctx, state.RedisOptions{URL: sec.RedisURL, Password: sec.RedisPass, KeyPrefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout})
+	}
+	return state.NewMemory(state.MemoryOptions{Now: d.Now, Path: cfg.Auth.StateFile})
+}
+
 func (a *app) onReload(r filewatch.Result) {
 	if r.Err != nil {
 		// The last good state stays in force; the error names file and line.
@@ -279,7 +359,14 @@ func (a *app) adminHandler() http.Handler {
 				return
 			}
 		}
-		_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
+		// A store outage fails login, refresh and logout closed but leaves
+		// proxied traffic with valid access tokens flowing, so it is
+		// reported here without taking the pod out of rotation.
+		if !a.stateHealthy(r.Context()) {
+			_, _ = io.WriteString(w, `{"status":"ready","state_store":"down"}`+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready","state_store":"up"}`+"\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	return mux
@@ -423,6 +510,9 @@ func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	_ = admin.Shutdown(sctx)
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := a.state.Close(); err != nil {
+		a.log.Error("closing state store", zap.Error(err))
 	}
 	a.log.Info("authgate stopped")
 	return nil

@@ -42,8 +42,9 @@ func main() {
 	}
 }
 
-// allModes are the benchmark modes in the order they run in every round.
-var allModes = []string{"bare", "public", "hs256", "apikey", "rs256", "es256"}
+// allModes returns the benchmark modes in the order they run in every
+// round; bare comes first and is the reference for every ratio.
+func allModes() []string { return []string{"bare", "public", "hs256", "apikey", "rs256", "es256"} }
 
 // settings are the parsed flags.
 type settings struct {
@@ -70,7 +71,7 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	fs.DurationVar(&s.Duration, "duration", 5*time.Second, "duration of one mode in one round")
 	fs.IntVar(&s.Rounds, "rounds", 5, "rounds; every round runs every mode once")
 	fs.IntVar(&s.Concurrency, "concurrency", 32, "requests in flight (persistent connections)")
-	modes := fs.String("modes", strings.Join(allModes, ","), "comma-separated modes: "+strings.Join(allModes, ","))
+	modes := fs.String("modes", strings.Join(allModes(), ","), "comma-separated modes: "+strings.Join(allModes(), ","))
 	fs.BoolVar(&s.Quick, "quick", false, "a run under a minute: 1 round of 1s, concurrency 8, short flood, 20k limiter addresses")
 	fs.StringVar(&s.Authgate, "authgate", "", "authgate binary (default: go build it from the repository root)")
 	fs.StringVar(&s.Loadgen, "loadgen", "auto", "load generator: auto (wrk if installed), wrk or go")
@@ -107,14 +108,15 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	var errs []error
 	for _, m := range strings.Split(*modes, ",") {
 		m = strings.TrimSpace(m)
-		if !slices.Contains(allModes, m) {
+		if !slices.Contains(allModes(), m) {
 			errs = append(errs, fmt.Errorf("bench: --modes: unknown mode %q", m))
 		} else if !slices.Contains(s.Modes, m) {
 			s.Modes = append(s.Modes, m)
 		}
 	}
 	// Keep the canonical order so rounds interleave the same way every run.
-	slices.SortFunc(s.Modes, func(a, b string) int { return slices.Index(allModes, a) - slices.Index(allModes, b) })
+	order := allModes()
+	slices.SortFunc(s.Modes, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
 	if s.Duration < 100*time.Millisecond {
 		errs = append(errs, errors.New("bench: --duration must be at least 100ms"))
 	}
@@ -452,7 +454,7 @@ func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) map[st
 // ratiosLine is the machine-readable bench-ratios line.
 func ratiosLine(selected []string, ratios map[string]float64) string {
 	var f []string
-	for _, m := range allModes[1:] {
+	for _, m := range allModes()[1:] {
 		r, ok := ratios[m]
 		if !ok || !slices.Contains(selected, m) {
 			r = nan()

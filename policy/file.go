@@ -143,7 +143,8 @@ func Parse(filename string, data []byte) (*File, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, p.add(0, "", "empty policy file")
 		}
-		return nil, p.add(0, "", "invalid yaml: "+err.Error())
+		line, msg := yamlErrorLine(err.Error())
+		return nil, p.add(line, "", "invalid yaml: "+msg)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -361,4 +362,20 @@ func (p *parser) test(index int, n *yaml.Node) testSpec {
 		return true
 	})
 	return t
+}
+
+// yamlErrorLine splits "yaml: line 3: msg" into 3 and "msg", so syntax
+// errors are reported as file:line like every other error.
+func yamlErrorLine(msg string) (int, string) {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, msg
+	}
+	num, tail, ok := strings.Cut(rest, ": ")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return 0, msg
+	}
+	return n, tail
 }

@@ -153,6 +153,16 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	}
 	escaped := u.EscapedPath()
 	if envoy {
+		target = r.RequestURI
+	}
+	if rawPath, _, _ := strings.Cut(target, "?"); rawPath != escaped {
+		// The ingress forwards the raw target, not our reading of it. A
+		// target Go re-encodes to parse ("#", "\", spaces, invalid
+		// escapes) would be decided in one form and served in another.
+		g.reject(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path"})
+		return
+	}
+	if envoy {
 		escaped = strings.TrimPrefix(escaped, fa.envoyPfx)
 	}
 	canon, err := policy.Canonicalize(escaped)

@@ -1,0 +1,61 @@
+package authn
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Revoker reports whether a token id is on the revocation list.
+type Revoker interface {
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+}
+
+// RevocationChecked wraps a TokenVerifier with a revocation-list lookup of
+// every verified token's jti. When the list cannot be read the token is
+// refused (ErrUnavailable) unless FailOpen is set. It is safe for
+// concurrent use.
+type RevocationChecked struct {
+	// Next verifies the token first.
+	Next TokenVerifier
+	// Revoker holds the revocation list.
+	Revoker Revoker
+	// Timeout bounds the lookup; zero means 500ms.
+	Timeout time.Duration
+	// FailOpen accepts tokens when the list cannot be read. Off by
+	// default: a broken store must deny.
+	FailOpen bool
+	// OnError, if set, is told about lookup failures (for logs/metrics).
+	OnError func(error)
+}
+
+// Issuer implements TokenVerifier.
+func (c *RevocationChecked) Issuer() string { return c.Next.Issuer() }
+
+// Verify implements TokenVerifier.
+func (c *RevocationChecked) Verify(ctx context.Context, raw string) (Principal, error) {
+	p, err := c.Next.Verify(ctx, raw)
+	if err != nil {
+		return Principal{}, err
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 500 * time.Millisecond
+	}
+	lctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	revoked, err := c.Revoker.IsRevoked(lctx, p.TokenID)
+	switch {
+	case err != nil:
+		if c.OnError != nil {
+			c.OnError(err)
+		}
+		if c.FailOpen {
+			return p, nil
+		}
+		return Principal{}, fmt.Errorf("%w: revocation list: %w", ErrUnavailable, err)
+	case revoked:
+		return Principal{}, fmt.Errorf("%w: token revoked", ErrInvalidToken)
+	}
+	return p, nil
+}

@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The process tests run the real binary: signals, exit codes and what is
+// printed at startup are only observable from outside the process.
+
+// buildBinary compiles the command into dir. It is built without -race to
+// keep the suite fast; the in-process tests cover races.
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go command not found: %v", err)
+	}
+	bin := filepath.Join(dir, "authgate")
+	cmd := exec.Command(gobin, "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a child's output; it is safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is a running `authgate serve`.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan struct{} // closed when the process has exited
+	err    error         // Wait's result, valid after done
+	gwURL  string
+	admURL string
+	client *http.Client
+}
+
+// procConfig is a config file for a process test; %s are the upstream URL
+// and shutdown delay, %d the two ports.
+const procConfig = `upstream:
+  url: %s
+listen:
+  address: 127.0.0.1:%d
+  admin_address: 127.0.0.1:%d
+  shutdown_delay: %s
+  shutdown_timeout: 5s
+policy_file: policy.yaml
+reload_interval: 1h
+logging:
+  level: info
+`
+
+// startProc writes policyText and a config into dir and starts the binary
+// with environ. The process is killed at cleanup if it still runs.
+func startProc(t *testing.T, bin, dir, upstream, policyText string, shutdownDelay time.Duration, environ []string) *proc {
+	t.Helper()
+	gwPort, admPort := freePort(t), freePort(t)
+	writeFile(t, filepath.Join(dir, "policy.yaml"), policyText)
+	cfg := filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, fmt.Sprintf(procConfig, upstream, gwPort, admPort, shutdownDelay))
+	p := &proc{
+		t:      t,
+		cmd:    exec.Command(bin, "serve", "--config", cfg),
+		stderr: &lockedBuffer{},
+		done:   make(chan struct{}),
+		gwURL:  fmt.Sprintf("http://127.0.0.1:%d", gwPort),
+		admURL: fmt.Sprintf("http://127.0.0.1:%d", admPort),
+		client: &http.Client{Timeout: 5 * time.Second},
+	}
+	p.cmd.Env = environ
+	p.cmd.Stdout = p.stderr
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		p.client.CloseIdleConnections()
+		if t.Failed() {
+			t.Logf("authgate output:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// readyz returns the status of /readyz, or 0 when the admin listener does
+// not answer.
+func (p *proc) readyz() int {
+	resp, err := p.client.Get(p.admURL + "/readyz")
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (p *proc) waitReady() {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.readyz() != http.StatusOK {
+		if p.exited() {
+			p.t.Fatalf("authgate exited before ready: %v\n%s", p.err, p.stderr.String())
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("authgate not ready within 10s\n%s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// get sends an anonymous GET through the gateway and returns the status.
+func (p *proc) get(path string) int {
+	p.t.Helper()
+	resp, err := p.client.Get(p.gwURL + path)
+	if err != nil {
+		p.t.Fatalf("GET %s: %v", path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// anonymousDecisions are the statuses of the anonymous probes, which tell
+// reloadPolicyA (/public open) from reloadPolicyB (/open open).
+func (p *proc) anonymousDecisions() string {
+	p.t.Helper()
+	return fmt.Sprintf("/public/x=%d /open/x=%d /elsewhere=%d", p.get("/public/x"), p.get("/open/x"), p.get("/elsewhere"))
+}
+
+const (
+	procDecisionsA = "/public/x=200 /open/x=401 /elsewhere=401"
+	procDecisionsB = "/public/x=401 /open/x=200 /elsewhere=401"
+)
+
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t, t.TempDir())
+	secretEnv := "AUTHGATE_JWT_SECRET=" + testSecret
+
+	t.Run("SIGHUP reloads the policy", func(t *testing.T) {
+		t.Parallel()
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+		t.Cleanup(up.Close)
+		dir := t.TempDir()
+		p := startProc(t, bin, dir, up.URL, reloadPolicyA, 0, []string{secretEnv})
+		p.waitReady()
+		if got := p.anonymousDecisions(); got != procDecisionsA {
+			t.Fatalf("before the edit: %s, want %s", got, procDecisionsA)
+		}
+
+		replaceByRename(t, filepath.Join(dir, "policy.yaml"), reloadPolicyB)
+		// With reload_interval 1h nothing but SIGHUP reloads: the old
+		// policy must keep answering.
+		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+			if got := p.anonymousDecisions(); got != procDecisionsA {
+				t.Fatalf("after the edit, before SIGHUP: %s, want still %s", got, procDecisionsA)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+
+		p.signal(syscall.SIGHUP)
+		var got string
+		eventually(t, 2*time.Second, "policy B after SIGHUP", func() bool {
+			got = p.anonymousDecisions()
+			return got == procDecisionsB
+		})
+		if p.exited() {
+			t.Fatalf("authgate exited after SIGHUP: %v", p.err)
+		}
+		if out := p.stderr.String(); !strings.Contains(out, "SIGHUP: reloading files") {
+			t.Errorf("log does not mention the SIGHUP reload:\n%s", out)
+		}
+	})
+
+	t.Run("SIGTERM turns readiness off, drains, exits 0", func(t *testing.T) {
+		t.Parallel()
+		arrived, release := make(chan struct{}), make(chan struct{})
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/public/slow" {
+				close(arrived)
+				<-release
+			}
+			_, _ = io.WriteString(w, "ok")
+		}))
+		t.Cleanup(up.Close)
+		t.Cleanup(func() {
+			select {
+			case <-release:
+			default:
+				close(release)
+			}
+		})
+		const delay = time.Second
+		p := startProc(t, bin, t.TempDir(), up.URL, reloadPolicyA, delay, []string{secretEnv})
+		p.waitReady()
+
+		// A request in flight when the signal arrives must complete.
+		slow := make(chan int, 1)
+		go func() {
+			resp, err := p.client.Get(p.gwURL + "/public/slow")
+			if err != nil {
+				slow <- 0
+				return
+			}
+			resp.Body.Close()
+			slow <- resp.StatusCode
+		}()
+		<-arrived
+
+		start := time.Now()
+		p.signal(syscall.SIGTERM)
+		eventually(t, delay/2, "/readyz 503 after SIGTERM", func() bool { return p.readyz() == http.StatusServiceUnavailable })
+		// Readiness is off but the listener still serves during the delay,
+		// while endpoint controllers stop routing here.
+		if got := p.get("/public/x"); got != http.StatusOK {
+			t.Errorf("GET /public/x during the shutdown delay = %d, want 200", got)
+		}
+		if elapsed := time.Since(start); elapsed >= delay {
+			t.Fatalf("checks during the delay took %v, longer than the delay %v", elapsed, delay)
+		}
+		// Once the listener is closed, let the in-flight request finish.
+		eventually(t, delay+2*time.Second, "main listener closed", func() bool {
+			c, err := net.DialTimeout("tcp", strings.TrimPrefix(p.gwURL, "http://"), 100*time.Millisecond)
+			if err != nil {
+				return true
+			}
+			c.Close()
+			return false
+		})
+		if elapsed := time.Since(start); elapsed < delay {
+			t.Errorf("listener closed %v after SIGTERM, before the %v shutdown delay", elapsed, delay)
+		}
+		if p.exited() {
+			t.Errorf("authgate exited with a request in flight")
+		}
+		close(release)
+		if got := <-slow; got != http.StatusOK {
+			t.Errorf("in-flight request = %d, want 200", got)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("authgate did not exit within 5s of draining")
+		}
+		if p.err != nil {
+			t.Fatalf("exit: %v, want status 0\n%s", p.err, p.stderr.String())
+		}
+		if out := p.stderr.String(); !strings.Contains(out, "authgate stopped") {
+			t.Errorf("log does not say the gateway stopped:\n%s", out)
+		}
+	})
+
+	t.Run("startup refused", func(t *testing.T) {
+		t.Parallel()
+		okConfig := func(string) string {
+			return fmt.Sprintf(procConfig, "http://127.0.0.1:9", freePort(t), freePort(t), "0s")
+		}
+		tests := []struct {
+			name    string
+			config  func(dir string) string
+			policy  string
+			environ []string
+			want    []string // each must appear in the output
+		}{
+			{
+				name:    "invalid policy",
+				config:  okConfig,
+				policy:  strings.Replace(reloadPolicyA, "roles: [admin]", "role: [admin]", 1),
+				environ: []string{secretEnv},
+				want:    []string{`$DIR/policy.yaml:8: rule 2 (/admin/**): unknown key "role"`},
+			},
+			{
+				name:    "missing secret",
+				config:  okConfig,
+				policy:  reloadPolicyA,
+				environ: nil,
+				want:    []string{"AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"},
+			},
+			{
+				name:    "secret shorter than 32 bytes",
+				config:  okConfig,
+				policy:  reloadPolicyA,
+				environ: []string{"AUTHGATE_JWT_SECRET=0123456789abcdef0123456789abcde"},
+				want:    []string{"AUTHGATE_JWT_SECRET is 31 bytes, need at least 32"},
+			},
+			{
+				name: "unknown config key",
+				config: func(dir string) string {
+					return strings.Replace(okConfig(dir), "  admin_address:", "  admin_adress:", 1)
+				},
+				policy:  reloadPolicyA,
+				environ: []string{secretEnv},
+				want:    []string{"$DIR/config.yaml:5: ", "admin_adress"},
+			},
+			{
+				name:    "secret given twice",
+				config:  okConfig,
+				policy:  reloadPolicyA,
+				environ: []string{secretEnv, "AUTHGATE_JWT_SECRET_FILE=/nonexistent"},
+				want:    []string{"set AUTHGATE_JWT_SECRET or AUTHGATE_JWT_SECRET_FILE, not both"},
+			},
+			{
+				name: "two bad fields both named",
+				config: func(dir string) string {
+					c := strings.Replace(okConfig(dir), "  level: info", "  level: loud", 1)
+					return strings.Replace(c, "reload_interval: 1h", "reload_interval: 0s", 1)
+				},
+				policy:  reloadPolicyA,
+				environ: []string{secretEnv},
+				want: []string{
+					`$DIR/config.yaml: field logging.level: want debug, info, warn or error, got "loud"`,
+					"$DIR/config.yaml: field reload_interval: must be positive",
+				},
+			},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := t.TempDir()
+				writeFile(t, filepath.Join(dir, "policy.yaml"), tc.policy)
+				cfg := filepath.Join(dir, "config.yaml")
+				writeFile(t, cfg, tc.config(dir))
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfg)
+				cmd.Env = tc.environ
+				out, err := cmd.CombinedOutput()
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+					t.Fatalf("authgate serve: %v, want exit status 1\n%s", err, out)
+				}
+				text := strings.ReplaceAll(string(out), dir, "$DIR")
+				for _, w := range tc.want {
+					if !strings.Contains(text, w) {
+						t.Errorf("output lacks %q:\n%s", w, text)
+					}
+				}
+				if strings.Contains(text, testSecret) {
+					t.Errorf("output contains the signing secret:\n%s", text)
+				}
+			})
+		}
+	})
+}

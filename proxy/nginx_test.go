@@ -1,0 +1,429 @@
+package proxy_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/authgate/authgate/proxy"
+)
+
+// nginxConf is the forward-auth configuration documented in the README,
+// with two front ends: "raw" proxies with proxy_pass without a URI part
+// (nginx forwards the client's request target as sent), "normalized"
+// with a URI part (nginx forwards its own decoded and normalized $uri).
+// The decision is always made on the raw $request_uri.
+const nginxConf = `
+{{if .Root}}user root;{{end}}
+worker_processes 1;
+pid {{.Dir}}/nginx.pid;
+error_log {{.Dir}}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log {{.Dir}}/access.log;
+  client_body_temp_path {{.Dir}}/tmp/body;
+  proxy_temp_path {{.Dir}}/tmp/proxy;
+  fastcgi_temp_path {{.Dir}}/tmp/fastcgi;
+  uwsgi_temp_path {{.Dir}}/tmp/uwsgi;
+  scgi_temp_path {{.Dir}}/tmp/scgi;
+
+{{range .Fronts}}
+  server {
+    listen 127.0.0.1:{{.Port}};
+
+    location = /_authgate {
+      internal;
+      proxy_pass http://{{$.Gateway}}/verify;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+
+    location / {
+      auth_request /_authgate;
+      auth_request_set $authgate_subject $upstream_http_x_auth_subject;
+      auth_request_set $authgate_roles $upstream_http_x_auth_roles;
+      auth_request_set $authgate_method $upstream_http_x_auth_method;
+      auth_request_set $authgate_key_name $upstream_http_x_auth_key_name;
+      auth_request_set $authgate_request_id $upstream_http_x_request_id;
+      auth_request_set $authgate_challenge $upstream_http_www_authenticate;
+      # Set even when empty: an empty value removes a client-written copy.
+      proxy_set_header X-Auth-Subject $authgate_subject;
+      proxy_set_header X-Auth-Roles $authgate_roles;
+      proxy_set_header X-Auth-Method $authgate_method;
+      proxy_set_header X-Auth-Key-Name $authgate_key_name;
+      proxy_set_header X-Request-Id $authgate_request_id;
+      # Credentials stop at the edge, as in proxy mode.
+      proxy_set_header X-API-Key "";
+      proxy_set_header Authorization "";
+      proxy_pass http://{{$.Upstream}}{{.URIPart}};
+{{- if .MapErrors}}
+      # auth_request passes only 401 and 403 through; any other answer is
+      # a 500. Give the client authgate's 400 for a malformed request.
+      auth_request_set $authgate_status $upstream_status;
+      error_page 500 = @authgate_error;
+      error_page 401 = @authgate_401;
+{{- end}}
+    }
+{{- if .MapErrors}}
+    location @authgate_error {
+      if ($authgate_status = 400) {
+        return 400 '{"error":"bad_request","message":"malformed request"}\n';
+      }
+      return 500;
+    }
+    location @authgate_401 {
+      default_type application/json;
+      add_header WWW-Authenticate $authgate_challenge always;
+      return 401 '{"error":"unauthorized","message":"authentication required"}\n';
+    }
+{{- end}}
+  }
+{{end}}
+}
+`
+
+type nginxFront struct {
+	Name      string
+	Port      int
+	URIPart   string
+	MapErrors bool
+}
+
+// upRecorder is an upstream that records what it receives.
+type upRecorder struct {
+	mu   sync.Mutex
+	reqs []upRequest
+}
+
+type upRequest struct {
+	Method     string
+	RequestURI string // the request target exactly as nginx sent it
+	Header     http.Header
+}
+
+func (u *upRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	u.reqs = append(u.reqs, upRequest{Method: r.Method, RequestURI: r.RequestURI, Header: r.Header.Clone()})
+	u.mu.Unlock()
+	_, _ = io.WriteString(w, "upstream")
+}
+
+func (u *upRecorder) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+func (u *upRecorder) since(n int) []upRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]upRequest(nil), u.reqs[n:]...)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type nginxEnv struct {
+	up     *upRecorder
+	fronts map[string]string // name -> address
+}
+
+// startNginx runs a real nginx in front of an upstream recorder, asking
+// the forward-auth endpoint of gw (mounted at /verify) for every request.
+func startNginx(t *testing.T) *nginxEnv {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
+			if _, serr := os.Stat(p); serr == nil {
+				bin, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("nginx is not installed (apt-get install -y nginx): %v", err)
+		}
+		t.Skip("nginx is not installed; apt-get install -y nginx to run the forward-auth integration tests")
+	}
+
+	e := newFAEnv(t, faPolicy)
+	mux := http.NewServeMux()
+	mux.Handle("/verify", e.gw.ForwardAuth(proxy.ForwardAuthOptions{TrustedPeers: mustTrusted(t, "127.0.0.1")}))
+	gwSrv := httptest.NewServer(mux)
+	t.Cleanup(gwSrv.Close)
+	env := &nginxEnv{up: &upRecorder{}, fronts: map[string]string{}}
+	upSrv := httptest.NewServer(env.up)
+	t.Cleanup(upSrv.Close)
+
+	dir := t.TempDir()
+	for _, d := range []string{"tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fronts := []nginxFront{
+		{Name: "raw", Port: freePort(t)},
+		{Name: "normalized", Port: freePort(t), URIPart: "/"},
+		{Name: "mapped", Port: freePort(t), MapErrors: true},
+	}
+	var conf bytes.Buffer
+	err = template.Must(template.New("nginx").Parse(nginxConf)).Execute(&conf, map[string]any{
+		// Workers run as root only when the test does (CI containers):
+		// the default "nobody" cannot enter a root-owned 0700 TempDir.
+		"Root":     os.Geteuid() == 0,
+		"Dir":      dir,
+		"Fronts":   fronts,
+		"Gateway":  strings.TrimPrefix(gwSrv.URL, "http://"),
+		"Upstream": strings.TrimPrefix(upSrv.URL, "http://"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx error.log:\n%s", log)
+		}
+	})
+	for _, f := range fronts {
+		addr := fmt.Sprintf("127.0.0.1:%d", f.Port)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case err := <-exited:
+				log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+				t.Fatalf("nginx exited: %v\n%s\n%s", err, out.String(), log)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nginx did not listen on %s", addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		env.fronts[f.Name] = addr
+	}
+	return env
+}
+
+// send writes one raw HTTP/1.1 request for target to addr and returns the
+// response with its body read.
+func send(t *testing.T, addr, method, target string, kv ...string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n", method, target)
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, "%s: %s\r\n", kv[i], kv[i+1])
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s %s: read response: %v", method, target, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+func TestNginxForwardAuth(t *testing.T) {
+	env := startNginx(t)
+	spoofed := []string{
+		"X-Auth-Subject", "root",
+		"X-Auth-Roles", "admin",
+		"x-auth-method", "jwt",
+		"X-Auth-Key-Name", "forged",
+		"X_Auth_Subject", "root",
+	}
+	type ident struct{ subject, roles, method, key string }
+	tests := []struct {
+		name      string
+		method    string
+		target    string
+		kv        []string
+		want      int
+		reach     bool
+		ident     ident
+		forwarded map[string]string // front -> request target the upstream must see
+	}{
+		{name: "anonymous public", method: "GET", target: "/public/a?x=1", want: 200, reach: true,
+			forwarded: map[string]string{"raw": "/public/a?x=1", "normalized": "/public/a?x=1"}},
+		{name: "anonymous public with spoofed identity", method: "GET", target: "/public/a", kv: spoofed, want: 200, reach: true},
+		{name: "admin key on /admin", method: "GET", target: "/admin/users", kv: []string{"X-API-Key", adminKey}, want: 200, reach: true,
+			ident: ident{"admin-key", "admin", "apikey", "admin-key"}},
+		{name: "user key with spoofed identity", method: "POST", target: "/api/items", kv: append([]string{"X-API-Key", userKey}, spoofed...), want: 200, reach: true,
+			ident: ident{"user-key", "user", "apikey", "user-key"}},
+		{name: "encoded unreserved, authorized as /public/A", method: "GET", target: "/public/%41", want: 200, reach: true,
+			forwarded: map[string]string{"raw": "/public/%41", "normalized": "/public/A"}},
+		{name: "anonymous on /admin", method: "GET", target: "/admin/users", want: 401},
+		{name: "anonymous on /api", method: "GET", target: "/api/items", want: 401},
+		{name: "unknown key", method: "GET", target: "/api/items", kv: []string{"X-API-Key", "agk_nope"}, want: 401},
+		{name: "user key on /admin", method: "GET", target: "/admin/users", kv: []string{"X-API-Key", userKey}, want: 403},
+		{name: "reader posts a report", method: "POST", target: "/reports/q1", kv: []string{"X-API-Key", readerKey}, want: 403},
+		{name: "client X-Original-URI is overwritten", method: "GET", target: "/admin/users",
+			kv: []string{"X-Original-URI", "/public/a", "X-Original-Method", "GET"}, want: 401},
+		{name: "client X-Forwarded-Uri conflicts", method: "GET", target: "/admin/users",
+			kv: []string{"X-Forwarded-Uri", "/public/a", "X-Forwarded-Method", "GET"}, want: 500},
+		{name: "client X-Forwarded-Uri equal to the request", method: "GET", target: "/public/a",
+			kv: []string{"X-Forwarded-Uri", "/public/a", "X-Forwarded-Method", "GET"}, want: 200, reach: true},
+	}
+	for _, front := range []string{"raw", "normalized"} {
+		for _, tc := range tests {
+			t.Run(front+"/"+tc.name, func(t *testing.T) {
+				before := env.up.count()
+				resp, body := send(t, env.fronts[front], tc.method, tc.target, tc.kv...)
+				got := env.up.since(before)
+				if resp.StatusCode != tc.want {
+					t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.target, resp.StatusCode, body, tc.want)
+				}
+				if !tc.reach {
+					if len(got) != 0 {
+						t.Fatalf("%s %s reached the upstream as %q", tc.method, tc.target, got[0].RequestURI)
+					}
+					if tc.want == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+						t.Errorf("401 through nginx lacks WWW-Authenticate")
+					}
+					return
+				}
+				if len(got) != 1 {
+					t.Fatalf("%s %s reached the upstream %d times, want once", tc.method, tc.target, len(got))
+				}
+				up := got[0]
+				if want, ok := tc.forwarded[front]; ok && up.RequestURI != want {
+					t.Errorf("upstream got %q, want %q", up.RequestURI, want)
+				}
+				h := up.Header
+				have := ident{h.Get("X-Auth-Subject"), h.Get("X-Auth-Roles"), h.Get("X-Auth-Method"), h.Get("X-Auth-Key-Name")}
+				if have != tc.ident {
+					t.Errorf("upstream identity = %+v, want %+v", have, tc.ident)
+				}
+				for k, vs := range h {
+					lk := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+					if strings.HasPrefix(lk, "x-auth-") && len(vs) != 1 {
+						t.Errorf("upstream got %s = %q, want one value", k, vs)
+					}
+					if lk == "x-auth-subject" && k != "X-Auth-Subject" {
+						t.Errorf("upstream got a client-written %s: %q", k, vs)
+					}
+				}
+				if v := h.Get("X-Api-Key"); v != "" {
+					t.Errorf("upstream got the API key")
+				}
+				if rid := h.Get("X-Request-Id"); rid == "" || rid != proxy.RequestID(rid) {
+					t.Errorf("upstream X-Request-Id = %q, want the decision's request id", rid)
+				}
+			})
+		}
+	}
+}
+
+// TestNginxPathConfusion sends every attack path through nginx, with both
+// proxy_pass forms, anonymously and with a non-admin key. Whatever nginx
+// normalizes, rejects or forwards, the upstream must never receive a
+// request target it could read as /admin.
+func TestNginxPathConfusion(t *testing.T) {
+	env := startNginx(t)
+	callers := []struct {
+		name string
+		kv   []string
+	}{
+		{"anonymous", nil},
+		{"user", []string{"X-API-Key", userKey}},
+	}
+	reached := 0
+	for _, front := range []string{"raw", "normalized"} {
+		for _, c := range callers {
+			for _, target := range faPathAttacks {
+				t.Run(front+"/"+c.name+"/"+target, func(t *testing.T) {
+					before := env.up.count()
+					resp, body := send(t, env.fronts[front], "GET", target, c.kv...)
+					got := env.up.since(before)
+					var fwd []string
+					for _, up := range got {
+						fwd = append(fwd, up.RequestURI)
+					}
+					t.Logf("GET %s = %d, upstream got %q", target, resp.StatusCode, fwd)
+					if len(got) == 0 {
+						if resp.StatusCode == 200 {
+							t.Errorf("GET %s = 200 %q without reaching the upstream", target, body)
+						}
+						return
+					}
+					reached++
+					for _, up := range got {
+						if p, bad := readsAsAdmin(up.RequestURI); bad {
+							t.Errorf("GET %s as %s reached the upstream as %q, which an upstream may read as %q",
+								target, c.name, up.RequestURI, p)
+						}
+					}
+				})
+			}
+		}
+	}
+	t.Logf("%d of %d attack requests reached the upstream (none as /admin)", reached, 4*len(faPathAttacks))
+}
+
+func TestNginxProbe(t *testing.T) {
+	env := startNginx(t)
+	for _, tc := range [][]string{{"/public/a"}, {"/public/../admin/x"}, {"/admin/x"}, {"/admin/x", "X-API-Key", userKey}, {"/admin/x", "X-API-Key", "bad"}, {"/public/%00"}} {
+		resp, body := send(t, env.fronts["mapped"], "GET", tc[0], tc[1:]...)
+		t.Logf("%v -> %d %v %q", tc, resp.StatusCode, resp.Header, body)
+	}
+}
