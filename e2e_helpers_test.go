@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/authgate/authgate/authn/apikey"
+	"github.com/authgate/authgate/authn/users"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -118,6 +119,11 @@ type gwEnv struct {
 
 type envOption func(*Config)
 
+// withUsers serves login, refresh and logout from the test users file. It
+// is opt-in because every issuer hashes a dummy password at start, which
+// is slow under the race detector.
+func withUsers(c *Config) { c.UsersFile = filepath.Join(filepath.Dir(c.PolicyFile), "users.yaml") }
+
 // newEnv starts a gateway with testPolicy (unless policy is given) and an
 // upstream handler (a recorder unless handler is given).
 func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
@@ -133,6 +139,7 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 	t.Cleanup(e.upstream.Close)
 	writeFile(t, filepath.Join(e.dir, "policy.yaml"), policyText)
 	writeFile(t, filepath.Join(e.dir, "keys.yaml"), testKeys())
+	writeFile(t, filepath.Join(e.dir, "users.yaml"), testUsers(t, "alice-password-1"))
 	cfg := defaultConfig()
 	cfg.path = filepath.Join(e.dir, "config.yaml")
 	cfg.Upstream.URL = e.upstream.URL
@@ -256,3 +263,34 @@ func assertJSONError(t *testing.T, resp *http.Response, body string, code int) {
 }
 
 func digest(key string) string { return apikey.Digest(key) }
+
+var (
+	hashMu    sync.Mutex
+	hashCache = map[string]string{}
+)
+
+// hashOf returns a bcrypt hash (cost 10) of password, computed once.
+func hashOf(t *testing.T, password string) string {
+	t.Helper()
+	hashMu.Lock()
+	defer hashMu.Unlock()
+	if h, ok := hashCache[password]; ok {
+		return h
+	}
+	h, err := users.HashPassword([]byte(password), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashCache[password] = h
+	registerSecret(password)
+	return h
+}
+
+// testUsers is a users file: alice (admin, user) with alicePassword, bob
+// (user) and the disabled mallory.
+func testUsers(t *testing.T, alicePassword string) string {
+	return "users:\n" +
+		"  - username: alice\n    password_hash: \"" + hashOf(t, alicePassword) + "\"\n    roles: [admin, user]\n" +
+		"  - username: bob\n    password_hash: \"" + hashOf(t, "bob-password-1") + "\"\n    roles: [user]\n" +
+		"  - username: mallory\n    password_hash: \"" + hashOf(t, "mallory-password-1") + "\"\n    roles: [admin]\n    disabled: true\n"
+}

@@ -57,7 +57,7 @@ func with(c jwt.MapClaims, k string, v any) jwt.MapClaims {
 
 func TestE2EValidCredentialsCarryIdentity(t *testing.T) {
 	e := newEnv(t, "", nil)
-	access, _, err := e.app.signer.Mint(token.Grant{Subject: "alice", Roles: []string{"user", "admin"}, Type: token.TypeAccess, TTL: time.Minute})
+	access, _, err := e.app.signer.Mint(token.Grant{Subject: "svc-alice", Roles: []string{"user", "admin"}, Type: token.TypeAccess, TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestE2EValidCredentialsCarryIdentity(t *testing.T) {
 		wantAbsent []string
 	}{
 		{"own JWT", []string{"Authorization", "Bearer " + access}, "/admin/panel?x=1",
-			map[string]string{"X-Auth-Subject": "alice", "X-Auth-Roles": "admin,user", "X-Auth-Method": "jwt"},
+			map[string]string{"X-Auth-Subject": "svc-alice", "X-Auth-Roles": "admin,user", "X-Auth-Method": "jwt"},
 			[]string{"Authorization", "X-Auth-Key-Name"}},
 		{"API key", []string{"X-API-Key", testAPIKey}, "/admin/panel?x=1",
 			map[string]string{"X-Auth-Subject": "admin-bot", "X-Auth-Roles": "admin", "X-Auth-Method": "apikey", "X-Auth-Key-Name": "admin-bot"},
@@ -185,7 +185,7 @@ func TestE2EBadTokensAre401AndNeverReachUpstream(t *testing.T) {
 func TestE2EAuthorization(t *testing.T) {
 	e := newEnv(t, "", nil)
 	tok := func(roles ...string) string {
-		s, _, err := e.app.signer.Mint(token.Grant{Subject: "bob", Roles: roles, Type: token.TypeAccess, TTL: time.Minute})
+		s, _, err := e.app.signer.Mint(token.Grant{Subject: "svc-bob", Roles: roles, Type: token.TypeAccess, TTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

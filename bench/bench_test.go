@@ -311,6 +311,7 @@ func TestDriveLimiterSendsDistinctAddresses(t *testing.T) {
 	defer srv.Close()
 	const n = 2000
 	got, err := driveLimiter(context.Background(), io.Discard, srv.URL, n, time.Minute)
+	srv.Close() // waits for handlers still running
 	if err != nil || got != n {
 		t.Fatalf("driveLimiter(%d) = %d, %v; want %d, nil", n, got, err, n)
 	}
@@ -335,6 +336,7 @@ func TestRunFloodVariants(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			counts := runFlood(ctx, srv.URL, 4, c.distinct)
+			srv.Close() // cancelled attempts may still be in the handler
 			if counts[http.StatusTeapot] != 0 || counts[0] != 0 {
 				t.Errorf("runFlood() answers %s, want no 418 and no errors", counts)
 			}

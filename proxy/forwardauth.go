@@ -167,9 +167,8 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	}
 	canon, err := policy.Canonicalize(escaped)
 	if err != nil {
-		// nginx's $request_uri and Traefik's X-Forwarded-Uri are raw, and
-		// the ingress may forward either the raw or its own normalized
-		// form. Ambiguous paths (encoded dots or slashes, backslashes,
+		// nginx's $request_uri is the client's raw target, and the ingress
+		// may forward either that or its own normalized form. Ambiguous paths (encoded dots or slashes, backslashes,
 		// ";", NUL, double encoding) are refused rather than guessed, so
 		// no normalization the ingress or the upstream applies can reach a
 		// path other than the one decided.

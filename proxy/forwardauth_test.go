@@ -590,3 +590,32 @@ func TestForwardAuthAgreesWithProxy(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkForwardAuthAllowedAPIKey(b *testing.B) {
+	set, err := policy.Load("policy.yaml", []byte(faPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := apikey.Parse("keys.yaml", []byte(faKeysYAML()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ks apikey.Store
+	ks.Swap(keys)
+	up, _ := url.Parse("http://127.0.0.1:1")
+	gw, err := proxy.New(proxy.Options{Upstream: up, Policy: policy.NewStore(set), Authenticator: authn.Chain{APIKey: apikey.NewAuthenticator(&ks, nil)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, _ := clientip.Parse([]string{"10.0.0.0/24"})
+	h := gw.ForwardAuth(proxy.ForwardAuthOptions{TrustedPeers: tr})
+	b.ReportAllocs()
+	for b.Loop() {
+		r := nginxCheck(ingressAddr, "GET", "/admin/users/42?x=1", "X-API-Key", adminKey)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatalf("check = %d", w.Code)
+		}
+	}
+}

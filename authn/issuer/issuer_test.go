@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authgate/authgate/authn/state"
-	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
 )
 
@@ -204,8 +203,10 @@ func TestLoginTimingUnknownUserMatchesWrongPassword(t *testing.T) {
 		*h = hooks{} // real bcrypt; the dummy hash gets the file's cost, 10
 		o.Registerer = prometheus.NewRegistry()
 	})
-	const samples = 30
-	var unknown, wrong []time.Duration
+	samples := 30
+	if raceEnabled {
+		samples = 11
+	}
 	measure := func(user string) time.Duration {
 		start := time.Now()
 		w := f.do(request{path: "/auth/login", body: form("username", user, "password", "not-the-password")})
@@ -216,16 +217,26 @@ func TestLoginTimingUnknownUserMatchesWrongPassword(t *testing.T) {
 		return d
 	}
 	measure("alice") // warm up
-	for i := range samples {
-		// Alternate so drift in machine load hits both sides alike.
-		unknown = append(unknown, measure("nobody"+strconv.Itoa(i)))
-		wrong = append(wrong, measure("alice"))
-	}
-	mu, mw := median(unknown), median(wrong)
-	t.Logf("median login: unknown user %v, wrong password %v", mu, mw)
-	ratio := float64(mu) / float64(mw)
-	if ratio < 0.8 || ratio > 1.2 {
-		t.Errorf("median unknown-user login %v vs wrong-password %v: ratio %.2f, want within 20%%", mu, mw, ratio)
+	// Other processes share the machine, so a round that misses is
+	// retried; a real difference (a skipped compare costs a whole bcrypt)
+	// misses every round.
+	const rounds = 3
+	for round := 1; ; round++ {
+		var unknown, wrong []time.Duration
+		for i := range samples {
+			// Alternate so drift in machine load hits both sides alike.
+			unknown = append(unknown, measure("nobody"+strconv.Itoa(i)))
+			wrong = append(wrong, measure("alice"))
+		}
+		mu, mw := median(unknown), median(wrong)
+		ratio := float64(mu) / float64(mw)
+		t.Logf("round %d: median login: unknown user %v, wrong password %v, ratio %.2f", round, mu, mw, ratio)
+		if ratio >= 0.8 && ratio <= 1.2 {
+			return
+		}
+		if round == rounds {
+			t.Fatalf("median unknown-user login %v vs wrong-password %v: ratio %.2f, want within 20%%", mu, mw, ratio)
+		}
 	}
 }
 
@@ -234,5 +245,3 @@ func median(ds []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
-
-var _ = token.TypeAccess

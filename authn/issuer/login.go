@@ -69,8 +69,8 @@ func (is *Issuer) audit(event, who, name string, ip netip.Addr, outcome, reason 
 	is.log.Log(lvl, "issuer "+event, fields...)
 }
 
-// zapFields are the fields of a refresh-token reuse event.
-func zapFields(event, subject, family, ip string) []zap.Field {
+// reuseFields are the fields of a refresh-token reuse event.
+func reuseFields(event, subject, family, ip string) []zap.Field {
 	return []zap.Field{
 		zap.String("event", event),
 		zap.String("subject", subject),

@@ -110,7 +110,7 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		is.m.reuse.Inc()
 		is.m.refreshes.WithLabelValues(outcomeReuse).Inc()
 		is.log.Error("issuer refresh_token_reuse",
-			zapFields(eventReuse, c.Subject, c.Family, ip.String())...)
+			reuseFields(eventReuse, c.Subject, c.Family, ip.String())...)
 		writeError(w, invalidGrant(descInvalidRefresh))
 		return
 	case errors.Is(err, state.ErrRevoked):
