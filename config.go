@@ -26,6 +26,8 @@ import (
 // raw settings only; the compiled policy, key sets and stores are separate
 // values built from it.
 type Config struct {
+	Mode            string                `yaml:"mode"`
+	ForwardAuth     ForwardAuthConfig     `yaml:"forward_auth"`
 	Upstream        UpstreamConfig        `yaml:"upstream"`
 	Listen          ListenConfig          `yaml:"listen"`
 	PolicyFile      string                `yaml:"policy_file"`
@@ -44,6 +46,21 @@ type Config struct {
 
 	path string
 }
+
+// ForwardAuthConfig configures the decision endpoint for ingress
+// controllers (mode forward-auth or both).
+type ForwardAuthConfig struct {
+	Path         string   `yaml:"path"`
+	TrustedPeers []string `yaml:"trusted_peers"`
+	EnvoyPrefix  string   `yaml:"envoy_prefix"`
+}
+
+// Modes of operation.
+const (
+	ModeProxy       = "proxy"
+	ModeForwardAuth = "forward-auth"
+	ModeBoth        = "both"
+)
 
 // UpstreamConfig is the one upstream.
 type UpstreamConfig struct {
@@ -141,7 +158,9 @@ type Secrets struct {
 
 func defaultConfig() Config {
 	return Config{
-		Upstream: UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
+		Mode:        ModeProxy,
+		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
+		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
 		ReloadInterval: time.Second,
@@ -185,8 +204,35 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: field %s: %s", c.path, field, fmt.Sprintf(format, a...)))
 	}
+	switch c.Mode {
+	case ModeProxy, ModeBoth, ModeForwardAuth:
+	default:
+		bad("mode", "want proxy, forward-auth or both, got %q", c.Mode)
+	}
+	if c.Mode != ModeProxy {
+		fa := c.ForwardAuth
+		if canon, err := policy.Canonicalize(fa.Path); err != nil || canon != fa.Path || fa.Path == "/" {
+			bad("forward_auth.path", "want a canonical path like /_authgate/verify")
+		}
+		if len(fa.TrustedPeers) == 0 {
+			// Believing X-Original-URI from anyone lets a client choose the
+			// path that is authorized (GHSA-7x63-xv5r-3p2x).
+			bad("forward_auth.trusted_peers", "required: the ingress addresses whose X-Original-*/X-Forwarded-* headers are believed")
+		} else if _, err := clientip.Parse(fa.TrustedPeers); err != nil {
+			bad("forward_auth.trusted_peers", "%v", err)
+		}
+		if p := fa.EnvoyPrefix; p != "" {
+			if canon, err := policy.Canonicalize(p); err != nil || canon != p || strings.HasSuffix(p, "/") {
+				bad("forward_auth.envoy_prefix", "want a canonical path without a trailing slash, like /_authgate/envoy")
+			} else if p == fa.Path || strings.HasPrefix(fa.Path, p+"/") {
+				bad("forward_auth.envoy_prefix", "must not contain forward_auth.path")
+			}
+		}
+	}
 	if c.Upstream.URL == "" {
-		bad("upstream.url", "required")
+		if c.Mode != ModeForwardAuth {
+			bad("upstream.url", "required")
+		}
 	} else if u, err := url.Parse(c.Upstream.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		bad("upstream.url", "want an http:// or https:// URL with a host and no query")
 	}

@@ -168,7 +168,7 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 		a.external.Start(ctx)
 		t.Cleanup(a.external.Close)
 	}
-	e.gw = httptest.NewUnstartedServer(a.gateway)
+	e.gw = httptest.NewUnstartedServer(a.handler)
 	e.gw.Config.ReadHeaderTimeout = cfg.Listen.ReadHeaderTimeout
 	e.gw.Config.MaxHeaderBytes = cfg.Listen.MaxHeaderBytes
 	e.gw.Start()

@@ -372,6 +372,19 @@ func TestProcess(t *testing.T) {
 				want:    []string{"set AUTHGATE_JWT_SECRET or AUTHGATE_JWT_SECRET_FILE, not both"},
 			},
 			{
+				name: "unknown key and bad value both named",
+				config: func(dir string) string {
+					c := strings.Replace(okConfig(dir), "  admin_address:", "  admin_adress:", 1)
+					return strings.Replace(c, "  level: info", "  level: loud", 1)
+				},
+				policy:  reloadPolicyA,
+				environ: []string{secretEnv},
+				want: []string{
+					"$DIR/config.yaml:5: ",
+					`$DIR/config.yaml: field logging.level: want debug, info, warn or error, got "loud"`,
+				},
+			},
+			{
 				name: "two bad fields both named",
 				config: func(dir string) string {
 					c := strings.Replace(okConfig(dir), "  level: info", "  level: loud", 1)

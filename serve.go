@@ -55,6 +55,7 @@ type app struct {
 	keys     *apikey.Store
 	watcher  *filewatch.Watcher
 	gateway  *proxy.Gateway
+	handler  http.Handler // the main listener's handler: the gateway, or the mode router
 	verifier *token.Verifier
 	signer   *token.Signer
 	external *jwks.Set // nil without external issuers
@@ -150,7 +151,10 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	up, _ := url.Parse(cfg.Upstream.URL) // validated
+	var up *url.URL
+	if cfg.Upstream.URL != "" {
+		up, _ = url.Parse(cfg.Upstream.URL) // validated
+	}
 	transport := d.Transport
 	if transport == nil {
 		transport = proxy.NewTransport(proxy.TransportOptions{
@@ -204,7 +208,17 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 			return nil, err
 		}
 	}
-	if hp := cfg.Upstream.HealthPath; hp != "" {
+	a.handler = a.gateway
+	if cfg.Mode != ModeProxy {
+		peers, _ := clientip.Parse(cfg.ForwardAuth.TrustedPeers) // validated
+		a.handler = &modeRouter{
+			verifyPath:  cfg.ForwardAuth.Path,
+			envoyPrefix: cfg.ForwardAuth.EnvoyPrefix,
+			verify:      a.gateway.ForwardAuth(proxy.ForwardAuthOptions{TrustedPeers: peers, EnvoyPrefix: cfg.ForwardAuth.EnvoyPrefix}),
+			next:        a.gateway,
+		}
+	}
+	if hp := cfg.Upstream.HealthPath; hp != "" && up != nil {
 		client := &http.Client{Transport: transport, Timeout: 2 * time.Second}
 		target := strings.TrimSuffix(up.String(), "/") + hp
 		a.upHealth = func(ctx context.Context) error {
@@ -226,6 +240,25 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	}
 	a.ready.Store(true)
 	return a, nil
+}
+
+// modeRouter sends forward-auth checks to the decision endpoint and every
+// other request to the gateway (which in forward-auth mode serves only the
+// auth endpoints). It matches exact paths itself rather than through
+// http.ServeMux, whose path cleaning would redirect requests the gateway
+// must see and refuse.
+type modeRouter struct {
+	verifyPath, envoyPrefix string
+	verify, next            http.Handler
+}
+
+func (m *modeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if p == m.verifyPath || (m.envoyPrefix != "" && (p == m.envoyPrefix || strings.HasPrefix(p, m.envoyPrefix+"/"))) {
+		m.verify.ServeHTTP(w, r)
+		return
+	}
+	m.next.ServeHTTP(w, r)
 }
 
 // loadCert loads the TLS key pair and swaps it in; a bad pair keeps the
@@ -454,7 +487,7 @@ func (a *app) serve(ctx context.Context) error {
 func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	l := a.cfg.Listen
 	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
-	srv := &http.Server{Handler: a.gateway, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
 	admin := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())

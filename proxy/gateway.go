@@ -28,7 +28,9 @@ import (
 // Options configure a Gateway. Upstream, Policy and Authenticator are
 // required; every other field has a documented default.
 type Options struct {
-	// Upstream is the one upstream URL (scheme, host and optional base path).
+	// Upstream is the one upstream URL (scheme, host and optional base
+	// path). Nil means there is no upstream (forward-auth mode): gateway
+	// endpoints are served and every other request gets 404.
 	Upstream *url.URL
 	// PreserveHost forwards the client's Host header (the default in the
 	// config file). When false the upstream URL's host is sent.
@@ -87,7 +89,7 @@ type Gateway struct {
 
 // New returns a gateway.
 func New(o Options) (*Gateway, error) {
-	if o.Upstream == nil || o.Upstream.Host == "" || (o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https") {
+	if o.Upstream != nil && (o.Upstream.Host == "" || (o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https")) {
 		return nil, errors.New("proxy: upstream must be an http or https URL with a host")
 	}
 	if o.Policy == nil || o.Authenticator == nil {
@@ -118,11 +120,15 @@ func New(o Options) (*Gateway, error) {
 	// The identity headers and the request id are ours on every request,
 	// public paths included; the forwarded headers only from trusted peers.
 	g.strip = newStripper(append(g.headers.names(), o.RequestIDHeader), forwardedHeaders)
-	g.basePath = strings.TrimSuffix(o.Upstream.Path, "/")
-	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
 	if o.MaxInFlight > 0 {
 		g.sem = make(chan struct{}, o.MaxInFlight)
 	}
+	g.states.New = func() any { return new(reqState) }
+	if o.Upstream == nil {
+		return g, nil
+	}
+	g.basePath = strings.TrimSuffix(o.Upstream.Path, "/")
+	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
 	g.rp = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    &timedTransport{next: o.Transport, metrics: o.Metrics},
@@ -130,7 +136,6 @@ func New(o Options) (*Gateway, error) {
 		ErrorHandler: g.upstreamError,
 		ErrorLog:     zap.NewStdLog(g.log.With(zap.String("component", "reverseproxy"))),
 	}
-	g.states.New = func() any { return new(reqState) }
 	return g, nil
 }
 
@@ -209,6 +214,10 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		return
 	}
 
+	if g.rp == nil {
+		g.reject(w, st, ev, "no_upstream", &Error{Code: http.StatusNotFound, Msg: "not found"})
+		return
+	}
 	p, e := g.decide(r, r.Method, canon, ev)
 	st.principal = p
 	if e != nil {

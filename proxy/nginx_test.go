@@ -2,20 +2,15 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
+	"github.com/authgate/authgate/internal/nginxtest"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/authgate/authgate/proxy"
@@ -26,20 +21,7 @@ import (
 // (nginx forwards the client's request target as sent), "normalized"
 // with a URI part (nginx forwards its own decoded and normalized $uri).
 // The decision is always made on the raw $request_uri.
-const nginxConf = `
-{{if .Root}}user root;{{end}}
-worker_processes 1;
-pid {{.Dir}}/nginx.pid;
-error_log {{.Dir}}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log {{.Dir}}/access.log;
-  client_body_temp_path {{.Dir}}/tmp/body;
-  proxy_temp_path {{.Dir}}/tmp/proxy;
-  fastcgi_temp_path {{.Dir}}/tmp/fastcgi;
-  uwsgi_temp_path {{.Dir}}/tmp/uwsgi;
-  scgi_temp_path {{.Dir}}/tmp/scgi;
-
+const nginxConf = nginxtest.Prelude + `
 {{range .Fronts}}
   server {
     listen 127.0.0.1:{{.Port}};
@@ -137,15 +119,7 @@ func (u *upRecorder) since(n int) []upRequest {
 	return append([]upRequest(nil), u.reqs[n:]...)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return nginxtest.FreePort(t) }
 
 type nginxEnv struct {
 	up     *upRecorder
@@ -156,22 +130,6 @@ type nginxEnv struct {
 // the forward-auth endpoint of gw (mounted at /verify) for every request.
 func startNginx(t *testing.T) *nginxEnv {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("nginx is not installed (apt-get install -y nginx): %v", err)
-		}
-		t.Skip("nginx is not installed; apt-get install -y nginx to run the forward-auth integration tests")
-	}
-
 	e := newFAEnv(t, faPolicy)
 	mux := http.NewServeMux()
 	mux.Handle("/verify", e.gw.ForwardAuth(proxy.ForwardAuthOptions{TrustedPeers: mustTrusted(t, "127.0.0.1")}))
@@ -181,77 +139,21 @@ func startNginx(t *testing.T) *nginxEnv {
 	upSrv := httptest.NewServer(env.up)
 	t.Cleanup(upSrv.Close)
 
-	dir := t.TempDir()
-	for _, d := range []string{"tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
 	fronts := []nginxFront{
 		{Name: "raw", Port: freePort(t)},
 		{Name: "normalized", Port: freePort(t), URIPart: "/"},
 		{Name: "mapped", Port: freePort(t), MapErrors: true},
 	}
-	var conf bytes.Buffer
-	err = template.Must(template.New("nginx").Parse(nginxConf)).Execute(&conf, map[string]any{
-		// Workers run as root only when the test does (CI containers):
-		// the default "nobody" cannot enter a root-owned 0700 TempDir.
-		"Root":     os.Geteuid() == 0,
-		"Dir":      dir,
+	ports := make([]int, len(fronts))
+	for i, f := range fronts {
+		ports[i] = f.Port
+		env.fronts[f.Name] = fmt.Sprintf("127.0.0.1:%d", f.Port)
+	}
+	nginxtest.Start(t, nginxConf, map[string]any{
 		"Fronts":   fronts,
 		"Gateway":  strings.TrimPrefix(gwSrv.URL, "http://"),
 		"Upstream": strings.TrimPrefix(upSrv.URL, "http://"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx error.log:\n%s", log)
-		}
-	})
-	for _, f := range fronts {
-		addr := fmt.Sprintf("127.0.0.1:%d", f.Port)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case err := <-exited:
-				log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-				t.Fatalf("nginx exited: %v\n%s\n%s", err, out.String(), log)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("nginx did not listen on %s", addr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		env.fronts[f.Name] = addr
-	}
+	}, ports...)
 	return env
 }
 
