@@ -242,6 +242,21 @@ func TestProcess(t *testing.T) {
 		if out := p.stderr.String(); !strings.Contains(out, "SIGHUP: reloading files") {
 			t.Errorf("log does not mention the SIGHUP reload:\n%s", out)
 		}
+
+		// A bad edit picked up by SIGHUP is rejected: the process stays
+		// up, policy B keeps answering, and the log names file and line.
+		replaceByRename(t, filepath.Join(dir, "policy.yaml"), strings.Replace(reloadPolicyB, "roles: [admin]", "role: [admin]", 1))
+		p.signal(syscall.SIGHUP)
+		want := filepath.Join(dir, "policy.yaml") + ":8: rule 2 (/admin/**): unknown key"
+		eventually(t, 2*time.Second, "rejected reload logged", func() bool {
+			return strings.Contains(p.stderr.String(), want)
+		})
+		if got := p.anonymousDecisions(); got != procDecisionsB {
+			t.Errorf("after a rejected SIGHUP reload: %s, want still %s", got, procDecisionsB)
+		}
+		if p.exited() || p.readyz() != http.StatusOK {
+			t.Errorf("authgate not ready after a rejected reload (exited: %v)", p.exited())
+		}
 	})
 
 	t.Run("SIGTERM turns readiness off, drains, exits 0", func(t *testing.T) {
@@ -262,7 +277,7 @@ func TestProcess(t *testing.T) {
 				close(release)
 			}
 		})
-		const delay = time.Second
+		const delay = 1500 * time.Millisecond
 		p := startProc(t, bin, t.TempDir(), up.URL, reloadPolicyA, delay, []string{secretEnv})
 		p.waitReady()
 
@@ -281,7 +296,7 @@ func TestProcess(t *testing.T) {
 
 		start := time.Now()
 		p.signal(syscall.SIGTERM)
-		eventually(t, delay/2, "/readyz 503 after SIGTERM", func() bool { return p.readyz() == http.StatusServiceUnavailable })
+		eventually(t, delay*2/3, "/readyz 503 after SIGTERM", func() bool { return p.readyz() == http.StatusServiceUnavailable })
 		// Readiness is off but the listener still serves during the delay,
 		// while endpoint controllers stop routing here.
 		if got := p.get("/public/x"); got != http.StatusOK {
