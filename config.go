@@ -182,8 +182,12 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	c := defaultConfig()
-	if err := yamlx.Decode(path, data, &c); err != nil {
-		return nil, err
+	// Unknown keys and bad values are both reported: field errors do not
+	// stop validation of the fields that decoded.
+	decErr := yamlx.Decode(path, data, &c)
+	var fieldErrs *yamlx.FieldErrors
+	if decErr != nil && !errors.As(decErr, &fieldErrs) {
+		return nil, decErr
 	}
 	c.path = path
 	dir := filepath.Dir(path)
@@ -192,7 +196,7 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(decErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -96,13 +96,13 @@ func Parse(filename string, data []byte) (*Set, error) {
 			errs = append(errs, fmt.Errorf("%s: field name: duplicate of the key on line %d", at, prev))
 		}
 		seen[fk.Name] = line
+		if len(fk.Roles) == 0 {
+			errs = append(errs, fmt.Errorf("%s: field roles: a key needs at least one role", at))
+		}
 		raw, err := hex.DecodeString(fk.SHA256)
 		if err != nil || len(raw) != sha256.Size {
 			errs = append(errs, fmt.Errorf("%s: field sha256: want 64 hex characters (the SHA-256 digest of the key)", at))
 			continue
-		}
-		if len(fk.Roles) == 0 {
-			errs = append(errs, fmt.Errorf("%s: field roles: a key needs at least one role", at))
 		}
 		k := &Key{Name: fk.Name, Roles: token.NormalizeRoles(fk.Roles), Expires: fk.Expires, Line: line}
 		copy(k.digest[:], raw)

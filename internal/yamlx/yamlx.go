@@ -24,6 +24,10 @@ func Decode(filename string, data []byte, out any) error {
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("%s: file is empty", filename)
 	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return &FieldErrors{Err: Format(filename, err)}
+	}
 	if err != nil {
 		return Format(filename, err)
 	}
@@ -33,6 +37,16 @@ func Decode(filename string, data []byte, out any) error {
 	}
 	return nil
 }
+
+// FieldErrors reports that a document decoded but some of its fields were
+// rejected (unknown keys, wrong types). The other fields are set, so a
+// caller can go on validating and report every problem at once.
+type FieldErrors struct{ Err error }
+
+func (e *FieldErrors) Error() string { return e.Err.Error() }
+func (e *FieldErrors) Unwrap() error { return e.Err }
+
+var notFoundRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
 // Format rewrites a yaml error as one "filename:line: message" error per
 // problem.
@@ -48,7 +62,11 @@ func Format(filename string, err error) error {
 	for _, m := range msgs {
 		m = strings.TrimPrefix(m, "yaml: ")
 		if sm := lineRE.FindStringSubmatch(m); sm != nil {
-			errs = append(errs, fmt.Errorf("%s:%s: %s", filename, sm[1], sm[2]))
+			msg := sm[2]
+			if nf := notFoundRE.FindStringSubmatch(msg); nf != nil {
+				msg = fmt.Sprintf("unknown key %q", nf[1])
+			}
+			errs = append(errs, fmt.Errorf("%s:%s: %s", filename, sm[1], msg))
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s: %s", filename, m))
