@@ -102,6 +102,7 @@ type JWTConfig struct {
 	Leeway     time.Duration `yaml:"leeway"`
 	AccessTTL  time.Duration `yaml:"access_ttl"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
+	CacheSize  int           `yaml:"cache_size"`
 }
 
 // AuthConfig configures the login, refresh and logout endpoints, served
@@ -164,7 +165,7 @@ func defaultConfig() Config {
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
 		ReloadInterval: time.Second,
-		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour},
+		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000},
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
@@ -237,6 +238,8 @@ func (c *Config) Validate() error {
 		if c.Mode != ModeForwardAuth {
 			bad("upstream.url", "required")
 		}
+	} else if c.Mode == ModeForwardAuth {
+		bad("upstream.url", "not used in mode forward-auth (use mode both to also proxy)")
 	} else if u, err := url.Parse(c.Upstream.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		bad("upstream.url", "want an http:// or https:// URL with a host and no query")
 	}
@@ -288,6 +291,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
 		bad("trusted_proxies", "%v", err)
+	}
+	if c.JWT.CacheSize < 0 {
+		bad("jwt.cache_size", "must not be negative (0 disables the cache)")
 	}
 	if c.JWT.Issuer == "" {
 		bad("jwt.issuer", "required")

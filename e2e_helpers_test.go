@@ -128,6 +128,13 @@ func withUsers(c *Config) { c.UsersFile = filepath.Join(filepath.Dir(c.PolicyFil
 // upstream handler (a recorder unless handler is given).
 func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
+	return newEnvSecrets(t, Secrets{JWT: []byte(testSecret)}, policyText, handler, opts...)
+}
+
+// newEnvSecrets is newEnv with the secrets given to newApp, for example a
+// Redis URL that several gateways share.
+func newEnvSecrets(t *testing.T, sec Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
+	t.Helper()
 	e := &gwEnv{t: t, dir: t.TempDir(), up: &recorder{}}
 	if policyText == "" {
 		policyText = testPolicy
@@ -156,7 +163,7 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
 	registerSink(logs)
-	a, err := newApp(&cfg, Secrets{JWT: []byte(testSecret)}, deps{Logger: zap.New(core)})
+	a, err := newApp(&cfg, sec, deps{Logger: zap.New(core)})
 	if err != nil {
 		t.Fatalf("newApp: %v", err)
 	}

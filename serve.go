@@ -109,7 +109,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	settings := token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}
 	// Every gateway token is bound to its user's current credentials: a
 	// password change, disable or delete in the users file ends it.
-	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now, Binding: a.users})
+	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now, Binding: a.users, CacheSize: cfg.JWT.CacheSize})
 	a.signer = token.NewSigner(keys, settings, token.Options{Now: d.Now})
 	if d.State != nil {
 		a.state = d.State
@@ -143,9 +143,9 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	chain := authn.Chain{Bearer: bearer, APIKeyHeader: cfg.APIKeyHeader}
+	chain := authn.Chain{Bearer: bearer, APIKeyHeader: http.CanonicalHeaderKey(cfg.APIKeyHeader)}
 	if cfg.APIKeysFile != "" {
-		chain.APIKey = apikey.NewAuthenticator(a.keys, d.Now)
+		chain.APIKey = apikey.NewAuthenticator(a.keys, d.Now).WithHeader(cfg.APIKeyHeader)
 	}
 	trusted, err := clientip.Parse(cfg.TrustedProxies)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 // checked against issuer B's keys. It is safe for concurrent use.
 type Bearer struct {
 	byIssuer map[string]TokenVerifier
+	only     TokenVerifier // the verifier when there is exactly one
 }
 
 // NewBearer returns a bearer authenticator over the given verifiers, one per
@@ -25,6 +26,11 @@ func NewBearer(vs ...TokenVerifier) (*Bearer, error) {
 			return nil, fmt.Errorf("authn: issuer %q configured twice", v.Issuer())
 		}
 		b.byIssuer[v.Issuer()] = v
+	}
+	if len(vs) == 1 {
+		// With one issuer there is nothing to choose; the verifier checks
+		// iss itself, so the unverified peek is skipped.
+		b.only = vs[0]
 	}
 	return b, nil
 }
@@ -38,13 +44,16 @@ func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
 	if err != nil {
 		return Principal{}, false, err
 	}
-	iss, err := peekIssuer(raw)
-	if err != nil {
-		return Principal{}, false, err
-	}
-	v, ok := b.byIssuer[iss]
-	if !ok {
-		return Principal{}, false, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
+	v := b.only
+	if v == nil {
+		iss, err := peekIssuer(raw)
+		if err != nil {
+			return Principal{}, false, err
+		}
+		var ok bool
+		if v, ok = b.byIssuer[iss]; !ok {
+			return Principal{}, false, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
+		}
 	}
 	p, err := v.Verify(r.Context(), raw)
 	if err != nil {
@@ -112,7 +121,8 @@ type Chain struct {
 	Bearer Authenticator
 	// APIKey authenticates X-API-Key headers; nil rejects them.
 	APIKey Authenticator
-	// APIKeyHeader is the API key header name; empty means X-API-Key.
+	// APIKeyHeader is the API key header name in canonical form
+	// (http.CanonicalHeaderKey); empty means X-API-Key.
 	APIKeyHeader string
 }
 
@@ -120,10 +130,10 @@ type Chain struct {
 func (c Chain) Authenticate(r *http.Request) (Principal, bool, error) {
 	keyHeader := c.APIKeyHeader
 	if keyHeader == "" {
-		keyHeader = "X-API-Key"
+		keyHeader = "X-Api-Key"
 	}
 	_, hasAuth := r.Header["Authorization"]
-	hasKey := len(r.Header.Values(keyHeader)) > 0
+	_, hasKey := r.Header[keyHeader]
 	switch {
 	case hasAuth && hasKey:
 		return Principal{}, false, ErrAmbiguous

@@ -258,6 +258,34 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestParseMetric(t *testing.T) {
+	text := "# HELP go_memstats_heap_inuse_bytes x\n# TYPE go_memstats_heap_inuse_bytes gauge\ngo_memstats_heap_inuse_bytes 8.937472e+06\nother 1\n"
+	for _, c := range []struct {
+		name, metric string
+		want         uint64
+		wantErr      bool
+	}{
+		{"exponent form", "go_memstats_heap_inuse_bytes", 8937472, false},
+		{"missing", "go_memstats_heap_sys_bytes", 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := parseMetric(text, c.metric)
+			if (err != nil) != c.wantErr || got != c.want {
+				t.Errorf("parseMetric(%q) = %d, %v; want %d, error %v", c.metric, got, err, c.want, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestSpread(t *testing.T) {
+	if got := spread([]float64{90, 100, 110}); math.Abs(got-0.2) > 1e-9 {
+		t.Errorf("spread(90,100,110) = %v, want 0.2", got)
+	}
+	if got := spread(nil); !math.IsNaN(got) {
+		t.Errorf("spread(nil) = %v, want NaN", got)
+	}
+}
+
 func TestAddrFrom(t *testing.T) {
 	base := netip.MustParseAddr("10.0.0.1")
 	for _, c := range []struct {

@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -323,6 +324,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if m, err := readMem(gw.PID()); err == nil {
 			limiterMB = mb(m.RSS)
 		}
+		if heap, err := heapInuse(ctx, "http://"+files.AdminAddr+"/metrics"); err == nil {
+			fmt.Fprintf(out, "limiter drive: gateway heap in use %.1f MiB (go_memstats_heap_inuse_bytes), RSS %s MiB\n", mb(heap), fmtNum(limiterMB, 1))
+		}
 	}
 
 	fmt.Fprintln(out, ratiosLine(s.Modes, ratios))
@@ -434,21 +438,29 @@ func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) map[st
 		bareRPS = median(st.rps)
 	}
 	ratios := map[string]float64{}
-	fmt.Fprintf(out, "%-8s %10s %9s %9s %9s %6s %8s %7s\n", "mode", "req/s", "p50", "p99", "p99.9", "ratio", "non200", "errors")
+	fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %8s %7s\n", "mode", "req/s", "spread", "p50", "p99", "p99.9", "ratio", "non200", "errors")
 	for _, m := range modes {
 		st := stats[m.Name]
 		if m.NA != "" || st == nil {
 			ratios[m.Name] = nan()
-			fmt.Fprintf(out, "%-8s %10s %9s %9s %9s %6s %8s %7s  (%s)\n", m.Name, "na", "na", "na", "na", "na", "-", "-", m.NA)
+			fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %8s %7s  (%s)\n", m.Name, "na", "-", "na", "na", "na", "na", "-", "-", m.NA)
 			continue
 		}
 		rps := median(st.rps)
 		ratios[m.Name] = rps / bareRPS
-		fmt.Fprintf(out, "%-8s %10.0f %9s %9s %9s %6s %8d %7d\n", m.Name, rps,
+		fmt.Fprintf(out, "%-8s %10.0f %6s%% %9s %9s %9s %6s %8d %7d\n", m.Name, rps, fmtNum(100*spread(st.rps), 0),
 			fmtLatency(median(st.p50)), fmtLatency(median(st.p99)), fmtLatency(median(st.p999)),
 			fmtNum(ratios[m.Name], 2), st.non200, st.errors)
 	}
 	return ratios
+}
+
+// spread returns (max-min)/median of xs: how much the rounds disagree.
+func spread(xs []float64) float64 {
+	if len(xs) == 0 {
+		return nan()
+	}
+	return (slices.Max(xs) - slices.Min(xs)) / median(xs)
 }
 
 // ratiosLine is the machine-readable bench-ratios line.
@@ -481,3 +493,37 @@ func memoryLine(idle, peak, limiter float64, ips int) string {
 
 // mb converts bytes to mebibytes.
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// heapInuse reads go_memstats_heap_inuse_bytes from the gateway's metrics.
+func heapInuse(ctx context.Context, metricsURL string) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return 0, fmt.Errorf("bench: metrics: %w", err)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("bench: metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, fmt.Errorf("bench: metrics: %w", err)
+	}
+	return parseMetric(string(body), "go_memstats_heap_inuse_bytes")
+}
+
+// parseMetric returns the value of an unlabelled metric in the Prometheus
+// text format.
+func parseMetric(text, name string) (uint64, error) {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil || v < 0 {
+				return 0, fmt.Errorf("bench: metric %s: bad value %q", name, f[1])
+			}
+			return uint64(v), nil
+		}
+	}
+	return 0, fmt.Errorf("bench: metric %s not found", name)
+}

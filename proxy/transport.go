@@ -76,15 +76,23 @@ func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// bufferPool implements httputil.BufferPool with 32 KiB buffers.
+// bufferPool implements httputil.BufferPool with 32 KiB buffers. It pools
+// array pointers, so neither Get nor Put allocates.
 type bufferPool struct{ p sync.Pool }
 
+const bufSize = 32 << 10
+
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([bufSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(p []byte) { b.p.Put(&p) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[bufSize]byte)[:] }
+
+func (b *bufferPool) Put(p []byte) {
+	if cap(p) >= bufSize {
+		b.p.Put((*[bufSize]byte)(p[:bufSize]))
+	}
+}
 
 // statusWriter records the status code written through it. Unwrap lets
 // http.ResponseController reach Flush and Hijack of the real writer, which

@@ -146,8 +146,9 @@ func (st *Store) Swap(s *Set) { st.p.Store(s) }
 // Authenticator authenticates X-API-Key. It implements authn.Authenticator
 // and is safe for concurrent use.
 type Authenticator struct {
-	store *Store
-	now   func() time.Time
+	store  *Store
+	now    func() time.Time
+	header string
 }
 
 // NewAuthenticator returns an authenticator over store. now may be nil.
@@ -155,12 +156,20 @@ func NewAuthenticator(store *Store, now func() time.Time) *Authenticator {
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{store: store, now: now}
+	return &Authenticator{store: store, now: now, header: http.CanonicalHeaderKey(Header)}
+}
+
+// WithHeader returns a copy of a that reads keys from header instead of
+// X-API-Key.
+func (a *Authenticator) WithHeader(header string) *Authenticator {
+	c := *a
+	c.header = http.CanonicalHeaderKey(header)
+	return &c
 }
 
 // Authenticate implements authn.Authenticator.
 func (a *Authenticator) Authenticate(r *http.Request) (authn.Principal, bool, error) {
-	vals := r.Header.Values(Header)
+	vals := r.Header[a.header]
 	switch len(vals) {
 	case 0:
 		return authn.Principal{}, false, nil

@@ -1,11 +1,10 @@
 package jwks
 
 import (
-	"container/list"
-	"sync"
 	"time"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/internal/lru"
 )
 
 // cacheEntry is a verified token remembered by its digest.
@@ -17,32 +16,26 @@ type cacheEntry struct {
 	fingerprint string
 }
 
-// tokenCache is a bounded least-recently-used map from token digest to the
-// verified result. It is safe for concurrent use. A nil *tokenCache is a
-// disabled cache.
-type tokenCache struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List
-	items map[[32]byte]*list.Element
-}
+// tokenCache remembers verified tokens by digest, never past their exp. A
+// nil *tokenCache is a disabled cache. It is safe for concurrent use.
+type tokenCache struct{ c *lru.Cache[cacheEntry] }
 
 func newTokenCache(size int) *tokenCache {
 	if size <= 0 {
 		return nil
 	}
-	return &tokenCache{max: size, ll: list.New(), items: make(map[[32]byte]*list.Element, size)}
+	return &tokenCache{c: lru.New[cacheEntry](size)}
 }
 
 // cacheResult is the outcome of a cache lookup.
-type cacheResult int
+type cacheResult = lru.Result
 
 const (
-	cacheMiss cacheResult = iota
-	cacheHit
+	cacheMiss = lru.Miss
+	cacheHit  = lru.Hit
 	// cacheExpired is an entry whose token has expired: it is removed and
 	// the token is rejected, because the cache never extends a token's life.
-	cacheExpired
+	cacheExpired = lru.Expired
 )
 
 // get returns the entry for key and whether it was found and still valid at
@@ -51,52 +44,21 @@ func (c *tokenCache) get(key [32]byte, now time.Time) (cacheEntry, cacheResult) 
 	if c == nil {
 		return cacheEntry{}, cacheMiss
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		return cacheEntry{}, cacheMiss
-	}
-	e := el.Value.(*cacheEntry)
-	if !now.Before(e.principal.ExpiresAt) {
-		c.ll.Remove(el)
-		delete(c.items, key)
-		return *e, cacheExpired
-	}
-	c.ll.MoveToFront(el)
-	return *e, cacheHit
+	return c.c.Get(key, now)
 }
 
-// put stores e, evicting the least recently used entry when full.
+// put stores e until its token expires, evicting the least recently used
+// entry when full.
 func (c *tokenCache) put(e cacheEntry) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[e.key]; ok {
-		el.Value = &e
-		c.ll.MoveToFront(el)
-		return
-	}
-	c.items[e.key] = c.ll.PushFront(&e)
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.items, old.Value.(*cacheEntry).key)
+	if c != nil {
+		c.c.Put(e.key, e, e.principal.ExpiresAt)
 	}
 }
 
 // remove drops key.
 func (c *tokenCache) remove(key [32]byte) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.Remove(el)
-		delete(c.items, key)
+	if c != nil {
+		c.c.Remove(key)
 	}
 }
 
@@ -104,7 +66,5 @@ func (c *tokenCache) len() int {
 	if c == nil {
 		return 0
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
+	return c.c.Len()
 }

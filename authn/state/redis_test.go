@@ -142,7 +142,7 @@ func TestRedisKeysHaveBoundedTTL(t *testing.T) {
 		{Every: time.Second, Burst: 10},
 		{Every: 100 * time.Millisecond, Burst: 1},
 		{Every: time.Minute, Burst: 5},
-		{Every: 1500 * time.Microsecond, Burst: 3},
+		{Every: 1500*time.Millisecond + 500*time.Microsecond, Burst: 3}, // rounds up to whole ms
 	}
 	for _, l := range limits {
 		key := "b" + strconv.FormatInt(l.window().Milliseconds()+1, 10) // +1: rounded up to ms

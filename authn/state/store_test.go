@@ -93,7 +93,9 @@ func checkAllKeysExpire(t *testing.T, srv *statetest.Server, bound time.Duration
 // newRedis opens a Redis store closed at the end of the test.
 func newRedis(t testing.TB, url, prefix string, now func() time.Time) *Redis {
 	t.Helper()
-	r, err := NewRedis(context.Background(), RedisOptions{URL: url, KeyPrefix: prefix, Now: now})
+	// A generous timeout: functional tests must not fail on a loaded machine;
+	// the fault tests set their own short one.
+	r, err := NewRedis(context.Background(), RedisOptions{URL: url, KeyPrefix: prefix, Now: now, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("NewRedis(%s) error = %v", url, err)
 	}

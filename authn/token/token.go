@@ -11,6 +11,7 @@ package token
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/internal/lru"
 )
 
 // Token types carried in the "type" claim.
@@ -117,6 +119,8 @@ type Verifier struct {
 	settings Settings
 	parser   *jwt.Parser
 	binding  Binding
+	now      func() time.Time
+	cache    *lru.Cache[*Claims] // verified access tokens; nil = off
 }
 
 // Options are the optional collaborators of a Verifier or Signer.
@@ -125,6 +129,10 @@ type Options struct {
 	Now func() time.Time
 	// Binding, if non-nil, checks the "ver" claim of every token.
 	Binding Binding
+	// CacheSize is how many verified access tokens a Verifier remembers by
+	// digest (never past their exp; the binding check still runs on every
+	// hit). Zero disables the cache.
+	CacheSize int
 }
 
 // NewVerifier returns a verifier for tokens signed by keys.
@@ -144,7 +152,7 @@ func NewVerifier(keys *KeySet, s Settings, o Options) *Verifier {
 		jwt.WithLeeway(s.Leeway),
 		jwt.WithTimeFunc(now),
 	)
-	return &Verifier{keys: keys, settings: s, parser: p, binding: o.Binding}
+	return &Verifier{keys: keys, settings: s, parser: p, binding: o.Binding, now: now, cache: lru.New[*Claims](o.CacheSize)}
 }
 
 // Issuer returns the "iss" value of gateway tokens.
@@ -158,7 +166,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, err
 	}
 	p := authn.Principal{
 		Subject: c.Subject,
-		Roles:   NormalizeRoles(c.Roles),
+		Roles:   c.Roles, // normalized by parse
 		Method:  authn.MethodJWT,
 		Issuer:  c.Issuer,
 		TokenID: c.ID,
@@ -169,8 +177,43 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, err
 	return p, nil
 }
 
-// Parse verifies a token of the given type and returns its claims.
+// Parse verifies a token of the given type and returns its claims. The
+// returned claims must not be modified.
 func (v *Verifier) Parse(ctx context.Context, raw, typ string) (*Claims, error) {
+	if typ != TypeAccess || v.cache == nil {
+		return v.parse(ctx, raw, typ)
+	}
+	digest := sha256.Sum256([]byte(raw))
+	switch c, res := v.cache.Get(digest, v.now()); res {
+	case lru.Hit:
+		// The signature and claims were verified; the user's credentials
+		// may have changed since, so the binding is checked again.
+		if err := v.checkBinding(ctx, c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	case lru.Expired:
+		return nil, fmt.Errorf("%w: token is expired", authn.ErrInvalidToken)
+	}
+	c, err := v.parse(ctx, raw, typ)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.Put(digest, c, c.ExpiresAt.Time)
+	return c, nil
+}
+
+func (v *Verifier) checkBinding(ctx context.Context, c *Claims) error {
+	if v.binding == nil {
+		return nil
+	}
+	if err := v.binding.CheckBinding(ctx, c.Subject, c.Ver); err != nil {
+		return fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
+	}
+	return nil
+}
+
+func (v *Verifier) parse(ctx context.Context, raw, typ string) (*Claims, error) {
 	var c Claims
 	_, err := v.parser.ParseWithClaims(raw, &c, v.keyFunc)
 	if err != nil {
@@ -190,11 +233,10 @@ func (v *Verifier) Parse(ctx context.Context, raw, typ string) (*Claims, error) 
 	if typ == TypeRefresh && c.Family == "" {
 		return nil, fmt.Errorf("%w: refresh token without family", authn.ErrInvalidToken)
 	}
-	if v.binding != nil {
-		if err := v.binding.CheckBinding(ctx, c.Subject, c.Ver); err != nil {
-			return nil, fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
-		}
+	if err := v.checkBinding(ctx, &c); err != nil {
+		return nil, err
 	}
+	c.Roles = NormalizeRoles(c.Roles)
 	return &c, nil
 }
 

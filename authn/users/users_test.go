@@ -77,7 +77,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty file", "", []string{"users.yaml: file is empty"}},
 		{"unknown field", "users:\n  - username: a\n    password_hash: \"" + hashAlice + "\"\n    role: [x]\n",
-			[]string{"users.yaml:4:", `field role not found`}},
+			[]string{"users.yaml:4:", `unknown key "role"`}},
 		{"empty username", "users:\n  - username: \" \"\n    password_hash: \"" + hashAlice + "\"\n",
 			[]string{"users.yaml:2: user 1 (): field username: must not be empty"}},
 		{"duplicate after normalization", "users:\n  - username: alice\n    password_hash: \"" + hashAlice + "\"\n  - username: ALICE\n    password_hash: \"" + hashBob + "\"\n",

@@ -4,7 +4,10 @@
 // and NetworkPolicy expose only the gateway, configuration is mounted as
 // directories so hot reload works, the pods run hardened, probes use the
 // admin port, typos in values are rejected, and only restart-worthy settings
-// roll the pods).
+// roll the pods). It also builds the authgate binary from the repository root
+// and runs `authgate check --strict` on the config.yaml, policy, users, keys
+// and JWT secret each scenario renders, laid out as the pod mounts them, so
+// the chart cannot drift from the binary's config schema.
 //
 // It lives in its own Go module so that the Kubernetes API modules stay out of
 // the product's go.mod. Run it with

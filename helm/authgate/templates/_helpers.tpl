@@ -121,10 +121,30 @@ not a silent override, so that what the user wrote is what runs.
 {{- $_ := set $cfg "listen" $listen -}}
 {{- $upstream := deepCopy (get $cfg "upstream" | default dict) -}}
 {{- if eq .Values.mode "forward-auth" -}}
-{{- if not (get $upstream "url") -}}
-{{- fail "config.upstream.url is required in forward-auth mode" -}}
+{{- /* The binary's own mode: forward-auth (the decision endpoint only) by
+       default, or both (decision endpoint and proxy to upstream.url). */ -}}
+{{- $binMode := get $cfg "mode" | default "forward-auth" -}}
+{{- if not (has $binMode (list "forward-auth" "both")) -}}
+{{- fail (printf "config.mode must be forward-auth or both in forward-auth mode, got %q" $binMode) -}}
+{{- end -}}
+{{- $_ := set $cfg "mode" $binMode -}}
+{{- /* Believing X-Original-URI / X-Forwarded-* from any peer lets a client
+       choose the path that is authorized; the binary refuses to start
+       without trusted peers, so fail at render time instead. */ -}}
+{{- if not (get (get $cfg "forward_auth" | default dict) "trusted_peers") -}}
+{{- fail "config.forward_auth.trusted_peers is required in forward-auth mode: the ingress controller addresses (CIDRs) whose X-Original-* headers authgate believes" -}}
+{{- end -}}
+{{- if and (eq $binMode "both") (not (get $upstream "url")) -}}
+{{- fail "config.upstream.url is required when config.mode is both" -}}
+{{- end -}}
+{{- if and (eq $binMode "forward-auth") (get $upstream "url") -}}
+{{- fail "config.upstream.url is set but config.mode is forward-auth (decisions only); set config.mode: both to also proxy to it" -}}
 {{- end -}}
 {{- else -}}
+{{- /* The application behind the sidecar is reached only by proxying. */ -}}
+{{- if eq (get $cfg "mode" | default "proxy") "forward-auth" -}}
+{{- fail (printf "config.mode forward-auth never proxies to the application in %s mode; use proxy or both" .Values.mode) -}}
+{{- end -}}
 {{- if hasKey $upstream "url" -}}
 {{- fail (printf "config.upstream.url is set by the chart in %s mode (http://127.0.0.1:<app.port>); use app.port" .Values.mode) -}}
 {{- end -}}
@@ -133,7 +153,9 @@ not a silent override, so that what the user wrote is what runs.
 {{- end -}}
 {{- $_ := set $upstream "url" (printf "http://127.0.0.1:%d" (int .Values.app.port)) -}}
 {{- end -}}
+{{- if $upstream -}}
 {{- $_ := set $cfg "upstream" $upstream -}}
+{{- end -}}
 {{- $_ := set $cfg "policy_file" "/etc/authgate/policy/policy.yaml" -}}
 {{- if include "authgate.usersEnabled" . -}}
 {{- $_ := set $cfg "users_file" "/etc/authgate/users/users.yaml" -}}
