@@ -31,6 +31,7 @@ type Config struct {
 	Upstream        UpstreamConfig        `yaml:"upstream"`
 	Listen          ListenConfig          `yaml:"listen"`
 	PolicyFile      string                `yaml:"policy_file"`
+	ShadowPolicy    string                `yaml:"shadow_policy_file"`
 	APIKeysFile     string                `yaml:"api_keys_file"`
 	UsersFile       string                `yaml:"users_file"`
 	ReloadInterval  time.Duration         `yaml:"reload_interval"`
@@ -192,7 +193,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c.path = path
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.PolicyFile, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile} {
+	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

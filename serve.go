@@ -52,6 +52,7 @@ type app struct {
 	log      *zap.Logger
 	reg      *prometheus.Registry
 	policy   *policy.Store
+	shadow   *policy.Store // candidate policy (shadow_policy_file)
 	keys     *apikey.Store
 	watcher  *filewatch.Watcher
 	gateway  *proxy.Gateway
@@ -88,6 +89,12 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	var errs []error
 	if err := a.watcher.Add(cfg.PolicyFile, a.loadPolicy); err != nil {
 		errs = append(errs, err)
+	}
+	if cfg.ShadowPolicy != "" {
+		a.shadow = &policy.Store{}
+		if err := a.watcher.Add(cfg.ShadowPolicy, a.loadShadow); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if cfg.APIKeysFile != "" {
 		if err := a.watcher.Add(cfg.APIKeysFile, a.loadKeys); err != nil {
@@ -189,6 +196,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 		APIKeyHeader:         cfg.APIKeyHeader,
 		Transport:            transport,
 		Policy:               a.policy,
+		ShadowPolicy:         a.shadow,
 		Authenticator:        chain,
 		Logger:               a.log.With(zap.String("component", "proxy")),
 		Metrics:              proxy.NewMetrics(a.reg),
@@ -292,7 +300,7 @@ func (a *app) registerMetrics() {
 	buildInfo.WithLabelValues(version).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		a.reloads.WithLabelValues(r)
-		for _, f := range []string{"api_keys", "users"} {
+		for _, f := range []string{"api_keys", "users", "shadow_policy"} {
 			a.fileReloads.WithLabelValues(f, r)
 		}
 	}
@@ -316,6 +324,20 @@ func (a *app) loadPolicy(data []byte) error {
 	a.policyInfo.Reset()
 	a.policyInfo.WithLabelValues(set.Hash()).Set(float64(set.Len()))
 	a.log.Info("policy loaded", zap.String("file", a.cfg.PolicyFile), zap.String("policy_hash", set.Hash()), zap.Int("policy_rules", set.Len()))
+	return nil
+}
+
+// loadShadow loads the candidate policy that is decided beside the
+// enforced one without affecting traffic.
+func (a *app) loadShadow(data []byte) error {
+	set, err := policy.Load(a.cfg.ShadowPolicy, data)
+	if err != nil {
+		a.fileReloads.WithLabelValues("shadow_policy", "failure").Inc()
+		return err
+	}
+	a.shadow.Swap(set)
+	a.fileReloads.WithLabelValues("shadow_policy", "success").Inc()
+	a.log.Info("shadow policy loaded", zap.String("file", a.cfg.ShadowPolicy), zap.String("policy_hash", set.Hash()), zap.Int("policy_rules", set.Len()))
 	return nil
 }
 

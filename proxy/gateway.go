@@ -51,6 +51,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// Policy holds the current compiled policy.
 	Policy *policy.Store
+	// ShadowPolicy, if set and loaded, is a candidate policy decided beside
+	// the enforced one: disagreements are logged and counted, never
+	// enforced. It takes the place of the enforced policy's shadow rules.
+	ShadowPolicy *policy.Store
 	// Authenticator identifies the caller.
 	Authenticator authn.Authenticator
 	// Owned are gateway endpoints (login, refresh, logout) by exact
@@ -267,7 +271,13 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 	req := policy.Request{Method: method, Path: canon, Authenticated: ok, Roles: p.Roles}
 	d := snap.Decide(req)
 	ev.ruleID, ev.reason = d.RuleID, d.Reason.String()
-	if sh := snap.Shadow(); sh != nil {
+	sh := snap.Shadow()
+	if g.o.ShadowPolicy != nil {
+		if cand := g.o.ShadowPolicy.Load(); cand != nil {
+			sh = cand
+		}
+	}
+	if sh != nil {
 		if sd := sh.Decide(req); sd.Allow != d.Allow {
 			ev.shadow = &sd
 		}
