@@ -176,3 +176,27 @@ func TestOpsInFlightGaugeReturnsToZero(t *testing.T) {
 		t.Error("no authgate_requests_total series")
 	}
 }
+
+func TestAdminExplain(t *testing.T) {
+	e := newEnv(t, "", nil)
+	get := func(q string) (int, string) {
+		resp, err := http.Get(e.admin.URL + "/explain?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("method=GET&path=/admin/users&role=user")
+	if code != 200 || !strings.Contains(body, "deny_missing_role") || !strings.Contains(body, "admin") {
+		t.Errorf("explain missing role = %d %s", code, body)
+	}
+	code, body = get("method=GET&path=/public/x&anonymous=true")
+	if code != 200 || !strings.Contains(body, "allow_public") {
+		t.Errorf("explain anonymous = %d %s", code, body)
+	}
+	if code, _ := get("method=GET"); code != 400 {
+		t.Errorf("explain without path = %d, want 400", code)
+	}
+}

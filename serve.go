@@ -424,6 +424,24 @@ func (a *app) adminHandler() http.Handler {
 		_, _ = io.WriteString(w, `{"status":"ready","state_store":"up"}`+"\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	// /explain?method=GET&path=/admin/x&role=admin[&anonymous=true] shows
+	// how the active policy decides a request, like `authgate explain`.
+	// It is on the admin listener only, which must stay off the ingress.
+	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		method, path := q.Get("method"), q.Get("path")
+		anon := q.Get("anonymous") == "true"
+		if method == "" || path == "" || (anon && len(q["role"]) > 0) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"bad_request","message":"want method and path, and role or anonymous=true (not both)"}`+"\n")
+			return
+		}
+		set := a.policy.Load()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "policy: %s (hash %s)\n", a.cfg.PolicyFile, set.Hash())
+		_, _ = io.WriteString(w, set.Explain(policy.Request{Method: method, Path: path, Authenticated: !anon, Roles: token.NormalizeRoles(q["role"])}).String())
+	})
 	return mux
 }
 

