@@ -295,7 +295,7 @@ func TestAttackForwardAuthHeaderTrust(t *testing.T) {
 		{"absolute uri", []string{"X-Original-Method", "GET", "X-Original-Uri", "http://evil/public/x"}, 400},
 		{"dot segments", []string{"X-Original-Method", "GET", "X-Original-Uri", "/public/%2e%2e/admin/x"}, 400},
 		{"lower-case method", []string{"X-Original-Method", "get", "X-Original-Uri", "/public/x"}, 403},
-		{"spoofed identity on a public uri", []string{"X-Original-Method", "GET", "X-Original-Uri", "/admin/x", "X_Auth_Roles", "admin", "X-Auth-Subject", "alice"}, 401},
+		{"spoofed identity headers are no credential", []string{"X-Original-Method", "GET", "X-Original-Uri", "/admin/x", "X_Auth_Roles", "admin", "X-Auth-Subject", "alice"}, 401},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -411,6 +411,33 @@ func TestAttackPathOverrideHeaders(t *testing.T) {
 			}
 			if v := e.up.last(t).Header.Get(h); v != "" {
 				t.Errorf("upstream received %s: %s on a request authorized for /public/x", h, v)
+			}
+		})
+	}
+}
+
+// TestAttackUntrustedClientAddressAndSchemeHeaders sends, from an
+// untrusted peer, the other headers upstream frameworks read for the client
+// address or the scheme: Rails' remote_ip reads Client-IP, many stacks read
+// True-Client-IP/CF-Connecting-IP/X-Client-IP, and Rack decides https from
+// X-Forwarded-Ssl or X-Forwarded-Scheme before X-Forwarded-Proto. The
+// gateway trusts X-Forwarded-* only from trusted proxies; these aliases
+// must not reach the upstream from anyone else either, or an upstream IP
+// allow-list or "secure request" check is bypassed.
+func TestAttackUntrustedClientAddressAndSchemeHeaders(t *testing.T) {
+	e := newEnv(t, "", nil)
+	hdrs := []string{"True-Client-IP", "X-Client-IP", "Client-IP", "CF-Connecting-IP", "X-Cluster-Client-IP", "Fastly-Client-IP", "X-Originating-IP",
+		"X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Url-Scheme", "Front-End-Https"}
+	values := map[string]string{"X-Forwarded-Ssl": "on", "X-Forwarded-Scheme": "https", "X-Url-Scheme": "https", "Front-End-Https": "on"}
+	for _, h := range hdrs {
+		t.Run(h, func(t *testing.T) {
+			v := values[h]
+			if v == "" {
+				v = "10.0.0.1"
+			}
+			e.do("GET", "/public/x", h, v)
+			if got := e.up.last(t).Header.Get(h); got != "" {
+				t.Errorf("upstream received %s: %s from an untrusted peer", h, got)
 			}
 		})
 	}
@@ -607,5 +634,23 @@ func TestAttackLoginLongPasswordPrefix(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		registerSecret(body)
 		t.Fatal("a 72-byte password plus a suffix logged in")
+	}
+}
+
+// TestAttackLogoutEndsAccessToken logs out with the access token as bearer
+// and then uses it again, with access revocation enabled; the token was
+// verified (and cached) before the logout.
+func TestAttackLogoutEndsAccessToken(t *testing.T) {
+	e := newEnv(t, "", nil, withUsers, func(c *Config) { c.Auth.AccessRevocation.Enabled = true })
+	tr := e.login("bob", "bob-password-1")
+	if got := e.bearerStatus("/api/x", tr.AccessToken); got != 200 {
+		t.Fatalf("before logout = %d", got)
+	}
+	resp, body := e.post("/auth/logout", url.Values{"refresh_token": {tr.RefreshToken}}, "Authorization", "Bearer "+tr.AccessToken)
+	if resp.StatusCode != 200 {
+		t.Fatalf("logout = %d %s", resp.StatusCode, body)
+	}
+	if got := e.bearerStatus("/api/x", tr.AccessToken); got != 401 {
+		t.Errorf("access token after logout = %d, want 401", got)
 	}
 }

@@ -42,7 +42,7 @@ func TestQuick(t *testing.T) {
 		key  string
 		want *regexp.Regexp
 	}{
-		{"bench-check", regexp.MustCompile(`^bench-check: bare=200 public=200 hs256=200 apikey=200 rs256=(?:200|na) es256=(?:200|na)$`)},
+		{"bench-check", regexp.MustCompile(`^bench-check: bare=200 tuned=200 public=200 hs256=200 apikey=200 rs256=(?:200|na) es256=(?:200|na)$`)},
 		{"bench-ratios", regexp.MustCompile(`^bench-ratios: public=` + num + ` hs256=` + num + ` apikey=` + num + ` rs256=` + num + ` es256=` + num + `$`)},
 		{"bench-flood", regexp.MustCompile(`^bench-flood: ratio=` + num + ` limited=` + num + ` bcrypt=` + num + `$`)},
 		{"bench-memory", regexp.MustCompile(`^bench-memory: idle_mb=` + num + ` peak_mb=` + num + ` limiter_1m_mb=` + num + `( limiter_ips=[0-9]+ limiter_mb=` + num + `)?$`)},
@@ -191,7 +191,7 @@ func TestParseFlags(t *testing.T) {
 		wantErr bool
 	}{
 		{"defaults", nil, func(s settings) bool {
-			return s.Duration == 5*time.Second && s.Rounds == 5 && s.Concurrency == 32 && len(s.Modes) == 6 && s.LimiterIPs == 1_000_000
+			return s.Duration == 5*time.Second && s.Rounds == 5 && s.Concurrency == 32 && len(s.Modes) == 7 && s.LimiterIPs == 1_000_000
 		}, false},
 		{"quick", []string{"--quick"}, func(s settings) bool {
 			return s.Duration == time.Second && s.Rounds == 1 && s.Concurrency == 8 && s.LimiterIPs == 20_000

@@ -79,14 +79,16 @@ func upstreamHandler() http.Handler {
 	})
 }
 
-// bareProxy is the untuned reference: a ReverseProxy with the default
-// transport and nothing else.
-func bareProxy(upstream string) (http.Handler, error) {
+// bareProxy is the reference: a ReverseProxy and nothing else. With a nil
+// transport it is the untuned reference on http.DefaultTransport, which
+// keeps only two idle connections per host; otherwise it uses tr.
+func bareProxy(upstream string, tr http.RoundTripper) (http.Handler, error) {
 	u, err := url.Parse(upstream)
 	if err != nil {
 		return nil, fmt.Errorf("bench: upstream url: %w", err)
 	}
 	return &httputil.ReverseProxy{
+		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
@@ -95,6 +97,16 @@ func bareProxy(upstream string) (http.Handler, error) {
 		// generator counts real failures.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}, nil
+}
+
+// tunedTransport is the default transport's settings with an idle pool as
+// large as the gateway's default (upstream.max_idle_conns: 256), so the
+// "tuned" reference differs from the gateway only in what the gateway adds.
+func tunedTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 256
+	tr.MaxIdleConnsPerHost = 256
+	return tr
 }
 
 // credentials are the generated secrets and the tokens minted with them.

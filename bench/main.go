@@ -44,8 +44,14 @@ func main() {
 }
 
 // allModes returns the benchmark modes in the order they run in every
-// round; bare comes first and is the reference for every ratio.
-func allModes() []string { return []string{"bare", "public", "hs256", "apikey", "rs256", "es256"} }
+// round. bare (ReverseProxy on the default transport) is the reference for
+// every ratio; tuned is the same proxy with the gateway's idle pool size.
+func allModes() []string {
+	return []string{"bare", "tuned", "public", "hs256", "apikey", "rs256", "es256"}
+}
+
+// ratioModes returns the gateway modes of the bench-ratios line.
+func ratioModes() []string { return []string{"public", "hs256", "apikey", "rs256", "es256"} }
 
 // settings are the parsed flags.
 type settings struct {
@@ -216,7 +222,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer upstream.Close()
-	bareHandler, err := bareProxy(upstream.URL)
+	bareHandler, err := bareProxy(upstream.URL, nil)
 	if err != nil {
 		return err
 	}
@@ -225,6 +231,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer bare.Close()
+	tunedTr := tunedTransport()
+	defer tunedTr.CloseIdleConnections()
+	tunedHandler, err := bareProxy(upstream.URL, tunedTr)
+	if err != nil {
+		return err
+	}
+	tuned, err := startServer(tunedHandler)
+	if err != nil {
+		return err
+	}
+	defer tuned.Close()
 	jwksHandler, err := creds.jwksHandler()
 	if err != nil {
 		return err
@@ -256,7 +273,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	modes := buildModes(s.Modes, bare.URL, gw.URL, creds, feats)
+	modes := buildModes(s.Modes, bare.URL, tuned.URL, gw.URL, creds, feats)
 	if err := checkModes(ctx, out, modes); err != nil {
 		return err
 	}
@@ -265,8 +282,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(out, "note:", loginNote)
 	}
 
-	fmt.Fprintf(out, "bench: loadgen=%s concurrency=%d rounds=%d duration=%s gomaxprocs=%d nproc=%d\n",
-		lg.Name(), s.Concurrency, s.Rounds, s.Duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Fprintf(out, "bench: loadgen=%s concurrency=%d rounds=%d duration=%s gomaxprocs=%d nproc=%d loadavg=%s\n",
+		lg.Name(), s.Concurrency, s.Rounds, s.Duration, runtime.GOMAXPROCS(0), runtime.NumCPU(), loadavg())
 	stats := map[string]*modeStats{}
 	for r := range s.Rounds {
 		for _, m := range modes {
@@ -329,6 +346,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 
+	fmt.Fprintf(out, "bench: finished, loadavg=%s\n", loadavg())
 	fmt.Fprintln(out, ratiosLine(s.Modes, ratios))
 	fmt.Fprintln(out, flood.line())
 	fmt.Fprintln(out, memoryLine(mb(idle.RSS), mb(peak.HWM), limiterMB, limiterIPs))
@@ -367,7 +385,7 @@ func startWithFallback(ctx context.Context, bin string, files *gatewayFiles, sec
 }
 
 // buildModes returns the selected modes with their targets.
-func buildModes(names []string, bareURL, gwURL string, c *credentials, f features) []mode {
+func buildModes(names []string, bareURL, tunedURL, gwURL string, c *credentials, f features) []mode {
 	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 	var out []mode
 	for _, n := range names {
@@ -375,6 +393,8 @@ func buildModes(names []string, bareURL, gwURL string, c *credentials, f feature
 		switch n {
 		case "bare":
 			m.Target = target{URL: bareURL + apiPath, Headers: http.Header{}}
+		case "tuned":
+			m.Target = target{URL: tunedURL + apiPath, Headers: http.Header{}}
 		case "public":
 			m.Target = target{URL: gwURL + publicPath, Headers: http.Header{}}
 		case "hs256":
@@ -431,26 +451,31 @@ func checkModes(ctx context.Context, out io.Writer, modes []mode) error {
 }
 
 // printTable prints the results table and returns each mode's ratio of
-// median throughput to the bare proxy's.
+// median throughput to the bare proxy's. The /tuned column is the ratio to
+// the tuned proxy, which pools upstream connections like the gateway.
 func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) map[string]float64 {
 	bareRPS := nan()
 	if st := stats["bare"]; st != nil {
 		bareRPS = median(st.rps)
 	}
+	tunedRPS := nan()
+	if st := stats["tuned"]; st != nil {
+		tunedRPS = median(st.rps)
+	}
 	ratios := map[string]float64{}
-	fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %8s %7s\n", "mode", "req/s", "spread", "p50", "p99", "p99.9", "ratio", "non200", "errors")
+	fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %6s %8s %7s\n", "mode", "req/s", "spread", "p50", "p99", "p99.9", "ratio", "/tuned", "non200", "errors")
 	for _, m := range modes {
 		st := stats[m.Name]
 		if m.NA != "" || st == nil {
 			ratios[m.Name] = nan()
-			fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %8s %7s  (%s)\n", m.Name, "na", "-", "na", "na", "na", "na", "-", "-", m.NA)
+			fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %6s %8s %7s  (%s)\n", m.Name, "na", "-", "na", "na", "na", "na", "na", "-", "-", m.NA)
 			continue
 		}
 		rps := median(st.rps)
 		ratios[m.Name] = rps / bareRPS
-		fmt.Fprintf(out, "%-8s %10.0f %6s%% %9s %9s %9s %6s %8d %7d\n", m.Name, rps, fmtNum(100*spread(st.rps), 0),
+		fmt.Fprintf(out, "%-8s %10.0f %6s%% %9s %9s %9s %6s %6s %8d %7d\n", m.Name, rps, fmtNum(100*spread(st.rps), 0),
 			fmtLatency(median(st.p50)), fmtLatency(median(st.p99)), fmtLatency(median(st.p999)),
-			fmtNum(ratios[m.Name], 2), st.non200, st.errors)
+			fmtNum(ratios[m.Name], 2), fmtNum(rps/tunedRPS, 2), st.non200, st.errors)
 	}
 	return ratios
 }
@@ -466,7 +491,7 @@ func spread(xs []float64) float64 {
 // ratiosLine is the machine-readable bench-ratios line.
 func ratiosLine(selected []string, ratios map[string]float64) string {
 	var f []string
-	for _, m := range allModes()[1:] {
+	for _, m := range ratioModes() {
 		r, ok := ratios[m]
 		if !ok || !slices.Contains(selected, m) {
 			r = nan()
@@ -526,4 +551,18 @@ func parseMetric(text, name string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("bench: metric %s not found", name)
+}
+
+// loadavg returns the 1-minute load average, or na: figures taken while
+// other work shares the machine are noisy, and the report says so.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "na"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "na"
+	}
+	return f[0]
 }

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"fmt"
+	"github.com/authgate/authgate/internal/attackpaths"
 	"github.com/authgate/authgate/internal/nginxtest"
 	"io"
 	"net"
@@ -305,7 +306,7 @@ func TestNginxPathConfusion(t *testing.T) {
 	reached := 0
 	for _, front := range []string{"raw", "normalized", "mapped"} {
 		for _, c := range callers {
-			for _, target := range faPathAttacks {
+			for _, target := range attackpaths.Admin {
 				t.Run(front+"/"+c.name+"/"+target, func(t *testing.T) {
 					before := env.up.count()
 					resp, body := send(t, env.fronts[front], "GET", target, c.kv...)
@@ -323,7 +324,7 @@ func TestNginxPathConfusion(t *testing.T) {
 					}
 					reached++
 					for _, up := range got {
-						if p, bad := readsAsAdmin(up.RequestURI); bad {
+						if p, bad := attackpaths.ReadsAsAdmin(up.RequestURI); bad {
 							t.Errorf("GET %s as %s reached the upstream as %q, which an upstream may read as %q",
 								target, c.name, up.RequestURI, p)
 						}
@@ -332,5 +333,5 @@ func TestNginxPathConfusion(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d of %d attack requests reached the upstream (none as /admin)", reached, 6*len(faPathAttacks))
+	t.Logf("%d of %d attack requests reached the upstream (none as /admin)", reached, 6*len(attackpaths.Admin))
 }
