@@ -54,7 +54,7 @@ func newReplicas(t *testing.T, n int, redisURL, prefix, usersFile string, opts .
 		if _, ok := e.app.state.(*state.Redis); !ok {
 			t.Fatalf("replica %d state store is %T, want *state.Redis", i, e.app.state)
 		}
-		// mutation
+		t.Cleanup(func() { _ = e.app.state.Close() })
 		envs[i] = e
 	}
 	return envs

@@ -77,26 +77,10 @@ func (g *Gateway) ForwardAuth(o ForwardAuthOptions) http.Handler {
 
 // ServeHTTP implements http.Handler.
 func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g := fa.g
-	start := g.o.Now()
-	if m := g.o.Metrics; m != nil {
-		m.inflight.Inc()
-		defer m.inflight.Dec()
-	}
-	st := g.states.Get().(*reqState)
-	*st = reqState{w: statusWriter{ResponseWriter: w}}
-	defer g.states.Put(st)
-	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
-	h := w.Header()
-	h.Set(g.o.RequestIDHeader, st.requestID)
 	// A decision is about one request and one credential; no cache between
 	// the ingress and the gateway may replay it for another.
-	h.Set("Cache-Control", "no-store")
-
-	ev := event{start: start, method: r.Method}
-	fa.serve(&st.w, r, st, &ev)
-	ev.code = st.w.code()
-	g.finish(r, st, &ev)
+	w.Header().Set("Cache-Control", "no-store")
+	fa.g.track(w, r, fa.serve)
 }
 
 func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {

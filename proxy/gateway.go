@@ -163,6 +163,14 @@ func stateOf(ctx context.Context) *reqState {
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.track(w, r, g.serve)
+}
+
+// track runs serve for one request with what the proxy and the
+// forward-auth endpoint share: the in-flight gauge, the pooled per-request
+// state, the request id (kept when valid, returned to the client) and the
+// decision log and metrics at the end.
+func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*statusWriter, *http.Request, *reqState, *event)) {
 	start := g.o.Now()
 	if m := g.o.Metrics; m != nil {
 		m.inflight.Inc()
@@ -175,7 +183,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(g.o.RequestIDHeader, st.requestID)
 
 	ev := event{start: start, method: r.Method}
-	g.serve(&st.w, r, st, &ev)
+	serve(&st.w, r, st, &ev)
 	ev.code = st.w.code()
 	g.finish(r, st, &ev)
 }
