@@ -189,23 +189,11 @@ func splitConfigFlag(args []string) (cfg string, rest []string) {
 // admin tool: whoever can run it holds the signing secret anyway.
 func cmdToken(args, environ []string, stdout, stderr io.Writer) error {
 	cfgFlag, rest := splitConfigFlag(args)
-	e, err := ReadEnv(environ)
+	cfg, sec, err := loadConfigAndSecrets(cfgFlag, environ)
 	if err != nil {
 		return err
 	}
-	path, err := configPath(cfgFlag, e)
-	if err != nil {
-		return err
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		return err
-	}
-	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
-	if err != nil {
-		return err
-	}
-	keys, err := token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: sec.JWT}, sec.PreviousJWT...)
+	keys, err := sec.keySet(cfg)
 	if err != nil {
 		return err
 	}

@@ -426,3 +426,31 @@ func secret(name, direct, file string) (string, error) {
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
 }
+
+// loadConfigAndSecrets reads the environment, the config file it or the
+// flag names, and the secrets.
+func loadConfigAndSecrets(cfgFlag string, environ []string) (*Config, Secrets, error) {
+	e, err := ReadEnv(environ)
+	if err != nil {
+		return nil, Secrets{}, err
+	}
+	path, err := configPath(cfgFlag, e)
+	if err != nil {
+		return nil, Secrets{}, err
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, Secrets{}, err
+	}
+	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
+	if err != nil {
+		return nil, Secrets{}, err
+	}
+	return cfg, sec, nil
+}
+
+// keySet returns the gateway's HMAC keys: the signing key and the previous
+// keys still accepted.
+func (s Secrets) keySet(cfg *Config) (*token.KeySet, error) {
+	return token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: s.JWT}, s.PreviousJWT...)
+}

@@ -54,7 +54,7 @@ func newReplicas(t *testing.T, n int, redisURL, prefix, usersFile string, opts .
 		if _, ok := e.app.state.(*state.Redis); !ok {
 			t.Fatalf("replica %d state store is %T, want *state.Redis", i, e.app.state)
 		}
-		t.Cleanup(func() { _ = e.app.state.Close() })
+		// mutation
 		envs[i] = e
 	}
 	return envs
@@ -72,13 +72,37 @@ func reportTo(t *testing.T, envs ...*gwEnv) {
 
 // checkNoLeaks snapshots the running goroutines and, when the test ends,
 // after every later-registered cleanup has closed the gateways, servers and
-// stores, checks that none was left behind. It returns the snapshot.
-func checkNoLeaks(t *testing.T) goleak.Option {
+// stores, checks that none was left behind. With a running srv it also
+// checks that no connection to Redis was left open: an idle pool holds no
+// goroutine, so only the server sees a store that was never closed. It
+// returns the goroutine snapshot.
+func checkNoLeaks(t *testing.T, srv *statetest.Server) goleak.Option {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	// Cleanups run last-registered first, so this one runs after the
 	// gateways' own cleanups.
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	t.Cleanup(func() {
+		if srv != nil {
+			c := rawRedis(t, srv.URL(0))
+			ctx := context.Background()
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				// The list includes this client's own connection.
+				list, err := c.ClientList(ctx).Result()
+				n := strings.Count(strings.TrimSpace(list), "\n") + 1
+				if err == nil && n == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("Redis still has %d client connections after the gateways closed (err %v):\n%s", n-1, err, list)
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			_ = c.Close()
+		}
+		goleak.VerifyNone(t, ignore)
+	})
 	return ignore
 }
 
@@ -261,7 +285,7 @@ func storeUpMetric(t *testing.T, e *gwEnv) string {
 // deployment whichever replica a request reaches.
 func TestE2ERedisReplicas(t *testing.T) {
 	srv := statetest.StartServer(t)
-	checkNoLeaks(t)
+	checkNoLeaks(t, srv)
 	const prefix = "replicas:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice", "bob", "carol", "dave", "erin"))
@@ -419,7 +443,7 @@ func TestE2ERedisReplicas(t *testing.T) {
 // rotation, and the gateway recovers by itself.
 func TestE2ERedisOutage(t *testing.T) {
 	srv := statetest.StartServer(t)
-	ignore := checkNoLeaks(t)
+	ignore := checkNoLeaks(t, srv)
 	const prefix = "outage:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice"))
@@ -535,7 +559,8 @@ func TestE2ERedisOutage(t *testing.T) {
 // an unreadable list fails closed unless fail_open is set.
 func TestE2ERedisAccessRevocation(t *testing.T) {
 	srv := statetest.StartServer(t)
-	checkNoLeaks(t)
+	// Redis is stopped when the test ends, so only goroutines are checked.
+	checkNoLeaks(t, nil)
 	const prefix = "revocation:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice"))

@@ -106,7 +106,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 			errs = append(errs, err)
 		}
 	}
-	keys, err := token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: sec.JWT}, sec.PreviousJWT...)
+	keys, err := sec.keySet(cfg)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -470,19 +470,7 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	e, err := ReadEnv(environ)
-	if err != nil {
-		return err
-	}
-	path, err := configPath(*cfgFlag, e)
-	if err != nil {
-		return err
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		return err
-	}
-	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
+	cfg, sec, err := loadConfigAndSecrets(*cfgFlag, environ)
 	if err != nil {
 		return err
 	}
