@@ -38,8 +38,20 @@ func registerSecret(s string) {
 // jwtLike matches anything shaped like a signed JWT.
 var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.`)
 
+// cleanups run after every test, for resources shared across tests.
+var cleanups []func()
+
+func registerCleanup(f func()) {
+	sinksMu.Lock()
+	cleanups = append(cleanups, f)
+	sinksMu.Unlock()
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
 	if code == 0 {
 		if leaks := scanSinks(); len(leaks) > 0 {
 			fmt.Fprintf(os.Stderr, "FAIL: secrets found in logs:\n  %s\n", strings.Join(leaks, "\n  "))

@@ -26,17 +26,36 @@ import (
 // keep the suite fast; the in-process tests cover races.
 func buildBinary(t *testing.T, dir string) string {
 	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("go command not found: %v", err)
+	binOnce.Do(func() {
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			binErr = fmt.Errorf("go command not found: %w", err)
+			return
+		}
+		binDir, err := os.MkdirTemp("", "authgate-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		registerCleanup(func() { os.RemoveAll(binDir) })
+		binPath = filepath.Join(binDir, "authgate")
+		if out, err := exec.Command(gobin, "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	bin := filepath.Join(dir, "authgate")
-	cmd := exec.Command(gobin, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return binPath
 }
+
+// The binary is built once per test run (without -race, to keep it fast)
+// and shared by every process test.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {

@@ -563,6 +563,10 @@ func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.draining.Store(true)
+	// Every response during the delay says Connection: close, so no client
+	// holds an idle connection when Shutdown closes them; a POST sent on
+	// such a connection would fail and would not be retried.
+	srv.SetKeepAlivesEnabled(false)
 	a.log.Info("shutting down: readiness off", zap.Duration("delay", l.ShutdownDelay))
 	time.Sleep(l.ShutdownDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), l.ShutdownTimeout)
@@ -570,10 +574,15 @@ func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	err := srv.Shutdown(sctx)
 	_ = admin.Shutdown(sctx)
 	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		_ = srv.Close() // cut what did not drain in time
 	}
-	if err := a.state.Close(); err != nil {
-		a.log.Error("closing state store", zap.Error(err))
+	// Flush revocations even when draining timed out: losing them would
+	// make revoked refresh tokens valid again after a restart.
+	if cerr := a.state.Close(); cerr != nil {
+		a.log.Error("closing state store", zap.Error(cerr))
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	a.log.Info("authgate stopped")
 	return nil
