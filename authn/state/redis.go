@@ -191,11 +191,23 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		rotateScript: redis.NewScript(rotateSrc),
 		revokeScript: redis.NewScript(revokeFamilySrc),
 	}
-	if err := r.Ping(ctx); err != nil {
-		_ = r.client.Close()
-		return nil, err
+	// Each PING is bounded by the per-command timeout; retry until ctx
+	// ends so a slow first answer does not fail startup. PING changes
+	// nothing, so retrying is safe.
+	for {
+		err := r.Ping(ctx)
+		if err == nil {
+			return r, nil
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			_ = r.client.Close()
+			return nil, err
+		case <-t.C:
+		}
 	}
-	return r, nil
 }
 
 // clock returns the current time by the injected clock or time.Now.
