@@ -54,7 +54,12 @@ func FuzzBearerToken(f *testing.F) {
 			header += enc([]byte(`{"alg":"HS256"}`)) + "." + enc([]byte(payload)) + "." + tail
 		}
 		a, b := &judgingVerifier{iss: "a"}, &judgingVerifier{iss: "b"}
-		bearer, err := NewBearer(a, b)
+		vs := []TokenVerifier{a, b}
+		single := len(tail)%3 == 1 // also cover the one-issuer path
+		if single {
+			vs = vs[:1]
+		}
+		bearer, err := NewBearer(vs...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,11 +100,12 @@ func FuzzBearerToken(f *testing.F) {
 			}
 			tok := v.got[0]
 			// The verifier only ever sees the single token of a bearer
-			// header, and only the verifier its issuer names.
+			// header, and, among several issuers, only the verifier its
+			// issuer names.
 			if tok == "" || strings.ContainsAny(tok, " \t") || !strings.Contains(header, tok) {
 				t.Fatalf("Authenticate(%q) gave the verifier %q", header, tok)
 			}
-			if got, perr := peekIssuer(tok); perr != nil || got != v.iss {
+			if got, perr := peekIssuer(tok); !single && (perr != nil || got != v.iss) {
 				t.Fatalf("Authenticate(%q) gave a token with issuer %q (%v) to verifier %q", header, got, perr, v.iss)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/yamlx"
+	"go.yaml.in/yaml/v3"
 )
 
 // Header is the request header that carries an API key.
@@ -62,10 +63,10 @@ func (s *Set) Roles() []string {
 }
 
 type fileKey struct {
-	Name    string    `yaml:"name"`
-	SHA256  string    `yaml:"sha256"`
-	Roles   []string  `yaml:"roles"`
-	Expires time.Time `yaml:"expires"`
+	Name    string   `yaml:"name"`
+	SHA256  string   `yaml:"sha256"`
+	Roles   []string `yaml:"roles"`
+	Expires keyTime  `yaml:"expires"`
 }
 
 type file struct {
@@ -79,13 +80,19 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // is a valid set with no keys.
 func Parse(filename string, data []byte) (*Set, error) {
 	var f file
+	var errs []error
 	if err := yamlx.Decode(filename, data, &f); err != nil {
-		return nil, err
+		// Field errors leave the rest of the file decoded: go on and
+		// report every problem at once.
+		var fe *yamlx.FieldErrors
+		if !errors.As(err, &fe) {
+			return nil, err
+		}
+		errs = append(errs, fe.Err)
 	}
 	lines := yamlx.SeqLines(data, "keys")
 	s := &Set{byDigest: make(map[[sha256.Size]byte]*Key)}
 	seen := map[string]int{}
-	var errs []error
 	for i, fk := range f.Keys {
 		line := yamlx.Line(lines, i)
 		at := fmt.Sprintf("%s:%d: key %d (%s)", filename, line, i+1, fk.Name)
@@ -96,7 +103,7 @@ func Parse(filename string, data []byte) (*Set, error) {
 			errs = append(errs, fmt.Errorf("%s: field name: duplicate of the key on line %d", at, prev))
 		}
 		seen[fk.Name] = line
-		if len(fk.Roles) == 0 {
+		if len(token.NormalizeRoles(fk.Roles)) == 0 {
 			errs = append(errs, fmt.Errorf("%s: field roles: a key needs at least one role", at))
 		}
 		raw, err := hex.DecodeString(fk.SHA256)
@@ -104,7 +111,7 @@ func Parse(filename string, data []byte) (*Set, error) {
 			errs = append(errs, fmt.Errorf("%s: field sha256: want 64 hex characters (the SHA-256 digest of the key)", at))
 			continue
 		}
-		k := &Key{Name: fk.Name, Roles: token.NormalizeRoles(fk.Roles), Expires: fk.Expires, Line: line}
+		k := &Key{Name: fk.Name, Roles: token.NormalizeRoles(fk.Roles), Expires: fk.Expires.Time, Line: line}
 		copy(k.digest[:], raw)
 		if _, dup := s.byDigest[k.digest]; dup {
 			errs = append(errs, fmt.Errorf("%s: field sha256: same digest as another key", at))
@@ -203,4 +210,17 @@ func (a *Authenticator) Lookup(presented string) (*Key, error) {
 		return nil, fmt.Errorf("%w: key %q expired", authn.ErrInvalidAPIKey, k.Name)
 	}
 	return k, nil
+}
+
+// keyTime is a time in the keys file whose parse errors name their line.
+type keyTime struct{ time.Time }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (t *keyTime) UnmarshalYAML(n *yaml.Node) error {
+	if err := n.Decode(&t.Time); err != nil {
+		// A TypeError is collected with the other field errors instead of
+		// ending the decode.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field expires: %v", n.Line, err)}}
+	}
+	return nil
 }

@@ -82,11 +82,19 @@ func TestParseErrors(t *testing.T) {
 		{name: "duplicate digest", data: "keys:\n  - name: a\n    sha256: " + good + "\n    roles: [r]\n  - name: b\n    sha256: " + good + "\n    roles: [r]\n",
 			want: []string{`^keys\.yaml:5: key 2 \(b\): field sha256: same digest as another key$`}},
 		{name: "unknown key", data: "keys:\n  - name: a\n    sha256: " + good + "\n    role: [r]\n",
-			want: []string{`^keys\.yaml:4: unknown key "role"$`}},
+			want: []string{
+				`^keys\.yaml:4: unknown key "role"$`,
+				`^keys\.yaml:2: key 1 \(a\): field roles: a key needs at least one role$`,
+			}},
 		{name: "unknown top-level key", data: "key:\n  - name: a\n",
 			want: []string{`^keys\.yaml:1: unknown key "key"$`}},
 		{name: "bad expiry", data: "keys:\n  - name: a\n    sha256: " + good + "\n    roles: [r]\n    expires: soon\n",
 			want: []string{`^keys\.yaml:5: `}},
+		{name: "unknown key reported with the other errors", data: "keys:\n  - name: a\n    sha256: abc\n    roles: [r]\n    role: x\n",
+			want: []string{
+				`^keys\.yaml:5: unknown key "role"$`,
+				`^keys\.yaml:2: key 1 \(a\): field sha256:`,
+			}},
 		{name: "every error at once", data: "keys:\n" +
 			"  - name: a\n    sha256: nothex\n    roles: [r]\n" +
 			"  - name: a\n    sha256: " + good + "\n" +
@@ -233,5 +241,33 @@ func TestDigestAndGenerate(t *testing.T) {
 	st.Swap(mustParse(t, "keys:\n  - name: gen\n    sha256: "+Digest(k)+"\n    roles: [r]\n"))
 	if got, err := NewAuthenticator(&st, nil).Lookup(k); err != nil || got.Name != "gen" {
 		t.Errorf("Lookup(generated key) = %v, %v; want key gen", got, err)
+	}
+}
+
+func TestWithHeader(t *testing.T) {
+	var st Store
+	st.Swap(mustParse(t, validFile()))
+	base := NewAuthenticator(&st, func() time.Time { return t0 })
+	custom := base.WithHeader("x-gateway-key")
+	tests := []struct {
+		name   string
+		a      *Authenticator
+		header string
+		wantOK bool
+	}{
+		{"custom header read", custom, "X-Gateway-Key", true},
+		{"default header ignored by custom", custom, Header, false},
+		{"custom header ignored by default", base, "X-Gateway-Key", false},
+		{"default header still read by the original", base, Header, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set(tt.header, keyCI)
+			_, ok, err := tt.a.Authenticate(r)
+			if ok != tt.wantOK || err != nil {
+				t.Errorf("Authenticate(%s) = %v, %v; want ok %v", tt.header, ok, err, tt.wantOK)
+			}
+		})
 	}
 }

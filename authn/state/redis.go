@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -191,13 +192,18 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		rotateScript: redis.NewScript(rotateSrc),
 		revokeScript: redis.NewScript(revokeFamilySrc),
 	}
-	// Each PING is bounded by the per-command timeout; retry until ctx
-	// ends so a slow first answer does not fail startup. PING changes
-	// nothing, so retrying is safe.
-	for {
+	// Each PING is bounded by the per-command timeout. A PING that timed
+	// out is retried (a few times, within ctx) so a slow first answer on a
+	// loaded host does not fail startup; refusals and auth errors fail at
+	// once. PING changes nothing, so retrying is safe.
+	for attempt := 1; ; attempt++ {
 		err := r.Ping(ctx)
 		if err == nil {
 			return r, nil
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) || attempt >= 10 {
+			_ = r.client.Close()
+			return nil, err
 		}
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
@@ -367,3 +373,8 @@ func (r *Redis) Close() error {
 
 // familyKey is the key of a refresh-token family.
 func (r *Redis) familyKey(fam string) string { return r.prefix + "fam:" + boundKey(fam) }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

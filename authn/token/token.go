@@ -199,7 +199,7 @@ func (v *Verifier) Parse(ctx context.Context, raw, typ string) (*Claims, error) 
 	if err != nil {
 		return nil, err
 	}
-	v.cache.Put(digest, c, c.ExpiresAt.Time)
+	v.cache.Put(digest, c, c.ExpiresAt.Time.Add(v.settings.Leeway))
 	return c, nil
 }
 

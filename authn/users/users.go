@@ -168,13 +168,18 @@ type file struct {
 // set with no users.
 func Parse(filename string, data []byte) (*Set, error) {
 	var f file
+	var errs []error
 	if err := yamlx.Decode(filename, data, &f); err != nil {
-		return nil, err
+		// Field errors (unknown keys) are reported with the rest.
+		var fe *yamlx.FieldErrors
+		if !errors.As(err, &fe) {
+			return nil, err
+		}
+		errs = append(errs, fe.Err)
 	}
 	lines := yamlx.SeqLines(data, "users")
 	s := &Set{byName: make(map[string]*User)}
 	seen := map[string]int{}
-	var errs []error
 	for i, fu := range f.Users {
 		line := yamlx.Line(lines, i)
 		name := Normalize(fu.Username)

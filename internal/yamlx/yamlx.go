@@ -61,6 +61,7 @@ func Format(filename string, err error) error {
 	errs := make([]error, 0, len(msgs))
 	for _, m := range msgs {
 		m = strings.TrimPrefix(m, "yaml: ")
+		m = strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(m)
 		if sm := lineRE.FindStringSubmatch(m); sm != nil {
 			msg := sm[2]
 			if nf := notFoundRE.FindStringSubmatch(msg); nf != nil {
