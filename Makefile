@@ -20,13 +20,21 @@ run:
 # Helm chart tests.
 test: lint
 	$(GO) test -race -count=1 ./...
-	$(MAKE) fuzz FUZZTIME=10s
+	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) static-check
 	$(MAKE) helm-test
 
+# Every native fuzz target, as package:target.
+FUZZ_TARGETS := ./policy/:FuzzCanonicalDecide ./policy/:FuzzPolicyLoad ./authn/:FuzzBearerToken \
+	./authn/apikey/:FuzzAPIKeysParse ./authn/users/:FuzzUsersParse ./authn/jwks/:FuzzJWKSParse \
+	./internal/yamlx/:FuzzYAMLDecode ./internal/clientip/:FuzzClientIP
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzCanonicalDecide$$' -fuzztime=$(FUZZTIME) ./policy/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
