@@ -80,6 +80,7 @@ type ListenConfig struct {
 	Address           string        `yaml:"address"`
 	AdminAddress      string        `yaml:"admin_address"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	BodyReadTimeout   time.Duration `yaml:"body_read_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
 	MaxInFlight       int           `yaml:"max_in_flight"`
@@ -163,7 +164,7 @@ func defaultConfig() Config {
 		Mode:        ModeProxy,
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
 		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
-		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
 		ReloadInterval: time.Second,
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000},
@@ -252,7 +253,7 @@ func (c *Config) Validate() error {
 	positive := map[string]time.Duration{
 		"upstream.dial_timeout": c.Upstream.DialTimeout, "upstream.response_header_timeout": c.Upstream.ResponseHeaderTimeout,
 		"upstream.idle_conn_timeout": c.Upstream.IdleConnTimeout, "listen.read_header_timeout": c.Listen.ReadHeaderTimeout,
-		"listen.idle_timeout": c.Listen.IdleTimeout, "listen.shutdown_timeout": c.Listen.ShutdownTimeout,
+		"listen.idle_timeout": c.Listen.IdleTimeout, "listen.body_read_timeout": c.Listen.BodyReadTimeout, "listen.shutdown_timeout": c.Listen.ShutdownTimeout,
 		"reload_interval": c.ReloadInterval, "jwt.access_ttl": c.JWT.AccessTTL, "jwt.refresh_ttl": c.JWT.RefreshTTL,
 	}
 	for _, f := range sortedKeys(positive) {

@@ -51,6 +51,7 @@ func TestE2ENginxForwardAuthWithLogin(t *testing.T) {
 	nginxtest.Binary(t)
 	e := newEnv(t, "", nil, withUsers, func(c *Config) {
 		c.Mode = ModeForwardAuth
+		c.Upstream.URL = "" // nginx proxies; authgate only decides
 		c.ForwardAuth.TrustedPeers = []string{"127.0.0.1"}
 	})
 	port := nginxtest.FreePort(t)

@@ -202,6 +202,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 		Metrics:              proxy.NewMetrics(a.reg),
 		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
 		MaxInFlight:          cfg.Listen.MaxInFlight,
+		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
 		Now:                  d.Now,
 	})
 	if err != nil {

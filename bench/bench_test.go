@@ -3,17 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary serve as the reference proxy subprocess,
+// as the harness binary does.
+func TestMain(m *testing.M) {
+	if up := os.Getenv(referenceEnv); up != "" {
+		if err := runReference(up); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestQuick runs the whole harness in quick mode against a freshly built
 // gateway. It checks only that every mode answered 200 and that the summary
@@ -283,6 +298,24 @@ func TestSpread(t *testing.T) {
 	}
 	if got := spread(nil); !math.IsNaN(got) {
 		t.Errorf("spread(nil) = %v, want NaN", got)
+	}
+}
+
+func TestIsLoopbackURL(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want bool
+	}{
+		{"http://127.0.0.1:8080", true},
+		{"http://[::1]:80", true},
+		{"http://10.0.0.1:80", false},
+		{"https://127.0.0.1:80", false},
+		{"http://localhost:80", false},
+		{"http://127.0.0.1", false},
+	} {
+		if got := isLoopbackURL(c.in); got != c.want {
+			t.Errorf("isLoopbackURL(%q) = %v, want %v", c.in, got, c.want)
+		}
 	}
 }
 

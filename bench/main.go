@@ -1,7 +1,9 @@
 // Command bench measures what authgate costs over a bare reverse proxy.
 //
-// It starts a small upstream and a bare httputil.ReverseProxy in-process,
-// runs authgate as a subprocess (so its memory can be read from /proc), and
+// It starts a small upstream in-process, a bare httputil.ReverseProxy (the
+// reference) and authgate as subprocesses, so each proxy has a process and
+// a Go scheduler of its own and the gateway's memory can be read from
+// /proc, and
 // drives closed-loop load through each mode, interleaving the modes in
 // every round so machine noise hits them all alike. It then measures
 // proxied throughput under a login flood and the gateway's memory after a
@@ -34,6 +36,13 @@ import (
 )
 
 func main() {
+	if up := os.Getenv(referenceEnv); up != "" {
+		if err := runReference(up); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
@@ -222,26 +231,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer upstream.Close()
-	bareHandler, err := bareProxy(upstream.URL, nil)
+	ref, err := startReference(ctx, upstream.URL)
 	if err != nil {
 		return err
 	}
-	bare, err := startServer(bareHandler)
-	if err != nil {
-		return err
-	}
-	defer bare.Close()
-	tunedTr := tunedTransport()
-	defer tunedTr.CloseIdleConnections()
-	tunedHandler, err := bareProxy(upstream.URL, tunedTr)
-	if err != nil {
-		return err
-	}
-	tuned, err := startServer(tunedHandler)
-	if err != nil {
-		return err
-	}
-	defer tuned.Close()
+	defer ref.Stop()
 	jwksHandler, err := creds.jwksHandler()
 	if err != nil {
 		return err
@@ -273,7 +267,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	modes := buildModes(s.Modes, bare.URL, tuned.URL, gw.URL, creds, feats)
+	modes := buildModes(s.Modes, ref.BareURL, ref.TunedURL, gw.URL, creds, feats)
 	if err := checkModes(ctx, out, modes); err != nil {
 		return err
 	}
@@ -565,4 +559,13 @@ func loadavg() string {
 		return "na"
 	}
 	return f[0]
+}
+
+// runReference is the reference-server mode of the binary, entered when
+// referenceEnv is set.
+func runReference(upstream string) error {
+	if !isLoopbackURL(upstream) {
+		return fmt.Errorf("bench: %s must be a loopback http URL, got %q", referenceEnv, upstream)
+	}
+	return referenceMain(upstream, os.Stdin, os.Stdout)
 }

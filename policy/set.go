@@ -147,6 +147,14 @@ type Set struct {
 	root   *node
 	shadow *Set
 	tests  []TestResult
+	// methods are the methods some rule (enforced or shadow) lists.
+	methods map[string]bool
+}
+
+// NamesMethod reports whether some rule of the set lists method. The
+// gateway accepts a method outside the standard set only then.
+func (s *Set) NamesMethod(method string) bool {
+	return s != nil && s.methods[method]
 }
 
 // Decide returns the decision for r: the most specific matching rule wins,
@@ -343,6 +351,12 @@ func Compile(f *File) (*Set, error) {
 		all := append(base, shadow...)
 		slices.SortFunc(all, func(a, b *crule) int { return a.index - b.index })
 		set.shadow = c.build(all, "shadow set: ")
+	}
+	set.methods = map[string]bool{}
+	for _, r := range append(slices.Clone(enforced), shadow...) {
+		for _, m := range r.Methods {
+			set.methods[m] = true
+		}
 	}
 	if len(c.errs) == 0 {
 		set.tests = c.tests(set, ids, declared)

@@ -10,6 +10,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -75,20 +76,26 @@ type Options struct {
 	MaxInFlight int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// BodyReadTimeout bounds the wait for each read of a request body
+	// while proxying; a client that stalls longer is cut off, so a stalled
+	// upload cannot hold an in-flight slot forever. Zero means no bound.
+	BodyReadTimeout time.Duration
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
 type Gateway struct {
-	o        Options
-	headers  IdentityHeaders
-	strip    stripper
-	rp       *httputil.ReverseProxy
-	basePath string
-	baseRaw  string
-	sem      chan struct{}
-	log      *zap.Logger
-	sample   sampler
-	states   sync.Pool
+	o       Options
+	headers IdentityHeaders
+	strip   stripper
+	// credentials are the API key header spellings removed upstream.
+	credentials stripper
+	rp          *httputil.ReverseProxy
+	basePath    string
+	baseRaw     string
+	sem         chan struct{}
+	log         *zap.Logger
+	sample      sampler
+	states      sync.Pool
 }
 
 // New returns a gateway.
@@ -123,7 +130,9 @@ func New(o Options) (*Gateway, error) {
 	g.sample = newSampler(o.LogAllowedSample)
 	// The identity headers and the request id are ours on every request,
 	// public paths included; the forwarded headers only from trusted peers.
-	g.strip = newStripper(append(g.headers.names(), o.RequestIDHeader), forwardedHeaders)
+	always := append(append(g.headers.names(), o.RequestIDHeader), overrideHeaders...)
+	g.strip = newStripper(always, forwardedHeaders)
+	g.credentials = newStripper([]string{o.APIKeyHeader, "X-Api-Key"}, nil)
 	if o.MaxInFlight > 0 {
 		g.sem = make(chan struct{}, o.MaxInFlight)
 	}
@@ -134,11 +143,12 @@ func New(o Options) (*Gateway, error) {
 	g.basePath = strings.TrimSuffix(o.Upstream.Path, "/")
 	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
 	g.rp = &httputil.ReverseProxy{
-		Rewrite:      g.rewrite,
-		Transport:    &timedTransport{next: o.Transport, metrics: o.Metrics},
-		BufferPool:   newBufferPool(),
-		ErrorHandler: g.upstreamError,
-		ErrorLog:     zap.NewStdLog(g.log.With(zap.String("component", "reverseproxy"))),
+		Rewrite:        g.rewrite,
+		Transport:      &timedTransport{next: o.Transport, metrics: o.Metrics},
+		BufferPool:     newBufferPool(),
+		ErrorHandler:   g.upstreamError,
+		ModifyResponse: g.modifyResponse,
+		ErrorLog:       zap.NewStdLog(g.log.With(zap.String("component", "reverseproxy"))),
 	}
 	return g, nil
 }
@@ -202,6 +212,14 @@ type event struct {
 }
 
 func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
+	if len(r.TransferEncoding) > 0 {
+		// Go drops a Content-Length sent beside Transfer-Encoding and keeps
+		// the connection, although RFC 9112 §6.1 says to close it: a front
+		// proxy that framed the request by Content-Length would then read
+		// bytes hidden after the chunked body as a second request
+		// (smuggling). Closing after the response discards them.
+		w.Header().Set("Connection", "close")
+	}
 	if e := checkRequest(r); e != nil {
 		g.reject(w, st, ev, "bad_request", e)
 		return
@@ -247,7 +265,48 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 			return
 		}
 	}
+	if g.o.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w.ResponseWriter), idle: g.o.BodyReadTimeout}
+	}
 	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// idleBody sets a read deadline before every read of a request body, so
+// a client that stops sending mid-body is cut off after idle.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	return b.ReadCloser.Read(p)
+}
+
+// modifyResponse keeps answers to authenticated callers out of shared
+// caches: a CDN knows Authorization is personal but not X-API-Key, so a
+// cacheable answer for one API key could be served to the next caller.
+// Unless the upstream already said private, no-store, public or s-maxage,
+// "private" is added to Cache-Control.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request.Context())
+	if st == nil || !st.principal.Authenticated() {
+		return nil
+	}
+	cc := resp.Header.Get("Cache-Control")
+	lc := strings.ToLower(cc)
+	for _, d := range []string{"private", "no-store", "public", "s-maxage"} {
+		if strings.Contains(lc, d) {
+			return nil
+		}
+	}
+	if cc == "" {
+		resp.Header.Set("Cache-Control", "private")
+	} else {
+		resp.Header.Set("Cache-Control", "private, "+cc)
+	}
+	return nil
 }
 
 // decide authenticates r and decides (method, canon) against one policy
@@ -276,8 +335,24 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		ev.decision, ev.reason = "error", "no_policy"
 		return p, &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second}
 	}
+	if !standardMethod(method) && !snap.NamesMethod(method) {
+		// Only methods the policy names pass: WebDAV MOVE/COPY carry a
+		// second target in Destination that the policy never sees.
+		ev.decision, ev.reason = "deny", "method_not_allowed"
+		return p, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+	}
 	req := policy.Request{Method: method, Path: canon, Authenticated: ok, Roles: p.Roles}
 	d := snap.Decide(req)
+	if method == http.MethodHead && d.Allow {
+		// Upstreams answer HEAD with their GET handler, so HEAD passes only
+		// where GET would too: a GET-only rule must not be skirted by a
+		// broader any-method rule.
+		req.Method = http.MethodGet
+		if gd := snap.Decide(req); !gd.Allow {
+			d = gd
+		}
+		req.Method = http.MethodHead
+	}
 	ev.ruleID, ev.reason = d.RuleID, d.Reason.String()
 	sh := snap.Shadow()
 	if g.o.ShadowPolicy != nil {
@@ -351,6 +426,14 @@ func (g *Gateway) owned(canon string) (http.Handler, bool) {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, RequestID(r.Header.Get(g.o.RequestIDHeader)), &Error{Code: http.StatusNotFound, Msg: "no such gateway endpoint"})
 	}), true
+}
+
+func standardMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return true
+	}
+	return false
 }
 
 // allowedMethods are the request methods accepted without configuration.
@@ -443,8 +526,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.Header["X-Forwarded-Proto"] = vals[1:2:2]
 	out.Header["X-Forwarded-Host"] = vals[2:3:3]
 
-	// Credentials stop here unless forwarding is opted into.
-	out.Header.Del(g.o.APIKeyHeader)
+	// Credentials stop here unless forwarding is opted into. API keys go
+	// in every spelling ("X_API_Key" reaches CGI-style stacks as the key).
+	g.credentials.strip(out.Header, false)
+	// Trailers are headers too: a client may declare reserved names there.
+	g.strip.strip(out.Trailer, false)
+	g.credentials.strip(out.Trailer, false)
 	if !g.o.ForwardAuthorization {
 		out.Header.Del("Authorization")
 	}
@@ -471,6 +558,10 @@ func (g *Gateway) setIdentity(h http.Header, p authn.Principal) {
 	h[n.Method] = vals[2:3:3]
 	if p.KeyName != "" {
 		h[n.KeyName] = vals[3:4:4]
+	}
+	if p.Issuer != "" {
+		// Two issuers may use the same subject; the issuer tells them apart.
+		h[n.Issuer] = []string{p.Issuer}
 	}
 }
 

@@ -12,6 +12,7 @@ type IdentityHeaders struct {
 	Roles   string `yaml:"roles"`
 	Method  string `yaml:"method"`
 	KeyName string `yaml:"key_name"`
+	Issuer  string `yaml:"issuer"`
 }
 
 // DefaultIdentityHeaders are the documented default header names.
@@ -20,6 +21,7 @@ var DefaultIdentityHeaders = IdentityHeaders{
 	Roles:   "X-Auth-Roles",
 	Method:  "X-Auth-Method",
 	KeyName: "X-Auth-Key-Name",
+	Issuer:  "X-Auth-Issuer",
 }
 
 func (h IdentityHeaders) withDefaults() IdentityHeaders {
@@ -36,19 +38,40 @@ func (h IdentityHeaders) withDefaults() IdentityHeaders {
 	if h.KeyName != "" {
 		d.KeyName = h.KeyName
 	}
+	if h.Issuer != "" {
+		d.Issuer = h.Issuer
+	}
 	d.Subject = http.CanonicalHeaderKey(d.Subject)
 	d.Roles = http.CanonicalHeaderKey(d.Roles)
 	d.Method = http.CanonicalHeaderKey(d.Method)
 	d.KeyName = http.CanonicalHeaderKey(d.KeyName)
+	d.Issuer = http.CanonicalHeaderKey(d.Issuer)
 	return d
 }
 
 func (h IdentityHeaders) names() []string {
-	return []string{h.Subject, h.Roles, h.Method, h.KeyName}
+	return []string{h.Subject, h.Roles, h.Method, h.KeyName, h.Issuer}
 }
 
-// forwardedHeaders are believed only from trusted proxies.
-var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-Ip", "Forwarded"}
+// overrideHeaders make many frameworks serve another method or path than
+// the one on the request line: Rails, Laravel and Express honour method
+// overrides, Symfony/Zend (CVE-2018-14773) and IIS URL Rewrite route by
+// X-Original-URL and X-Rewrite-URL. The policy decides the request line, so
+// these never reach the upstream, whoever sent them.
+var overrideHeaders = []string{
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Forwarded-Uri", "X-Forwarded-Path",
+}
+
+// forwardedHeaders are believed only from trusted proxies: client address
+// and scheme hints that frameworks read (Rails reads Client-Ip, Rack reads
+// X-Forwarded-Ssl before X-Forwarded-Proto).
+var forwardedHeaders = []string{
+	"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Prefix",
+	"X-Real-Ip", "Forwarded", "True-Client-Ip", "X-Client-Ip", "Client-Ip", "Cf-Connecting-Ip",
+	"X-Cluster-Client-Ip", "Fastly-Client-Ip", "X-Originating-Ip", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
+	"X-Url-Scheme", "Front-End-Https",
+}
 
 // stripper removes reserved headers. Names compare case-insensitively with
 // "_" equal to "-": many upstream stacks (CGI, WSGI, PHP, some nginx

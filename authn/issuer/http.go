@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -187,4 +188,14 @@ func parseJSON(body []byte) (params, *oauthError) {
 		return nil, malformed
 	}
 	return p, nil
+}
+
+// limitKey is the rate-limit bucket of a client address: the address
+// itself for IPv4, its /64 for IPv6. Every IPv6 client holds at least a
+// /64, so keying on single addresses would hand it endless fresh quotas.
+func limitKey(ip netip.Addr) string {
+	if ip.Is6() && !ip.Is4In6() {
+		return netip.PrefixFrom(ip, 64).Masked().String()
+	}
+	return ip.Unmap().String()
 }

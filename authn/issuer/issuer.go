@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,9 +165,13 @@ type Issuer struct {
 	log        *zap.Logger
 	m          *metrics
 
-	sem     chan struct{}
-	dummy   []byte
-	compare func(hash, password []byte) error
+	sem chan struct{}
+	// dummies are dummy hashes by bcrypt cost, one for the cost of the
+	// current users file (it changes on reload).
+	dummyMu  sync.Mutex
+	dummies  map[int][]byte
+	generate func(password []byte, cost int) ([]byte, error)
+	compare  func(hash, password []byte) error
 }
 
 // New validates o and returns an Issuer. It generates the dummy hash used
@@ -261,15 +266,33 @@ func newIssuer(o Options, h hooks) (*Issuer, error) {
 	if cost == 0 {
 		cost = users.DefaultCost
 	}
-	// The dummy hash makes an unknown user cost the same bcrypt work as a
-	// known one (username enumeration by timing). Its password is random
-	// and discarded, so nothing matches it.
-	dummy, err := h.generate([]byte(token.NewID()), cost)
+	is.generate = h.generate
+	is.dummies = map[int][]byte{}
+	if _, err := is.dummyFor(cost); err != nil {
+		return nil, err
+	}
+	return is, nil
+}
+
+// dummyFor returns the dummy hash of the given cost, making it once. The
+// dummy makes an unknown user cost the same bcrypt work as a known one
+// (username enumeration by timing); the users file has one cost for all.
+// Its password is random and discarded, so nothing matches it.
+func (is *Issuer) dummyFor(cost int) ([]byte, error) {
+	if cost == 0 {
+		cost = users.DefaultCost
+	}
+	is.dummyMu.Lock()
+	defer is.dummyMu.Unlock()
+	if d, ok := is.dummies[cost]; ok {
+		return d, nil
+	}
+	d, err := is.generate([]byte(token.NewID()), cost)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: dummy hash: %w", err)
 	}
-	is.dummy = dummy
-	return is, nil
+	is.dummies[cost] = d
+	return d, nil
 }
 
 func orDefault[T comparable](v, d T) T {

@@ -162,7 +162,7 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	// only when the socket peer is a trusted proxy, so a client cannot get
 	// a fresh quota by writing the header itself.
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "login:ip:"+ip.String(), is.limits.LoginPerIP); e != nil {
+	if e, outcome := is.limit(ctx, "login:ip:"+limitKey(ip), is.limits.LoginPerIP); e != nil {
 		is.limited(endpointLogin, keyIP, outcome)
 		fail(name, outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
@@ -179,8 +179,15 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		fail(name, outcomeUnavailable, reasonBcryptBusy, unavailable(retryBcryptBusy))
 		return
 	}
-	u, found := is.users.Load().Lookup(name)
-	hash, reason := is.dummy, ""
+	set := is.users.Load()
+	dummy, err := is.dummyFor(set.MaxCost())
+	if err != nil {
+		is.release()
+		fail(name, outcomeUnavailable, reasonBcryptBusy, unavailable(retryBcryptBusy))
+		return
+	}
+	u, found := set.Lookup(name)
+	hash, reason := dummy, ""
 	switch {
 	case !found:
 		reason = reasonUnknownUser
@@ -193,11 +200,11 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		// bcrypt would compare only the first 72 bytes, so "password" plus
 		// any suffix would match. Refuse, with the same work and the same
 		// answer as any other failure.
-		hash, reason = is.dummy, reasonPasswordTooLong
+		hash, reason = dummy, reasonPasswordTooLong
 	}
 	// Exactly one compare per attempt, whatever the outcome, so the time
 	// taken does not tell an unknown user from a wrong password.
-	err := is.compare(hash, []byte(password))
+	err = is.compare(hash, []byte(password))
 	is.release()
 	if reason == "" && err != nil {
 		reason = reasonBadPassword

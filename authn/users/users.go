@@ -210,6 +210,11 @@ func Parse(filename string, data []byte) (*Set, error) {
 			bad("field password_hash: bcrypt cost %d is below the minimum %d", cost, MinCost)
 		case cost > MaxCost:
 			bad("field password_hash: bcrypt cost %d is above the maximum %d", cost, MaxCost)
+		case s.maxCost != 0 && cost != s.maxCost:
+			// An unknown user is checked against a dummy hash of one cost;
+			// a known user of another cost would answer faster or slower
+			// and so reveal that the name exists.
+			bad("field password_hash: bcrypt cost %d differs from the cost %d of the users above; give every user the same cost (re-hash with `authgate hash-password --cost N`)", cost, s.maxCost)
 		}
 		u := &User{
 			Username: name,
