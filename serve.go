@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -480,6 +481,11 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if sec.RedisURL != "" {
+		// go-redis logs through a process-wide logger; route it into ours
+		// so its lines are structured JSON like every other.
+		redis.SetLogger(redisLogger{log.With(zap.String("component", "redis"))})
+	}
 	if *demo != "" {
 		stopDemo, err := startDemoUpstream(*demo, log)
 		if err != nil {
@@ -492,6 +498,13 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 	return a.serve(ctx)
+}
+
+// redisLogger adapts zap to go-redis's logger.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...))
 }
 
 // serve runs both listeners until ctx ends, then shuts down gracefully:
