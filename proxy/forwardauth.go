@@ -174,7 +174,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		return
 	}
 	h := w.Header()
-	g.setIdentity(h, p)
+	g.setIdentity(h, p, nil)
 	if envoy {
 		// Envoy's allowed_upstream_headers overwrite the client's copies
 		// only for headers present on this response, and Traefik and nginx

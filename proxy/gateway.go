@@ -236,10 +236,10 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	// Strip before authenticating, so nothing downstream can read a
 	// client-written identity header, on public paths too.
 	g.strip.strip(r.Header, trusted)
-	r.Header.Set(g.o.RequestIDHeader, st.requestID)
 
 	if h, ok := g.owned(canon); ok {
 		ev.decision, ev.reason = "allow", "gateway_endpoint"
+		r.Header.Set(g.o.RequestIDHeader, st.requestID)
 		h.ServeHTTP(w, r)
 		return
 	}
@@ -284,6 +284,9 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
+// privateCC is a shared, never modified header value.
+var privateCC = []string{"private"}
+
 // modifyResponse keeps answers to authenticated callers out of shared
 // caches: a CDN knows Authorization is personal but not X-API-Key, so a
 // cacheable answer for one API key could be served to the next caller.
@@ -302,7 +305,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 	}
 	if cc == "" {
-		resp.Header.Set("Cache-Control", "private")
+		resp.Header["Cache-Control"] = privateCC
 	} else {
 		resp.Header.Set("Cache-Control", "private, "+cc)
 	}
@@ -502,7 +505,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// Forwarded headers: Rewrite starts with them removed from Out. Incoming
 	// values are kept only from trusted proxies. The header values share
 	// one backing array: one allocation instead of one per header.
-	vals := make([]string, 4)
+	vals := make([]string, 9) // 4 here, 5 for the identity headers
 	trusted := g.o.Trusted.PeerTrusted(in)
 	vals[0] = clientip.Peer(in).String()
 	if trusted {
@@ -539,12 +542,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// hop-by-hop headers a client may name in Connection, so a client
 	// cannot have them dropped (see the Director doc).
 	out.Header[g.o.RequestIDHeader] = vals[3:4:4]
-	g.setIdentity(out.Header, st.principal)
+	g.setIdentity(out.Header, st.principal, vals[4:])
 }
 
 // setIdentity replaces the identity headers in h with those of p; an
-// anonymous caller gets none.
-func (g *Gateway) setIdentity(h http.Header, p authn.Principal) {
+// anonymous caller gets none. vals, if it has room for 5, backs the
+// header values.
+func (g *Gateway) setIdentity(h http.Header, p authn.Principal, vals []string) {
 	n := g.headers
 	for _, k := range n.names() {
 		delete(h, k)
@@ -552,7 +556,11 @@ func (g *Gateway) setIdentity(h http.Header, p authn.Principal) {
 	if !p.Authenticated() {
 		return
 	}
-	vals := []string{p.Subject, strings.Join(p.Roles, ","), string(p.Method), p.KeyName}
+	// The values share one backing array, vals when the caller has room.
+	if len(vals) < 5 {
+		vals = make([]string, 5)
+	}
+	vals[0], vals[1], vals[2], vals[3], vals[4] = p.Subject, strings.Join(p.Roles, ","), string(p.Method), p.KeyName, p.Issuer
 	h[n.Subject] = vals[0:1:1]
 	h[n.Roles] = vals[1:2:2]
 	h[n.Method] = vals[2:3:3]
@@ -561,7 +569,7 @@ func (g *Gateway) setIdentity(h http.Header, p authn.Principal) {
 	}
 	if p.Issuer != "" {
 		// Two issuers may use the same subject; the issuer tells them apart.
-		h[n.Issuer] = []string{p.Issuer}
+		h[n.Issuer] = vals[4:5:5]
 	}
 }
 
