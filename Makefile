@@ -52,3 +52,12 @@ static-check:
 # Lint, render and strictly decode the Helm chart with the real helm binary.
 helm-test:
 	helm/test/run.sh
+
+# The benchmark harness: authgate against a bare httputil.ReverseProxy in
+# one run (see bench/RESULTS.md). bench-quick is the smoke run CI does
+# through go test.
+bench: build
+	$(GO) run ./bench --authgate bin/authgate
+
+bench-quick: build
+	$(GO) run ./bench --quick --authgate bin/authgate

@@ -116,6 +116,7 @@ type AuthConfig struct {
 	StateTimeout      time.Duration    `yaml:"state_timeout"`
 	StateFile         string           `yaml:"state_file"`
 	Limits            issuer.Limits    `yaml:"limits"`
+	LimitedDelay      time.Duration    `yaml:"limited_delay"`
 	AccessRevocation  RevocationConfig `yaml:"access_revocation"`
 }
 
@@ -171,7 +172,7 @@ func defaultConfig() Config {
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
-			Limits: issuer.DefaultLimits()},
+			Limits: issuer.DefaultLimits(), LimitedDelay: 500 * time.Millisecond},
 		Redis:   RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
 		Logging: LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
 	}
@@ -329,6 +330,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.BcryptConcurrency < 0 {
 		bad("auth.bcrypt_concurrency", "must not be negative (0 means half the CPUs)")
+	}
+	if c.Auth.LimitedDelay < 0 || c.Auth.LimitedDelay > 10*time.Second {
+		bad("auth.limited_delay", "must be between 0s and 10s")
 	}
 	if c.Auth.StateTimeout <= 0 {
 		bad("auth.state_timeout", "must be positive")

@@ -227,3 +227,24 @@ func TestE2EAuthPrefixIsNeverProxied(t *testing.T) {
 		t.Error("a path under the auth prefix reached the upstream")
 	}
 }
+
+func TestE2ERateLimitedLoginIsTarpitted(t *testing.T) {
+	for _, delay := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			e := newEnv(t, "", nil, withUsers, func(c *Config) {
+				c.Auth.Limits.LoginPerIP = state.Limit{Every: time.Hour, Burst: 1}
+				c.Auth.LimitedDelay = delay
+			})
+			e.post("/auth/login", url.Values{"username": {"nobody"}, "password": {"x-wrong-1"}})
+			start := time.Now()
+			resp, _ := e.post("/auth/login", url.Values{"username": {"nobody"}, "password": {"x-wrong-1"}})
+			took := time.Since(start)
+			if resp.StatusCode != 429 {
+				t.Fatalf("second attempt = %d, want 429", resp.StatusCode)
+			}
+			if took < delay || (delay == 0 && took > 250*time.Millisecond) {
+				t.Errorf("429 took %v with limited_delay %v", took, delay)
+			}
+		})
+	}
+}

@@ -179,7 +179,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 			Users: a.users, Signer: a.signer, Verifier: a.verifier, State: a.state,
 			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, Limits: cfg.Auth.Limits, Trusted: trusted,
 			MaxBodyBytes: cfg.Auth.MaxBodyBytes, BcryptConcurrency: cfg.Auth.BcryptConcurrency, StateTimeout: cfg.Auth.StateTimeout,
-			Now: d.Now, Logger: a.log.With(zap.String("component", "issuer")), Registerer: a.reg,
+			LimitedDelay: cfg.Auth.LimitedDelay, Now: d.Now, Logger: a.log.With(zap.String("component", "issuer")), Registerer: a.reg,
 		})
 		if err != nil {
 			return nil, err

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -81,13 +82,14 @@ func upstreamHandler() http.Handler {
 
 // bareProxy is the reference: a ReverseProxy and nothing else. With a nil
 // transport it is the untuned reference on http.DefaultTransport, which
-// keeps only two idle connections per host; otherwise it uses tr.
+// keeps only two idle connections per host, and allocates a copy buffer per
+// response; otherwise it uses tr and a buffer pool.
 func bareProxy(upstream string, tr http.RoundTripper) (http.Handler, error) {
 	u, err := url.Parse(upstream)
 	if err != nil {
 		return nil, fmt.Errorf("bench: upstream url: %w", err)
 	}
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
@@ -96,12 +98,31 @@ func bareProxy(upstream string, tr http.RoundTripper) (http.Handler, error) {
 		// Requests cancelled when a load run ends are expected; the load
 		// generator counts real failures.
 		ErrorLog: log.New(io.Discard, "", 0),
-	}, nil
+	}
+	if tr != nil {
+		rp.BufferPool = newBufferPool()
+	}
+	return rp, nil
 }
 
+// bufferPool lends 32 KiB copy buffers to a ReverseProxy, which otherwise
+// allocates one per response. It is safe for concurrent use.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+// Get returns a buffer.
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+// Put returns a buffer to the pool.
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
 // tunedTransport is the default transport's settings with an idle pool as
-// large as the gateway's default (upstream.max_idle_conns: 256), so the
-// "tuned" reference differs from the gateway only in what the gateway adds.
+// large as the gateway's default (upstream.max_idle_conns: 256). With a
+// buffer pool, as the gateway has, the "tuned" reference differs from the
+// gateway only in what the gateway adds: authentication and policy.
 func tunedTransport() *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 256

@@ -138,6 +138,10 @@ type Options struct {
 	// StateTimeout bounds every state store call; zero means
 	// DefaultStateTimeout.
 	StateTimeout time.Duration
+	// LimitedDelay holds each rate-limited answer this long before sending
+	// it (a tarpit), so a client hammering login in a loop is slowed to a
+	// few attempts a second. Zero sends 429 at once.
+	LimitedDelay time.Duration
 	// Now is the clock; nil means time.Now. It should be the clock of
 	// Signer and Verifier.
 	Now func() time.Time
@@ -166,6 +170,10 @@ type Issuer struct {
 	m          *metrics
 
 	sem chan struct{}
+
+	limitedDelay time.Duration
+	tarpitted    chan struct{} // bounds the answers held by tarpit
+
 	// dummies are dummy hashes by bcrypt cost, one for the cost of the
 	// current users file (it changes on reload).
 	dummyMu  sync.Mutex
@@ -256,6 +264,8 @@ func newIssuer(o Options, h hooks) (*Issuer, error) {
 		n = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	is.sem = make(chan struct{}, n)
+	is.limitedDelay = o.LimitedDelay
+	is.tarpitted = make(chan struct{}, maxTarpitted)
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -273,6 +283,9 @@ func newIssuer(o Options, h hooks) (*Issuer, error) {
 	}
 	return is, nil
 }
+
+// maxTarpitted bounds how many rate-limited answers are held at once.
+const maxTarpitted = 10000
 
 // dummyFor returns the dummy hash of the given cost, making it once. The
 // dummy makes an unknown user cost the same bcrypt work as a known one

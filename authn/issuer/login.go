@@ -98,6 +98,7 @@ func (is *Issuer) limit(ctx context.Context, key string, l state.Limit) (*oauthE
 	if retry <= 0 {
 		retry = time.Second
 	}
+	is.tarpit(ctx)
 	return &oauthError{status: http.StatusTooManyRequests, code: codeTooManyRequests,
 		desc: "too many requests; retry later", retryAfter: retry}, outcomeRateLimited
 }
@@ -109,6 +110,30 @@ func unavailable(retry time.Duration) *oauthError {
 
 func invalidGrant(desc string) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, code: codeInvalidGrant, desc: desc}
+}
+
+// tarpit holds a rate-limited answer for the configured delay before it is
+// sent. The request is refused either way — it is never queued for a token
+// — but a client hammering the endpoint in a closed loop now sends a few
+// requests a second instead of thousands, so a login flood costs almost no
+// CPU and proxied traffic keeps its share. At most maxTarpitted answers
+// are held at once; beyond that they go out at once.
+func (is *Issuer) tarpit(ctx context.Context) {
+	if is.limitedDelay <= 0 {
+		return
+	}
+	select {
+	case is.tarpitted <- struct{}{}:
+		defer func() { <-is.tarpitted }()
+	default:
+		return
+	}
+	t := time.NewTimer(is.limitedDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // acquire takes a bcrypt slot, waiting at most bcryptWait.
