@@ -1,11 +1,16 @@
 package authn
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/authgate/authgate/internal/lru"
 )
 
 // Bearer authenticates "Authorization: Bearer" tokens. It reads the token's
@@ -15,7 +20,15 @@ import (
 type Bearer struct {
 	byIssuer map[string]TokenVerifier
 	only     TokenVerifier // the verifier when there is exactly one
+	// chosen remembers which verifier a token's iss named, by token
+	// digest, so a repeated token is not decoded twice. A token's iss
+	// cannot change, so a remembered choice is never wrong; it only saves
+	// the unverified peek, and the verifier still checks everything.
+	chosen *lru.Cache[TokenVerifier]
 }
+
+// chosenTTL bounds how long a verifier choice is remembered.
+const chosenTTL = time.Hour
 
 // NewBearer returns a bearer authenticator over the given verifiers, one per
 // issuer.
@@ -31,6 +44,8 @@ func NewBearer(vs ...TokenVerifier) (*Bearer, error) {
 		// With one issuer there is nothing to choose; the verifier checks
 		// iss itself, so the unverified peek is skipped.
 		b.only = vs[0]
+	} else {
+		b.chosen = lru.New[TokenVerifier](10000)
 	}
 	return b, nil
 }
@@ -46,13 +61,9 @@ func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
 	}
 	v := b.only
 	if v == nil {
-		iss, err := peekIssuer(raw)
-		if err != nil {
+		var err error
+		if v, err = b.choose(raw); err != nil {
 			return Principal{}, false, err
-		}
-		var ok bool
-		if v, ok = b.byIssuer[iss]; !ok {
-			return Principal{}, false, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
 		}
 	}
 	p, err := v.Verify(r.Context(), raw)
@@ -60,6 +71,29 @@ func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
 		return Principal{}, false, err
 	}
 	return p, true, nil
+}
+
+// choose returns the verifier of the issuer raw names.
+func (b *Bearer) choose(raw string) (TokenVerifier, error) {
+	if len(raw) > maxTokenBytes {
+		return nil, fmt.Errorf("%w: token too large", ErrInvalidToken)
+	}
+	// Sum256 neither keeps nor changes its input: no copy of the token.
+	digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	now := time.Now()
+	if v, res := b.chosen.Get(digest, now); res == lru.Hit {
+		return v, nil
+	}
+	iss, err := peekIssuer(raw)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := b.byIssuer[iss]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
+	}
+	b.chosen.Put(digest, v, now.Add(chosenTTL))
+	return v, nil
 }
 
 // BearerToken returns the bearer token of r. present reports whether r has

@@ -85,7 +85,11 @@ func reuseFields(event, subject, family, ip string) []zap.Field {
 // request may proceed, a 429 when the bucket is empty, and a 503 when the
 // store cannot answer: the limiter fails closed, because skipping it when
 // the store is down would hand brute force an open window.
-func (is *Issuer) limit(ctx context.Context, key string, l state.Limit) (*oauthError, string) {
+// limit takes a token from the bucket key. A refusal of a per-client
+// bucket (perClient) is held by tarpit first: that client is the one
+// looping. A refusal of a per-username bucket is not, since many clients
+// may share it.
+func (is *Issuer) limit(ctx context.Context, key string, l state.Limit, perClient bool) (*oauthError, string) {
 	sctx, cancel := is.stateCtx(ctx)
 	defer cancel()
 	ok, retry, err := is.state.Allow(sctx, key, l)
@@ -98,7 +102,9 @@ func (is *Issuer) limit(ctx context.Context, key string, l state.Limit) (*oauthE
 	if retry <= 0 {
 		retry = time.Second
 	}
-	is.tarpit(ctx)
+	if perClient {
+		is.tarpit(ctx)
+	}
 	return &oauthError{status: http.StatusTooManyRequests, code: codeTooManyRequests,
 		desc: "too many requests; retry later", retryAfter: retry}, outcomeRateLimited
 }
@@ -187,12 +193,12 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	// only when the socket peer is a trusted proxy, so a client cannot get
 	// a fresh quota by writing the header itself.
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "login:ip:"+limitKey(ip), is.limits.LoginPerIP); e != nil {
+	if e, outcome := is.limit(ctx, "login:ip:"+limitKey(ip), is.limits.LoginPerIP, true); e != nil {
 		is.limited(endpointLogin, keyIP, outcome)
 		fail(name, outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
 	}
-	if e, outcome := is.limit(ctx, "login:user:"+name, is.limits.LoginPerUser); e != nil {
+	if e, outcome := is.limit(ctx, "login:user:"+name, is.limits.LoginPerUser, false); e != nil {
 		is.limited(endpointLogin, keyUser, outcome)
 		fail(name, outcome, reasonFor(outcome, reasonLimitUser), e)
 		return

@@ -74,7 +74,7 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "refresh:ip:"+limitKey(ip), is.limits.RefreshPerIP); e != nil {
+	if e, outcome := is.limit(ctx, "refresh:ip:"+limitKey(ip), is.limits.RefreshPerIP, true); e != nil {
 		is.limited(endpointRefresh, keyIP, outcome)
 		fail("", outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
@@ -152,7 +152,7 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "logout:ip:"+limitKey(ip), is.limits.RefreshPerIP); e != nil {
+	if e, outcome := is.limit(ctx, "logout:ip:"+limitKey(ip), is.limits.RefreshPerIP, true); e != nil {
 		is.limited(endpointLogout, keyIP, outcome)
 		fail("", outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
