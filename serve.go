@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -481,6 +482,18 @@ func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) err
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if cfg.UsersFile != "" {
+		// bcrypt runs on threads of the lowest OS priority, but while it
+		// runs it still holds one of Go's processors. Giving it processors
+		// of its own leaves the CPUs' worth of processors to proxied
+		// traffic, and the OS scheduler, not Go's, lets bcrypt have only
+		// what proxying leaves over.
+		procs := runtime.GOMAXPROCS(0)
+		if cfg.Auth.BcryptConcurrency == 0 {
+			cfg.Auth.BcryptConcurrency = max(1, procs/2)
+		}
+		runtime.GOMAXPROCS(procs + cfg.Auth.BcryptConcurrency)
+	}
 	if sec.RedisURL != "" {
 		// go-redis logs through a process-wide logger; route it into ours
 		// so its lines are structured JSON like every other.

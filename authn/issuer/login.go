@@ -235,7 +235,7 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	// Exactly one compare per attempt, whatever the outcome, so the time
 	// taken does not tell an unknown user from a wrong password.
-	err = is.compare(hash, []byte(password))
+	lowPriority(func() { err = is.compare(hash, []byte(password)) })
 	is.release()
 	if reason == "" && err != nil {
 		reason = reasonBadPassword
