@@ -590,10 +590,11 @@ func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.draining.Store(true)
-	// Every response during the delay says Connection: close, so no client
-	// holds an idle connection when Shutdown closes them; a POST sent on
-	// such a connection would fail and would not be retried.
-	srv.SetKeepAlivesEnabled(false)
+	// Keep-alives stay on during the delay: turning them off makes every
+	// client dial anew, and dials racing the listener's close are reset
+	// from the accept backlog. With them on, only a request written on an
+	// idle connection at the instant Shutdown closes it can fail, and
+	// clients retry idempotent requests on such connections.
 	a.log.Info("shutting down: readiness off", zap.Duration("delay", l.ShutdownDelay))
 	time.Sleep(l.ShutdownDelay)
 	sctx, cancel := context.WithTimeout(context.Background(), l.ShutdownTimeout)
