@@ -188,10 +188,9 @@ func LoadConfig(path string) (*Config, error) {
 	c := defaultConfig()
 	// Unknown keys and bad values are both reported: field errors do not
 	// stop validation of the fields that decoded.
-	decErr := yamlx.Decode(path, data, &c)
-	var fieldErrs *yamlx.FieldErrors
-	if decErr != nil && !errors.As(decErr, &fieldErrs) {
-		return nil, decErr
+	fieldErrs, err := yamlx.DecodeAll(path, data, &c)
+	if err != nil {
+		return nil, err
 	}
 	c.path = path
 	dir := filepath.Dir(path)
@@ -200,7 +199,7 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	if err := errors.Join(decErr, c.Validate()); err != nil {
+	if err := errors.Join(append(fieldErrs, c.Validate())...); err != nil {
 		return nil, err
 	}
 	return &c, nil

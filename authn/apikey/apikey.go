@@ -80,15 +80,9 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // is a valid set with no keys.
 func Parse(filename string, data []byte) (*Set, error) {
 	var f file
-	var errs []error
-	if err := yamlx.Decode(filename, data, &f); err != nil {
-		// Field errors leave the rest of the file decoded: go on and
-		// report every problem at once.
-		var fe *yamlx.FieldErrors
-		if !errors.As(err, &fe) {
-			return nil, err
-		}
-		errs = append(errs, fe.Err)
+	errs, err := yamlx.DecodeAll(filename, data, &f)
+	if err != nil {
+		return nil, err
 	}
 	lines := yamlx.SeqLines(data, "keys")
 	s := &Set{byDigest: make(map[[sha256.Size]byte]*Key)}

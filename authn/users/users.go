@@ -168,14 +168,9 @@ type file struct {
 // set with no users.
 func Parse(filename string, data []byte) (*Set, error) {
 	var f file
-	var errs []error
-	if err := yamlx.Decode(filename, data, &f); err != nil {
-		// Field errors (unknown keys) are reported with the rest.
-		var fe *yamlx.FieldErrors
-		if !errors.As(err, &fe) {
-			return nil, err
-		}
-		errs = append(errs, fe.Err)
+	errs, err := yamlx.DecodeAll(filename, data, &f)
+	if err != nil {
+		return nil, err
 	}
 	lines := yamlx.SeqLines(data, "users")
 	s := &Set{byName: make(map[string]*User)}

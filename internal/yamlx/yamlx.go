@@ -107,3 +107,19 @@ func Line(lines []int, i int) int {
 	}
 	return 0
 }
+
+// DecodeAll is Decode for parsers that report every problem at once. Field
+// errors (unknown keys, wrong types) leave the rest of the document
+// decoded, so they are returned in fieldErrs for the caller to join with
+// its own validation errors; any other failure is returned as fatal.
+func DecodeAll(filename string, data []byte, out any) (fieldErrs []error, fatal error) {
+	err := Decode(filename, data, out)
+	if err == nil {
+		return nil, nil
+	}
+	var fe *FieldErrors
+	if errors.As(err, &fe) {
+		return []error{fe.Err}, nil
+	}
+	return nil, err
+}
