@@ -85,24 +85,25 @@ func reuseFields(event, subject, family, ip string) []zap.Field {
 // request may proceed, a 429 when the bucket is empty, and a 503 when the
 // store cannot answer: the limiter fails closed, because skipping it when
 // the store is down would hand brute force an open window.
-// limit takes a token from the bucket key. A refusal of a per-client
-// bucket (perClient) is held by tarpit first: that client is the one
-// looping. A refusal of a per-username bucket is not, since many clients
-// may share it.
-func (is *Issuer) limit(ctx context.Context, key string, l state.Limit, perClient bool) (*oauthError, string) {
+// limit takes a token from the bucket "endpoint:kind:id" (kind is keyIP or
+// keyUser) and counts a refusal. A refusal of a per-client bucket is held
+// by tarpit first: that client is the one looping. A refusal of a
+// per-username bucket is not, since many clients may share it.
+func (is *Issuer) limit(ctx context.Context, endpoint, kind, id string, l state.Limit) (*oauthError, string) {
 	sctx, cancel := is.stateCtx(ctx)
 	defer cancel()
-	ok, retry, err := is.state.Allow(sctx, key, l)
+	ok, retry, err := is.state.Allow(sctx, endpoint+":"+kind+":"+id, l)
 	if err != nil {
 		return unavailable(retryStateUnavailable), outcomeUnavailable
 	}
 	if ok {
 		return nil, ""
 	}
+	is.m.rateLimited.WithLabelValues(endpoint, kind).Inc()
 	if retry <= 0 {
 		retry = time.Second
 	}
-	if perClient {
+	if kind == keyIP {
 		is.tarpit(ctx)
 	}
 	return &oauthError{status: http.StatusTooManyRequests, code: codeTooManyRequests,
@@ -193,13 +194,11 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	// only when the socket peer is a trusted proxy, so a client cannot get
 	// a fresh quota by writing the header itself.
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "login:ip:"+limitKey(ip), is.limits.LoginPerIP, true); e != nil {
-		is.limited(endpointLogin, keyIP, outcome)
+	if e, outcome := is.limit(ctx, endpointLogin, keyIP, limitKey(ip), is.limits.LoginPerIP); e != nil {
 		fail(name, outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
 	}
-	if e, outcome := is.limit(ctx, "login:user:"+name, is.limits.LoginPerUser, false); e != nil {
-		is.limited(endpointLogin, keyUser, outcome)
+	if e, outcome := is.limit(ctx, endpointLogin, keyUser, name, is.limits.LoginPerUser); e != nil {
 		fail(name, outcome, reasonFor(outcome, reasonLimitUser), e)
 		return
 	}
@@ -268,13 +267,6 @@ func reasonFor(outcome, limited string) string {
 		return reasonStateUnavailable
 	}
 	return limited
-}
-
-// limited counts a limiter refusal.
-func (is *Issuer) limited(endpoint, key, outcome string) {
-	if outcome == outcomeRateLimited {
-		is.m.rateLimited.WithLabelValues(endpoint, key).Inc()
-	}
 }
 
 // mintPair mints an access and a refresh token for u in family.

@@ -74,8 +74,7 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "refresh:ip:"+limitKey(ip), is.limits.RefreshPerIP, true); e != nil {
-		is.limited(endpointRefresh, keyIP, outcome)
+	if e, outcome := is.limit(ctx, endpointRefresh, keyIP, limitKey(ip), is.limits.RefreshPerIP); e != nil {
 		fail("", outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
 	}
@@ -152,8 +151,7 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if e, outcome := is.limit(ctx, "logout:ip:"+limitKey(ip), is.limits.RefreshPerIP, true); e != nil {
-		is.limited(endpointLogout, keyIP, outcome)
+	if e, outcome := is.limit(ctx, endpointLogout, keyIP, limitKey(ip), is.limits.RefreshPerIP); e != nil {
 		fail("", outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
 	}
