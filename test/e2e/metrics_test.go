@@ -1,6 +1,7 @@
-package main
+package e2e
 
 import (
+	"flag"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,7 +15,10 @@ import (
 
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/jwks/jwkstest"
+	"github.com/authgate/authgate/internal/config"
 )
+
+var updateGolden = flag.Bool("update", false, "rewrite testdata/metrics.golden from the current registry")
 
 // metricsPolicy is testPolicy with a shadow rule, so that the shadow
 // disagreement counter has a series: the dry run would refuse readers the
@@ -53,7 +57,7 @@ func newFullEnv(t *testing.T) *gwEnv {
 		}
 		e.up.ServeHTTP(w, r)
 	})
-	e = newEnv(t, metricsPolicy, upstream, withUsers, func(c *Config) {
+	e = newEnv(t, metricsPolicy, upstream, withUsers, func(c *config.Config) {
 		c.Issuers = []jwks.IssuerConfig{{
 			Issuer: idp.Issuer(), JWKSURI: idp.JWKSURI(), Audiences: []string{"my-app"},
 			Algorithms: []string{"RS256"}, RolesClaim: "realm_access.roles",
@@ -101,7 +105,7 @@ func newFullEnv(t *testing.T) *gwEnv {
 // owns, without the Go runtime and process collectors.
 func metricFamilies(t *testing.T, e *gwEnv) []*dto.MetricFamily {
 	t.Helper()
-	mfs, err := e.app.reg.Gather()
+	mfs, err := e.app.Registry().Gather()
 	if err != nil {
 		t.Fatalf("Gather: %v", err)
 	}
@@ -166,7 +170,7 @@ func testMetricsGolden(t *testing.T, e *gwEnv, mfs []*dto.MetricFamily) {
 	// through the registry as a scraper would see it.
 	for _, l := range strings.Split(strings.TrimSpace(want), "\n") {
 		name, _, _ := strings.Cut(l, " ")
-		n, err := testutil.GatherAndCount(e.app.reg, name)
+		n, err := testutil.GatherAndCount(e.app.Registry(), name)
 		if err != nil {
 			t.Fatalf("GatherAndCount(%s): %v", name, err)
 		}
@@ -203,7 +207,7 @@ func testMetricsLabelInvariants(t *testing.T, e *gwEnv, mfs []*dto.MetricFamily)
 					}
 				}
 			}
-			n, err := testutil.GatherAndCount(e.app.reg, name)
+			n, err := testutil.GatherAndCount(e.app.Registry(), name)
 			if err != nil {
 				t.Fatalf("GatherAndCount(%s): %v", name, err)
 			}
@@ -218,7 +222,7 @@ func testMetricsLabelInvariants(t *testing.T, e *gwEnv, mfs []*dto.MetricFamily)
 
 	// The linter's view of the same families: no problem at all, which
 	// includes "no help text" and counters without the _total suffix.
-	problems, err := testutil.GatherAndLint(e.app.reg, own...)
+	problems, err := testutil.GatherAndLint(e.app.Registry(), own...)
 	if err != nil {
 		t.Fatalf("GatherAndLint: %v", err)
 	}

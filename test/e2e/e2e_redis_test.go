@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/state"
 	"github.com/authgate/authgate/authn/state/statetest"
+	"github.com/authgate/authgate/internal/config"
 )
 
 // replicaPassword is the password of every user in replicaUsers.
@@ -44,17 +45,17 @@ func replicaUsers(t *testing.T, names ...string) string {
 // gateway's store is closed when the test ends.
 func newReplicas(t *testing.T, n int, redisURL, prefix, usersFile string, opts ...envOption) []*gwEnv {
 	t.Helper()
-	shared := func(c *Config) {
+	shared := func(c *config.Config) {
 		c.UsersFile = usersFile
 		c.Redis.KeyPrefix = prefix
 	}
 	envs := make([]*gwEnv, n)
 	for i := range envs {
-		e := newEnvSecrets(t, Secrets{JWT: []byte(testSecret), RedisURL: redisURL}, "", nil, append([]envOption{shared}, opts...)...)
-		if _, ok := e.app.state.(*state.Redis); !ok {
-			t.Fatalf("replica %d state store is %T, want *state.Redis", i, e.app.state)
+		e := newEnvSecrets(t, config.Secrets{JWT: []byte(testSecret), RedisURL: redisURL}, "", nil, append([]envOption{shared}, opts...)...)
+		if _, ok := e.app.State().(*state.Redis); !ok {
+			t.Fatalf("replica %d state store is %T, want *state.Redis", i, e.app.State())
 		}
-		t.Cleanup(func() { _ = e.app.state.Close() })
+		t.Cleanup(func() { _ = e.app.State().Close() })
 		envs[i] = e
 	}
 	return envs
@@ -199,7 +200,7 @@ func rawRedis(t *testing.T, redisURL string) *redis.Client {
 // refresh token lifetime, a revoked access token the access token lifetime.
 // A key that never expires would grow the store without bound. It returns
 // the number of keys of each kind.
-func assertStateTTLs(t *testing.T, redisURL, prefix string, cfg *Config) map[string]int {
+func assertStateTTLs(t *testing.T, redisURL, prefix string, cfg *config.Config) map[string]int {
 	t.Helper()
 	lim := cfg.Auth.Limits.WithDefaults()
 	// The limiter stores its expiry rounded up to the millisecond.
@@ -289,7 +290,7 @@ func TestE2ERedisReplicas(t *testing.T) {
 	const prefix = "replicas:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice", "bob", "carol", "dave", "erin"))
-	reps := newReplicas(t, 2, srv.URL(1), prefix, usersFile, func(c *Config) {
+	reps := newReplicas(t, 2, srv.URL(1), prefix, usersFile, func(c *config.Config) {
 		c.JWT.RefreshTTL = 2 * time.Hour
 		// Generous timeouts: this test is about shared state, not about
 		// a slow store, and must not flake on a loaded machine.
@@ -424,7 +425,7 @@ func TestE2ERedisReplicas(t *testing.T) {
 	})
 
 	t.Run("every key expires", func(t *testing.T) {
-		found := assertStateTTLs(t, srv.URL(1), prefix, a.app.cfg)
+		found := assertStateTTLs(t, srv.URL(1), prefix, a.app.Config())
 		// The logout bucket is not required: one spent token of a 100ms
 		// interval refills, and its key expires, before the scan.
 		for _, k := range []string{"rl:login:ip:", "rl:login:user:", "rl:refresh:ip:", "fam:"} {
@@ -458,7 +459,7 @@ func TestE2ERedisOutage(t *testing.T) {
 	const prefix = "outage:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice"))
-	e := newReplicas(t, 1, srv.URL(0), prefix, usersFile, func(c *Config) {
+	e := newReplicas(t, 1, srv.URL(0), prefix, usersFile, func(c *config.Config) {
 		c.Redis.Timeout = 200 * time.Millisecond
 		c.Auth.StateTimeout = 300 * time.Millisecond
 		// A paused server may still run the commands queued before the
@@ -576,10 +577,10 @@ func TestE2ERedisAccessRevocation(t *testing.T) {
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice"))
 	revocation := func(failOpen bool) envOption {
-		return func(c *Config) {
+		return func(c *config.Config) {
 			c.Redis.Timeout = 200 * time.Millisecond
 			c.Auth.StateTimeout = 300 * time.Millisecond
-			c.Auth.AccessRevocation = RevocationConfig{Enabled: true, FailOpen: failOpen}
+			c.Auth.AccessRevocation = config.RevocationConfig{Enabled: true, FailOpen: failOpen}
 		}
 	}
 	closed := newReplicas(t, 2, srv.URL(2), prefix, usersFile, revocation(false))
@@ -606,7 +607,7 @@ func TestE2ERedisAccessRevocation(t *testing.T) {
 	}
 
 	live := a.login("alice", replicaPassword)
-	found := assertStateTTLs(t, srv.URL(2), prefix, a.app.cfg)
+	found := assertStateTTLs(t, srv.URL(2), prefix, a.app.Config())
 	if found["rev:"] != 1 {
 		t.Errorf("%d revocation entries, want 1: %v", found["rev:"], found)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/authgate/authgate/authn/apikey"
 	"github.com/authgate/authgate/authn/users"
+	"github.com/authgate/authgate/internal/app"
+	"github.com/authgate/authgate/internal/config"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -108,7 +110,7 @@ func (rc *recorder) count() int {
 type gwEnv struct {
 	t        *testing.T
 	dir      string
-	app      *app
+	app      *app.App
 	gw       *httptest.Server
 	admin    *httptest.Server
 	up       *recorder
@@ -117,23 +119,25 @@ type gwEnv struct {
 	upstream *httptest.Server
 }
 
-type envOption func(*Config)
+type envOption func(*config.Config)
 
 // withUsers serves login, refresh and logout from the test users file. It
 // is opt-in because every issuer hashes a dummy password at start, which
 // is slow under the race detector.
-func withUsers(c *Config) { c.UsersFile = filepath.Join(filepath.Dir(c.PolicyFile), "users.yaml") }
+func withUsers(c *config.Config) {
+	c.UsersFile = filepath.Join(filepath.Dir(c.PolicyFile), "users.yaml")
+}
 
 // newEnv starts a gateway with testPolicy (unless policy is given) and an
 // upstream handler (a recorder unless handler is given).
 func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
-	return newEnvSecrets(t, Secrets{JWT: []byte(testSecret)}, policyText, handler, opts...)
+	return newEnvSecrets(t, config.Secrets{JWT: []byte(testSecret)}, policyText, handler, opts...)
 }
 
 // newEnvSecrets is newEnv with the secrets given to newApp, for example a
 // Redis URL that several gateways share.
-func newEnvSecrets(t *testing.T, sec Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
+func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
 	e := &gwEnv{t: t, dir: t.TempDir(), up: &recorder{}}
 	if policyText == "" {
@@ -147,8 +151,8 @@ func newEnvSecrets(t *testing.T, sec Secrets, policyText string, handler http.Ha
 	writeFile(t, filepath.Join(e.dir, "policy.yaml"), policyText)
 	writeFile(t, filepath.Join(e.dir, "keys.yaml"), testKeys())
 	writeFile(t, filepath.Join(e.dir, "users.yaml"), testUsers(t, "alice-password-1"))
-	cfg := defaultConfig()
-	cfg.path = filepath.Join(e.dir, "config.yaml")
+	cfg := config.Default()
+	cfg.Path = filepath.Join(e.dir, "config.yaml")
 	cfg.Upstream.URL = e.upstream.URL
 	cfg.Upstream.ResponseHeaderTimeout = 2 * time.Second
 	cfg.PolicyFile = filepath.Join(e.dir, "policy.yaml")
@@ -163,24 +167,20 @@ func newEnvSecrets(t *testing.T, sec Secrets, policyText string, handler http.Ha
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
 	registerSink(logs)
-	a, err := newApp(&cfg, sec, deps{Logger: zap.New(core)})
+	a, err := app.New(&cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
 	if err != nil {
-		t.Fatalf("newApp: %v", err)
+		t.Fatalf("app.New: %v", err)
 	}
 	e.app = a
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go a.watcher.Run(ctx)
-	if a.external != nil {
-		a.external.Start(ctx)
-		t.Cleanup(a.external.Close)
-	}
-	e.gw = httptest.NewUnstartedServer(a.handler)
+	t.Cleanup(a.StartBackground(ctx))
+	e.gw = httptest.NewUnstartedServer(a.Handler())
 	e.gw.Config.ReadHeaderTimeout = cfg.Listen.ReadHeaderTimeout
 	e.gw.Config.MaxHeaderBytes = cfg.Listen.MaxHeaderBytes
 	e.gw.Start()
 	t.Cleanup(e.gw.Close)
-	e.admin = httptest.NewServer(a.adminHandler())
+	e.admin = httptest.NewServer(a.AdminHandler())
 	t.Cleanup(e.admin.Close)
 	e.client = &http.Client{Timeout: 10 * time.Second}
 	return e

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/internal/nginxtest"
 )
 
@@ -49,8 +50,8 @@ const nginxForwardAuthConf = nginxtest.Prelude + `
 
 func TestE2ENginxForwardAuthWithLogin(t *testing.T) {
 	nginxtest.Binary(t)
-	e := newEnv(t, "", nil, withUsers, func(c *Config) {
-		c.Mode = ModeForwardAuth
+	e := newEnv(t, "", nil, withUsers, func(c *config.Config) {
+		c.Mode = config.ModeForwardAuth
 		c.Upstream.URL = "" // nginx proxies; authgate only decides
 		c.ForwardAuth.TrustedPeers = []string{"127.0.0.1"}
 	})

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -10,6 +10,16 @@ import (
 	"strings"
 	"testing"
 )
+
+// testSecret is a signing secret long enough to be accepted.
+const testSecret = "cli-test-secret-0123456789abcdefghijklmnop"
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/golden/*.txt from the current output")
 
@@ -45,7 +55,7 @@ func runCLI(t *testing.T, dir string, args, environ []string) string {
 		expanded[i] = strings.ReplaceAll(a, "$DIR", dir)
 	}
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), expanded, environ, strings.NewReader(""), &stdout, &stderr)
+	code := Run(context.Background(), "test", expanded, environ, strings.NewReader(""), &stdout, &stderr)
 	var b strings.Builder
 	fmt.Fprintf(&b, "$ authgate %s\n", strings.Join(args, " "))
 	fmt.Fprintf(&b, "exit: %d\n", code)

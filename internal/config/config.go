@@ -1,4 +1,7 @@
-package main
+// Package config is the gateway's configuration: the YAML file schema, its
+// defaults in one place, the AUTHGATE_* environment with its secrets, and
+// validation that reports every problem at once, naming file and field.
+package config
 
 import (
 	"errors"
@@ -45,7 +48,9 @@ type Config struct {
 	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
 
-	path string
+	// Path is the file the config was read from; relative paths in it
+	// are resolved against its directory. It is not part of the file.
+	Path string `yaml:"-"`
 }
 
 // ForwardAuthConfig configures the decision endpoint for ingress
@@ -160,7 +165,8 @@ type Secrets struct {
 	RedisURL    string
 }
 
-func defaultConfig() Config {
+// Default returns the configuration every unset key falls back to.
+func Default() Config {
 	return Config{
 		Mode:        ModeProxy,
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
@@ -178,21 +184,21 @@ func defaultConfig() Config {
 	}
 }
 
-// LoadConfig reads and validates the config file. Relative file paths in it
+// Load reads and validates the config file. Relative file paths in it
 // are resolved against the file's directory.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c := defaultConfig()
+	c := Default()
 	// Unknown keys and bad values are both reported: field errors do not
 	// stop validation of the fields that decoded.
 	fieldErrs, err := yamlx.DecodeAll(path, data, &c)
 	if err != nil {
 		return nil, err
 	}
-	c.path = path
+	c.Path = path
 	dir := filepath.Dir(path)
 	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -209,7 +215,7 @@ func LoadConfig(path string) (*Config, error) {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: field %s: %s", c.path, field, fmt.Sprintf(format, a...)))
+		errs = append(errs, fmt.Errorf("%s: field %s: %s", c.Path, field, fmt.Sprintf(format, a...)))
 	}
 	switch c.Mode {
 	case ModeProxy, ModeBoth, ModeForwardAuth:
@@ -431,18 +437,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// loadConfigAndSecrets reads the environment, the config file it or the
-// flag names, and the secrets.
-func loadConfigAndSecrets(cfgFlag string, environ []string) (*Config, Secrets, error) {
+// LoadWithSecrets reads the environment, the config file it or the flag
+// names, and the secrets.
+func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error) {
 	e, err := ReadEnv(environ)
 	if err != nil {
 		return nil, Secrets{}, err
 	}
-	path, err := configPath(cfgFlag, e)
+	path, err := ResolvePath(cfgFlag, e)
 	if err != nil {
 		return nil, Secrets{}, err
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := Load(path)
 	if err != nil {
 		return nil, Secrets{}, err
 	}
@@ -453,8 +459,24 @@ func loadConfigAndSecrets(cfgFlag string, environ []string) (*Config, Secrets, e
 	return cfg, sec, nil
 }
 
-// keySet returns the gateway's HMAC keys: the signing key and the previous
+// KeySet returns the gateway's HMAC keys: the signing key and the previous
 // keys still accepted.
-func (s Secrets) keySet(cfg *Config) (*token.KeySet, error) {
+func (s Secrets) KeySet(cfg *Config) (*token.KeySet, error) {
 	return token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: s.JWT}, s.PreviousJWT...)
+}
+
+// ErrNoConfig reports that neither --config nor AUTHGATE_CONFIG names a
+// config file; commands treat it as a usage error.
+var ErrNoConfig = errors.New("no config file: pass --config or set AUTHGATE_CONFIG")
+
+// ResolvePath returns the config file named by the flag, else by
+// AUTHGATE_CONFIG.
+func ResolvePath(flagValue string, e Env) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if e.Config != "" {
+		return e.Config, nil
+	}
+	return "", ErrNoConfig
 }

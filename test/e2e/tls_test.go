@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/authgate/authgate/internal/app"
+	"github.com/authgate/authgate/internal/config"
 	"math/big"
 	"net"
 	"net/http"
@@ -49,15 +51,15 @@ func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string) {
 func TestTLSListenerServesAndReloadsCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeCert(t, dir, "first")
-	e := newEnv(t, "", nil, func(c *Config) {
-		c.Listen.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile}
+	e := newEnv(t, "", nil, func(c *config.Config) {
+		c.Listen.TLS = config.TLSConfig{CertFile: certFile, KeyFile: keyFile}
 		c.Listen.ShutdownDelay = 0
 	})
 	mainLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.app.serveOn(ctx, mainLn, adminLn) }()
+	go func() { done <- e.app.Run(ctx, app.Listeners{Main: mainLn, Admin: adminLn}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -102,7 +104,7 @@ func TestReadyzChecksUpstreamHealth(t *testing.T) {
 		if r.URL.Path == "/ready" && unhealthy.Load() {
 			w.WriteHeader(503)
 		}
-	}), func(c *Config) { c.Upstream.HealthPath = "/ready" })
+	}), func(c *config.Config) { c.Upstream.HealthPath = "/ready" })
 	waitReady(t, e, 200)
 	unhealthy.Store(true)
 	waitReady(t, e, 503)

@@ -1,8 +1,9 @@
-package main
+package e2e
 
 import (
 	"bufio"
 	"fmt"
+	"github.com/authgate/authgate/internal/config"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -268,7 +269,7 @@ func TestReloadAppliesReplacedPolicy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path, replace := tc.mount(t, reloadPolicyA)
-			e := newEnv(t, reloadPolicyA, nil, func(c *Config) { c.PolicyFile = path })
+			e := newEnv(t, reloadPolicyA, nil, func(c *config.Config) { c.PolicyFile = path })
 			e.assertDecisions("A")
 
 			replace(t, reloadPolicyB)
@@ -371,7 +372,7 @@ tests:
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, reloadPolicyA, nil)
-			path := e.app.cfg.PolicyFile
+			path := e.app.Config().PolicyFile
 			e.assertDecisions("A")
 			if got := e.lastReloadOK(); got != 1 {
 				t.Fatalf("authgate_policy_last_reload_success before the edit = %v, want 1", got)
@@ -402,7 +403,7 @@ tests:
 			}
 
 			// The rejected content is not retried on every poll.
-			time.Sleep(3 * e.app.cfg.ReloadInterval)
+			time.Sleep(3 * e.app.Config().ReloadInterval)
 			if got := e.reloadFailures(); got != failures+1 {
 				t.Errorf("after more polls, failures = %v, want %v", got, failures+1)
 			}
@@ -428,7 +429,7 @@ func TestReloadDeletedPolicyKeepsLastGood(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, reloadPolicyA, nil)
-			path := e.app.cfg.PolicyFile
+			path := e.app.Config().PolicyFile
 			e.assertDecisions("A")
 			failures := e.reloadFailures()
 
@@ -458,7 +459,7 @@ func TestReloadDeletedPolicyKeepsLastGood(t *testing.T) {
 
 func TestReloadUnderConcurrentTraffic(t *testing.T) {
 	e := newEnv(t, reloadPolicyA, nil)
-	path := e.app.cfg.PolicyFile
+	path := e.app.Config().PolicyFile
 	invalid := strings.Replace(reloadPolicyB, "roles: [admin]", "roles: [amdin]", 1)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	t.Cleanup(client.CloseIdleConnections)
@@ -525,7 +526,7 @@ func TestReloadUnderConcurrentTraffic(t *testing.T) {
 			content = reloadPolicyB
 		}
 		replaceByRename(t, path, content)
-		e.app.watcher.Check(false)
+		e.app.CheckFiles()
 		reloads++
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -546,6 +547,6 @@ func TestReloadUnderConcurrentTraffic(t *testing.T) {
 
 	// Quiesced, the last valid content is in force.
 	replaceByRename(t, path, reloadPolicyB)
-	e.app.watcher.Check(false)
+	e.app.CheckFiles()
 	e.assertDecisions("B")
 }

@@ -1,10 +1,13 @@
-package main
+// Package app is the one owner of the gateway's startup and shutdown: New
+// builds every part from the config (and reports every load error at
+// once), Run serves the listeners, the file reloads and SIGHUP until its
+// context ends and then stops in a written-down order.
+package app
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -21,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -33,24 +34,28 @@ import (
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
 	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/internal/filewatch"
 	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
 )
 
-// deps are the collaborators injected into the app; tests replace them.
-type deps struct {
+// Deps are the collaborators injected into the app; tests replace them.
+type Deps struct {
 	Logger    *zap.Logger
 	Now       func() time.Time
 	Transport http.RoundTripper
 	// State replaces the store chosen from the config (tests).
 	State state.Store
+	// Version is the build version reported in metrics and logs.
+	Version string
 }
 
-// app is the wired gateway: the parts built from the config, with no
-// listeners yet.
-type app struct {
-	cfg      *Config
+// App is the wired gateway: the parts built from the config, with no
+// listeners yet. Its methods are safe for concurrent use.
+type App struct {
+	cfg      *config.Config
+	version  string
 	log      *zap.Logger
 	reg      *prometheus.Registry
 	policy   *policy.Store
@@ -76,14 +81,16 @@ type app struct {
 	fileReloads *prometheus.CounterVec
 }
 
-func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
+// New builds the gateway from the config and secrets. Every file is loaded
+// before anything serves, and every load error is reported.
+func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
 	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &app{cfg: cfg, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
+	a := &App{cfg: cfg, version: d.Version, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
 	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
 
@@ -108,7 +115,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 			errs = append(errs, err)
 		}
 	}
-	keys, err := sec.keySet(cfg)
+	keys, err := sec.KeySet(cfg)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -220,7 +227,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 		}
 	}
 	a.handler = a.gateway
-	if cfg.Mode != ModeProxy {
+	if cfg.Mode != config.ModeProxy {
 		peers, _ := clientip.Parse(cfg.ForwardAuth.TrustedPeers) // validated
 		a.handler = &modeRouter{
 			verifyPath:  cfg.ForwardAuth.Path,
@@ -274,7 +281,7 @@ func (m *modeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // loadCert loads the TLS key pair and swaps it in; a bad pair keeps the
 // last good one.
-func (a *app) loadCert() error {
+func (a *App) loadCert() error {
 	c, err := tls.LoadX509KeyPair(a.cfg.Listen.TLS.CertFile, a.cfg.Listen.TLS.KeyFile)
 	if err != nil {
 		// The error names the files, never key material.
@@ -284,7 +291,7 @@ func (a *app) loadCert() error {
 	return nil
 }
 
-func (a *app) registerMetrics() {
+func (a *App) registerMetrics() {
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authgate_policy_reload_total", Help: "Policy reload attempts by result.",
 	}, []string{"result"})
@@ -300,7 +307,7 @@ func (a *app) registerMetrics() {
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "authgate_build_info", Help: "Build information.",
 	}, []string{"version"})
-	buildInfo.WithLabelValues(version).Set(1)
+	buildInfo.WithLabelValues(a.version).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		a.reloads.WithLabelValues(r)
 		for _, f := range []string{"api_keys", "users", "shadow_policy"} {
@@ -314,7 +321,7 @@ func (a *app) registerMetrics() {
 // loadPolicy parses, validates and compiles a policy and swaps it in only
 // when every step succeeded: a bad edit never opens access, and requests in
 // flight keep the snapshot they started with.
-func (a *app) loadPolicy(data []byte) error {
+func (a *App) loadPolicy(data []byte) error {
 	set, err := policy.Load(a.cfg.PolicyFile, data)
 	if err != nil {
 		a.reloads.WithLabelValues("failure").Inc()
@@ -332,7 +339,7 @@ func (a *app) loadPolicy(data []byte) error {
 
 // loadShadow loads the candidate policy that is decided beside the
 // enforced one without affecting traffic.
-func (a *app) loadShadow(data []byte) error {
+func (a *App) loadShadow(data []byte) error {
 	set, err := policy.Load(a.cfg.ShadowPolicy, data)
 	if err != nil {
 		a.fileReloads.WithLabelValues("shadow_policy", "failure").Inc()
@@ -344,7 +351,7 @@ func (a *app) loadShadow(data []byte) error {
 	return nil
 }
 
-func (a *app) loadKeys(data []byte) error {
+func (a *App) loadKeys(data []byte) error {
 	set, err := apikey.Parse(a.cfg.APIKeysFile, data)
 	if err != nil {
 		a.fileReloads.WithLabelValues("api_keys", "failure").Inc()
@@ -356,7 +363,7 @@ func (a *app) loadKeys(data []byte) error {
 	return nil
 }
 
-func (a *app) loadUsers(data []byte) error {
+func (a *App) loadUsers(data []byte) error {
 	set, err := users.Parse(a.cfg.UsersFile, data)
 	if err != nil {
 		a.fileReloads.WithLabelValues("users", "failure").Inc()
@@ -368,7 +375,7 @@ func (a *app) loadUsers(data []byte) error {
 	return nil
 }
 
-func (a *app) stateHealthy(ctx context.Context) bool {
+func (a *App) stateHealthy(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Auth.StateTimeout)
 	defer cancel()
 	return a.state.Ping(ctx) == nil
@@ -376,7 +383,7 @@ func (a *app) stateHealthy(ctx context.Context) bool {
 
 // openState opens the shared state: Redis when AUTHGATE_REDIS_URL is set,
 // otherwise the embedded store (optionally persisted to auth.state_file).
-func openState(cfg *Config, sec Secrets, d deps) (state.Store, error) {
+func openState(cfg *config.Config, sec config.Secrets, d Deps) (state.Store, error) {
 	if sec.RedisURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -385,7 +392,7 @@ func openState(cfg *Config, sec Secrets, d deps) (state.Store, error) {
 	return state.NewMemory(state.MemoryOptions{Now: d.Now, Path: cfg.Auth.StateFile})
 }
 
-func (a *app) onReload(r filewatch.Result) {
+func (a *App) onReload(r filewatch.Result) {
 	if r.Err != nil {
 		// The last good state stays in force; the error names file and line.
 		a.log.Error("reload rejected, keeping the last good version", zap.String("file", r.Path), zap.Error(r.Err))
@@ -396,8 +403,8 @@ func (a *app) onReload(r filewatch.Result) {
 	}
 }
 
-// adminHandler serves /healthz, /readyz and /metrics.
-func (a *app) adminHandler() http.Handler {
+// AdminHandler serves /healthz, /readyz, /metrics and /explain.
+func (a *App) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -448,7 +455,8 @@ func (a *app) adminHandler() http.Handler {
 	return mux
 }
 
-func newLogger(c LoggingConfig, w zapcore.WriteSyncer) (*zap.Logger, error) {
+// NewLogger builds the JSON (or console) logger the config asks for.
+func NewLogger(c config.LoggingConfig, w zapcore.WriteSyncer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
 		return nil, err
@@ -465,93 +473,80 @@ func newLogger(c LoggingConfig, w zapcore.WriteSyncer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, w, lvl)), nil
 }
 
-func cmdServe(ctx context.Context, args, environ []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgFlag := fs.String("config", "", "config file (default $AUTHGATE_CONFIG)")
-	demo := fs.String("demo-upstream", "", "also run the built-in demo upstream on this address (for trying authgate out)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, sec, err := loadConfigAndSecrets(*cfgFlag, environ)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(cfg.Logging, zapcore.Lock(zapcore.AddSync(stderr)))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	if cfg.UsersFile != "" {
-		// bcrypt runs on threads of the lowest OS priority, but while it
-		// runs it still holds one of Go's processors. Giving it processors
-		// of its own leaves the CPUs' worth of processors to proxied
-		// traffic, and the OS scheduler, not Go's, lets bcrypt have only
-		// what proxying leaves over.
-		procs := runtime.GOMAXPROCS(0)
-		if cfg.Auth.BcryptConcurrency == 0 {
-			cfg.Auth.BcryptConcurrency = max(1, procs/2)
-		}
-		runtime.GOMAXPROCS(procs + cfg.Auth.BcryptConcurrency)
-	}
-	if sec.RedisURL != "" {
-		// go-redis logs through a process-wide logger; route it into ours
-		// so its lines are structured JSON like every other.
-		redis.SetLogger(redisLogger{log.With(zap.String("component", "redis"))})
-	}
-	if *demo != "" {
-		stopDemo, err := startDemoUpstream(*demo, log)
-		if err != nil {
-			return err
-		}
-		defer stopDemo()
-	}
-	a, err := newApp(cfg, sec, deps{Logger: log})
-	if err != nil {
-		return err
-	}
-	return a.serve(ctx)
+// RedisLogger adapts zap to go-redis's logger.
+type RedisLogger struct{ Log *zap.Logger }
+
+// Printf logs a go-redis message as a warning.
+func (l RedisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.Log.Warn(fmt.Sprintf(format, v...))
 }
 
-// redisLogger adapts zap to go-redis's logger.
-type redisLogger struct{ log *zap.Logger }
+// Handler is the main listener's handler: the gateway, or the mode router
+// in forward-auth and both modes.
+func (a *App) Handler() http.Handler { return a.handler }
 
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.log.Warn(fmt.Sprintf(format, v...))
+// Config is the configuration the app was built from.
+func (a *App) Config() *config.Config { return a.cfg }
+
+// Signer signs the gateway's own tokens.
+func (a *App) Signer() *token.Signer { return a.signer }
+
+// Registry is the app's own metrics registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// State is the shared state store (embedded or Redis).
+func (a *App) State() state.Store { return a.state }
+
+// StartBackground starts the file watcher and, with external issuers, the
+// key refresh; both stop when ctx ends. The returned function releases the
+// key sets. Run calls it; so do tests that serve the handlers themselves.
+func (a *App) StartBackground(ctx context.Context) (stop func()) {
+	go a.watcher.Run(ctx)
+	if a.external != nil {
+		a.external.Start(ctx)
+		return a.external.Close
+	}
+	return func() {}
 }
 
-// serve runs both listeners until ctx ends, then shuts down gracefully:
-// readiness turns false first, and after the configured delay (so that
-// endpoint controllers stop sending traffic) the listeners close and
-// in-flight requests drain up to the shutdown timeout.
-func (a *app) serve(ctx context.Context) error {
-	l := a.cfg.Listen
+// CheckFiles polls every watched file once now, as a reload tick would.
+func (a *App) CheckFiles() { a.watcher.Check(false) }
+
+// Listeners are the gateway's two listeners: Main serves proxied traffic
+// and the auth endpoints, Admin serves health, readiness and metrics.
+type Listeners struct {
+	Main, Admin net.Listener
+}
+
+// Listen opens the listeners the config names.
+func Listen(l config.ListenConfig) (Listeners, error) {
 	mainLn, err := net.Listen("tcp", l.Address)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", l.Address, err)
+		return Listeners{}, fmt.Errorf("listen %s: %w", l.Address, err)
 	}
 	adminLn, err := net.Listen("tcp", l.AdminAddress)
 	if err != nil {
 		mainLn.Close()
-		return fmt.Errorf("listen %s: %w", l.AdminAddress, err)
+		return Listeners{}, fmt.Errorf("listen %s: %w", l.AdminAddress, err)
 	}
-	return a.serveOn(ctx, mainLn, adminLn)
+	return Listeners{Main: mainLn, Admin: adminLn}, nil
 }
 
-// serveOn is serve on listeners the caller opened.
-func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
+// Run serves both listeners until ctx ends, then shuts down gracefully:
+// readiness turns false first, and after the configured delay (so that
+// endpoint controllers stop sending traffic) the listeners close and
+// in-flight requests drain up to the shutdown timeout.
+func (a *App) Run(ctx context.Context, ls Listeners) error {
+	mainLn, adminLn := ls.Main, ls.Admin
 	l := a.cfg.Listen
 	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
-	admin := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
+	admin := &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	go a.watcher.Run(watchCtx)
-	if a.external != nil {
-		a.external.Start(watchCtx)
-		defer a.external.Close()
-	}
+	stopBackground := a.StartBackground(watchCtx)
+	defer stopBackground()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -579,7 +574,7 @@ func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(mainLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
-	a.log.Info("authgate started", zap.String("version", version), zap.String("address", mainLn.Addr().String()),
+	a.log.Info("authgate started", zap.String("version", a.version), zap.String("address", mainLn.Addr().String()),
 		zap.String("admin_address", adminLn.Addr().String()), zap.String("upstream", a.cfg.Upstream.URL))
 
 	select {

@@ -1,12 +1,13 @@
-package main
+package e2e
 
 import (
+	"github.com/authgate/authgate/internal/config"
 	"path/filepath"
 	"testing"
 )
 
 func TestE2EShadowCandidatePolicyIsLoggedNotEnforced(t *testing.T) {
-	e := newEnv(t, "", nil, func(c *Config) {
+	e := newEnv(t, "", nil, func(c *config.Config) {
 		// The candidate closes /public to anonymous callers.
 		c.ShadowPolicy = filepath.Join(filepath.Dir(c.PolicyFile), "candidate.yaml")
 		writeFile(t, c.ShadowPolicy, "rules:\n  - path: /public/**\n    authenticated: true\n")

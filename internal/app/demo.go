@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"encoding/json"
@@ -12,10 +12,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// startDemoUpstream runs a tiny upstream that echoes what it received,
+// StartDemoUpstream runs a tiny upstream that echoes what it received,
 // identity headers included, so a newcomer can see what the gateway passes
 // on. It is for trying authgate out, not for production.
-func startDemoUpstream(addr string, log *zap.Logger) (stop func(), err error) {
+func StartDemoUpstream(addr string, log *zap.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"net/http"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/jwks/jwkstest"
+	"github.com/authgate/authgate/internal/config"
 )
 
 func externalClaims(idp *jwkstest.IdP, realmRoles ...string) jwt.MapClaims {
@@ -41,7 +42,7 @@ func waitReady(t *testing.T, e *gwEnv, want int) {
 
 func TestE2EExternalIssuer(t *testing.T) {
 	idp := jwkstest.NewIdP(t)
-	e := newEnv(t, "", nil, func(c *Config) {
+	e := newEnv(t, "", nil, func(c *config.Config) {
 		c.Issuers = []jwks.IssuerConfig{{
 			Issuer: idp.Issuer(), JWKSURI: idp.JWKSURI(), Audiences: []string{"my-app"},
 			Algorithms: []string{"RS256", "ES256", "PS256", "EdDSA"}, RolesClaim: "realm_access.roles",
@@ -80,7 +81,7 @@ func TestE2EExternalIssuer(t *testing.T) {
 func TestE2EExternalIssuerDownAtStartupIsNotReady(t *testing.T) {
 	idp := jwkstest.NewIdP(t)
 	idp.SetDown(true)
-	e := newEnv(t, "", nil, func(c *Config) {
+	e := newEnv(t, "", nil, func(c *config.Config) {
 		c.Issuers = []jwks.IssuerConfig{{Issuer: idp.Issuer(), JWKSURI: idp.JWKSURI(), Audiences: []string{"my-app"}, RolesClaim: "realm_access.roles"}}
 	})
 	waitReady(t, e, 503)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"io"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/authgate/internal/config"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -49,7 +50,7 @@ func TestOpsUpstreamErrorsCountedByKind(t *testing.T) {
 			case <-block:
 			case <-r.Context().Done():
 			}
-		}), func(c *Config) { c.Upstream.ResponseHeaderTimeout = 100 * time.Millisecond })
+		}), func(c *config.Config) { c.Upstream.ResponseHeaderTimeout = 100 * time.Millisecond })
 		defer close(block)
 		resp, body := e.do("GET", "/public/x")
 		assertJSONError(t, resp, body, http.StatusGatewayTimeout)
@@ -60,7 +61,7 @@ func TestOpsUpstreamErrorsCountedByKind(t *testing.T) {
 }
 
 func TestOpsSlowlorisIsCutOff(t *testing.T) {
-	e := newEnv(t, "", nil, func(c *Config) { c.Listen.ReadHeaderTimeout = 300 * time.Millisecond })
+	e := newEnv(t, "", nil, func(c *config.Config) { c.Listen.ReadHeaderTimeout = 300 * time.Millisecond })
 	c, err := net.Dial("tcp", e.addr())
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func isTimeout(err error) bool {
 }
 
 func TestOpsOversizedHeadersGet431(t *testing.T) {
-	e := newEnv(t, "", nil, func(c *Config) { c.Listen.MaxHeaderBytes = 4096 })
+	e := newEnv(t, "", nil, func(c *config.Config) { c.Listen.MaxHeaderBytes = 4096 })
 	code, _ := raw(t, e.addr(), "GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 64<<10)+"\r\nConnection: close\r\n\r\n")
 	if code != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("status = %d, want 431", code)
@@ -115,7 +116,7 @@ func TestOpsConcurrencyCapReturns503(t *testing.T) {
 	e := newEnv(t, "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
-	}), func(c *Config) { c.Listen.MaxInFlight = 1 })
+	}), func(c *config.Config) { c.Listen.MaxInFlight = 1 })
 	done := make(chan int)
 	go func() {
 		resp, err := http.Get(e.gw.URL + "/public/first")
@@ -172,7 +173,7 @@ func TestOpsInFlightGaugeReturnsToZero(t *testing.T) {
 	if v := e.metricValue("authgate_requests_in_flight"); v != "0" {
 		t.Errorf("in-flight after requests = %q, want 0", v)
 	}
-	if n := testutil.CollectAndCount(e.app.reg, "authgate_requests_total"); n == 0 {
+	if n := testutil.CollectAndCount(e.app.Registry(), "authgate_requests_total"); n == 0 {
 		t.Error("no authgate_requests_total series")
 	}
 }

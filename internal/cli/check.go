@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
+	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -24,7 +25,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 // checked holds what `check` and `explain` load: the config and the files
 // it names, with every error found.
 type checked struct {
-	cfg    *Config
+	cfg    *config.Config
 	policy *policy.Set
 	keys   *apikey.Set
 	users  *users.Set
@@ -32,7 +33,7 @@ type checked struct {
 }
 
 func loadForCheck(cfgFlag string, environ []string) (*checked, error) {
-	e, err := ReadEnv(environ)
+	e, err := config.ReadEnv(environ)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +41,7 @@ func loadForCheck(cfgFlag string, environ []string) (*checked, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func cmdCheck(args, environ []string, stdout io.Writer) error {
 	for _, t := range c.policy.RunTests() {
 		fmt.Fprintf(stdout, "test: %s:%d: %s: pass (%s, rule %q)\n", c.cfg.PolicyFile, t.Line, t.Name, allowWord(t.Got.Allow), t.Got.RuleID)
 	}
-	fmt.Fprintf(stdout, "ok: %s: policy %s (%d rules, hash %s)", c.cfg.path, c.cfg.PolicyFile, c.policy.Len(), c.policy.Hash())
+	fmt.Fprintf(stdout, "ok: %s: policy %s (%d rules, hash %s)", c.cfg.Path, c.cfg.PolicyFile, c.policy.Len(), c.policy.Hash())
 	if c.keys != nil {
 		fmt.Fprintf(stdout, ", %d api keys", c.keys.Len())
 	}
@@ -193,7 +194,7 @@ func cmdToken(args, environ []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys, err := sec.keySet(cfg)
+	keys, err := sec.KeySet(cfg)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/internal/config"
 )
 
 // mint signs claims with method and key, with kid k1 unless kid is set.
@@ -57,7 +58,7 @@ func with(c jwt.MapClaims, k string, v any) jwt.MapClaims {
 
 func TestE2EValidCredentialsCarryIdentity(t *testing.T) {
 	e := newEnv(t, "", nil)
-	access, _, err := e.app.signer.Mint(token.Grant{Subject: "svc-alice", Roles: []string{"user", "admin"}, Type: token.TypeAccess, TTL: time.Minute})
+	access, _, err := e.app.Signer().Mint(token.Grant{Subject: "svc-alice", Roles: []string{"user", "admin"}, Type: token.TypeAccess, TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestE2EBadTokensAre401AndNeverReachUpstream(t *testing.T) {
 	secret := []byte(testSecret)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	pubDER, _ := x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
-	refresh, _, _ := e.app.signer.Mint(token.Grant{Subject: "alice", Roles: []string{"admin"}, Type: token.TypeRefresh, TTL: time.Hour, Family: "f1"})
+	refresh, _, _ := e.app.Signer().Mint(token.Grant{Subject: "alice", Roles: []string{"admin"}, Type: token.TypeRefresh, TTL: time.Hour, Family: "f1"})
 	past := time.Now().Add(-time.Hour)
 	tests := []struct {
 		name  string
@@ -173,7 +174,7 @@ func TestE2EBadTokensAre401AndNeverReachUpstream(t *testing.T) {
 		assertJSONError(t, resp, body, http.StatusUnauthorized)
 	})
 	t.Run("bearer and API key together", func(t *testing.T) {
-		good, _, _ := e.app.signer.Mint(token.Grant{Subject: "alice", Roles: []string{"admin"}, Type: token.TypeAccess, TTL: time.Minute})
+		good, _, _ := e.app.Signer().Mint(token.Grant{Subject: "alice", Roles: []string{"admin"}, Type: token.TypeAccess, TTL: time.Minute})
 		resp, body := e.do("GET", "/admin/x", "Authorization", "Bearer "+good, "X-API-Key", testAPIKey)
 		assertJSONError(t, resp, body, http.StatusBadRequest)
 	})
@@ -185,7 +186,7 @@ func TestE2EBadTokensAre401AndNeverReachUpstream(t *testing.T) {
 func TestE2EAuthorization(t *testing.T) {
 	e := newEnv(t, "", nil)
 	tok := func(roles ...string) string {
-		s, _, err := e.app.signer.Mint(token.Grant{Subject: "svc-bob", Roles: roles, Type: token.TypeAccess, TTL: time.Minute})
+		s, _, err := e.app.Signer().Mint(token.Grant{Subject: "svc-bob", Roles: roles, Type: token.TypeAccess, TTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +283,7 @@ func TestE2EForwardedHeaders(t *testing.T) {
 		}
 	})
 	t.Run("trusted peer", func(t *testing.T) {
-		e := newEnv(t, "", nil, func(c *Config) { c.TrustedProxies = []string{"127.0.0.0/8", "::1"} })
+		e := newEnv(t, "", nil, func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.0/8", "::1"} })
 		e.do("GET", "/public/x", "X-Forwarded-For", "203.0.113.9", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "app.example")
 		got := e.up.last(t)
 		if xff := got.Header.Get("X-Forwarded-For"); xff != "203.0.113.9, 127.0.0.1" {
@@ -298,15 +299,15 @@ func TestE2EForwardedHeaders(t *testing.T) {
 		if h := e.up.last(t).Host; h != e.addr() {
 			t.Errorf("preserve: upstream Host = %q, want the client's %q", h, e.addr())
 		}
-		e2 := newEnv(t, "", nil, func(c *Config) { c.Upstream.HostHeader = "upstream" })
+		e2 := newEnv(t, "", nil, func(c *config.Config) { c.Upstream.HostHeader = "upstream" })
 		e2.do("GET", "/public/x")
 		if h := e2.up.last(t).Host; h != strings.TrimPrefix(e2.upstream.URL, "http://") {
 			t.Errorf("upstream: upstream Host = %q, want %q", h, strings.TrimPrefix(e2.upstream.URL, "http://"))
 		}
 	})
 	t.Run("authorization forwarding is opt-in", func(t *testing.T) {
-		e := newEnv(t, "", nil, func(c *Config) { c.Upstream.ForwardAuthorization = true })
-		tok, _, _ := e.app.signer.Mint(token.Grant{Subject: "a", Type: token.TypeAccess, TTL: time.Minute})
+		e := newEnv(t, "", nil, func(c *config.Config) { c.Upstream.ForwardAuthorization = true })
+		tok, _, _ := e.app.Signer().Mint(token.Grant{Subject: "a", Type: token.TypeAccess, TTL: time.Minute})
 		e.do("GET", "/api/x", "Authorization", "Bearer "+tok)
 		if got := e.up.last(t).Header.Get("Authorization"); got != "Bearer "+tok {
 			t.Errorf("Authorization not forwarded with forward_authorization")
@@ -356,7 +357,7 @@ func TestE2EUpstreamFailures(t *testing.T) {
 			case <-r.Context().Done():
 			}
 		})
-		e := newEnv(t, "", slow, func(c *Config) { c.Upstream.ResponseHeaderTimeout = 200 * time.Millisecond })
+		e := newEnv(t, "", slow, func(c *config.Config) { c.Upstream.ResponseHeaderTimeout = 200 * time.Millisecond })
 		defer close(release)
 		start := time.Now()
 		resp, body := e.do("GET", "/slow")

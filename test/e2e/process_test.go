@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ func buildBinary(t *testing.T, dir string) string {
 		}
 		registerCleanup(func() { os.RemoveAll(binDir) })
 		binPath = filepath.Join(binDir, "authgate")
-		if out, err := exec.Command(gobin, "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command(gobin, "build", "-o", binPath, "github.com/authgate/authgate").CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})

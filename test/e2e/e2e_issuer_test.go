@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/state"
+	"github.com/authgate/authgate/internal/config"
 )
 
 // tokenResponse is the RFC 6749 §5.1 body.
@@ -187,7 +188,7 @@ func TestE2ELoginErrorsDoNotRevealUsers(t *testing.T) {
 }
 
 func TestE2ELoginRateLimit(t *testing.T) {
-	e := newEnv(t, "", nil, withUsers, func(c *Config) {
+	e := newEnv(t, "", nil, withUsers, func(c *config.Config) {
 		c.Auth.Limits = issuer.Limits{
 			LoginPerIP:   state.Limit{Every: time.Hour, Burst: 3},
 			LoginPerUser: state.Limit{Every: time.Hour, Burst: 100},
@@ -231,7 +232,7 @@ func TestE2EAuthPrefixIsNeverProxied(t *testing.T) {
 func TestE2ERateLimitedLoginIsTarpitted(t *testing.T) {
 	for _, delay := range []time.Duration{0, 300 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
-			e := newEnv(t, "", nil, withUsers, func(c *Config) {
+			e := newEnv(t, "", nil, withUsers, func(c *config.Config) {
 				c.Auth.Limits.LoginPerIP = state.Limit{Every: time.Hour, Burst: 1}
 				c.Auth.LimitedDelay = delay
 			})

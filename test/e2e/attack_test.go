@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Adversarial end-to-end tests. Each test sends one class of attack through
 // a real gateway and asserts the safe outcome, so that a weakness shows up
@@ -27,6 +27,7 @@ import (
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/jwks/jwkstest"
 	"github.com/authgate/authgate/authn/state"
+	"github.com/authgate/authgate/internal/config"
 )
 
 // atkSeen is what an attack upstream observed of one request, including the
@@ -268,8 +269,8 @@ func TestAttackHeadIsDecidedLikeGet(t *testing.T) {
 // atkForwardAuthFrom runs the gateway in mode both, believing forward-auth
 // headers from peers.
 func atkForwardAuthFrom(peers ...string) envOption {
-	return func(c *Config) {
-		c.Mode = ModeBoth
+	return func(c *config.Config) {
+		c.Mode = config.ModeBoth
 		c.ForwardAuth.TrustedPeers = peers
 	}
 }
@@ -326,7 +327,7 @@ func TestAttackForwardAuthHeaderTrust(t *testing.T) {
 // slowloris). A stalled body must be cut off within a few header timeouts.
 func TestAttackSlowRequestBodyHoldsSlots(t *testing.T) {
 	up := &atkSink{}
-	e := newEnv(t, "", up, func(c *Config) {
+	e := newEnv(t, "", up, func(c *config.Config) {
 		c.Listen.MaxInFlight = 2
 		c.Listen.ReadHeaderTimeout = time.Second
 		c.Listen.BodyReadTimeout = time.Second
@@ -477,7 +478,7 @@ func TestAttackExternalIssuersCannotShareASubject(t *testing.T) {
 	cfg := func(idp *jwkstest.IdP) jwks.IssuerConfig {
 		return jwks.IssuerConfig{Issuer: idp.Issuer(), JWKSURI: idp.JWKSURI(), Audiences: []string{"my-app"}, Algorithms: []string{"RS256"}}
 	}
-	e := newEnv(t, "", nil, func(c *Config) { c.Issuers = []jwks.IssuerConfig{cfg(corp), cfg(partner)} })
+	e := newEnv(t, "", nil, func(c *config.Config) { c.Issuers = []jwks.IssuerConfig{cfg(corp), cfg(partner)} })
 	waitReady(t, e, 200)
 	identity := func(idp *jwkstest.IdP) http.Header {
 		now := time.Now()
@@ -501,7 +502,7 @@ func TestAttackExternalIssuersCannotShareASubject(t *testing.T) {
 }
 
 // atkCustomKeyHeader configures the API key header name.
-func atkCustomKeyHeader(c *Config) { c.APIKeyHeader = "X-Service-Key" }
+func atkCustomKeyHeader(c *config.Config) { c.APIKeyHeader = "X-Service-Key" }
 
 // TestAttackAPIKeyNeverReachesUpstream sends a valid API key in headers the
 // gateway does not read as the key header: the default name when
@@ -548,7 +549,7 @@ func TestAttackAPIKeyNeverReachesUpstream(t *testing.T) {
 
 // atkLimitsFor returns an option that sets the login limits.
 func atkLimitsFor(perIP, perUser int) envOption {
-	return func(c *Config) {
+	return func(c *config.Config) {
 		c.Auth.Limits = issuer.Limits{
 			LoginPerIP:   state.Limit{Every: time.Hour, Burst: perIP},
 			LoginPerUser: state.Limit{Every: time.Hour, Burst: perUser},
@@ -562,7 +563,7 @@ func atkLimitsFor(perIP, perUser int) envOption {
 // a per-/128 limiter gives it 2^64 fresh quotas. The per-IP limit must
 // count a /64 as one client.
 func TestAttackLoginLimiterIPv6(t *testing.T) {
-	e := newEnv(t, "", nil, withUsers, atkLimitsFor(1, 100), func(c *Config) { c.TrustedProxies = []string{"127.0.0.1/32", "::1/128"} })
+	e := newEnv(t, "", nil, withUsers, atkLimitsFor(1, 100), func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1/32", "::1/128"} })
 	limited := false
 	for i := 1; i <= 2 && !limited; i++ {
 		resp, _ := e.post("/auth/login", url.Values{"username": {fmt.Sprintf("nobody%d", i)}, "password": {"x-wrong-1"}},
@@ -647,7 +648,7 @@ func TestAttackLoginTimingWithMixedCosts(t *testing.T) {
 		t.Fatalf("users file with mixed bcrypt costs: err = %v, want it refused", err)
 	}
 	writeFile(t, usersFile, "users:\n  - username: alice\n    password_hash: \""+hashOf(t, "alice-password-1")+"\"\n    roles: [admin]\n")
-	e := newEnv(t, "", nil, atkLimitsFor(100, 100), func(c *Config) { c.UsersFile = usersFile; c.Auth.BcryptConcurrency = 1 })
+	e := newEnv(t, "", nil, atkLimitsFor(100, 100), func(c *config.Config) { c.UsersFile = usersFile; c.Auth.BcryptConcurrency = 1 })
 	client := &http.Client{Timeout: 2 * time.Minute}
 	known := min(atkTimedLogin(t, e, client, "alice"), atkTimedLogin(t, e, client, "alice"))
 	unknown := min(atkTimedLogin(t, e, client, "nobody"), atkTimedLogin(t, e, client, "nobody"))
@@ -667,7 +668,7 @@ func TestAttackLoginLongPasswordPrefix(t *testing.T) {
 	dir := t.TempDir()
 	usersFile := filepath.Join(dir, "users.yaml")
 	writeFile(t, usersFile, "users:\n  - username: dave\n    password_hash: \""+atkDaveHash+"\"\n    roles: [admin]\n")
-	e := newEnv(t, "", nil, func(c *Config) { c.UsersFile = usersFile })
+	e := newEnv(t, "", nil, func(c *config.Config) { c.UsersFile = usersFile })
 	resp, body := e.post("/auth/login", url.Values{"username": {"dave"}, "password": {long + "-anything"}})
 	if resp.StatusCode == http.StatusOK {
 		registerSecret(body)
@@ -679,7 +680,7 @@ func TestAttackLoginLongPasswordPrefix(t *testing.T) {
 // and then uses it again, with access revocation enabled; the token was
 // verified (and cached) before the logout.
 func TestAttackLogoutEndsAccessToken(t *testing.T) {
-	e := newEnv(t, "", nil, withUsers, func(c *Config) { c.Auth.AccessRevocation.Enabled = true })
+	e := newEnv(t, "", nil, withUsers, func(c *config.Config) { c.Auth.AccessRevocation.Enabled = true })
 	tr := e.login("bob", "bob-password-1")
 	if got := e.bearerStatus("/api/x", tr.AccessToken); got != 200 {
 		t.Fatalf("before logout = %d", got)
@@ -698,7 +699,7 @@ func TestAttackLogoutEndsAccessToken(t *testing.T) {
 // make the gateway hammer the provider with unknown kids.
 func TestAttackExternalTokenTricks(t *testing.T) {
 	idp := jwkstest.NewIdP(t)
-	e := newEnv(t, "", nil, func(c *Config) {
+	e := newEnv(t, "", nil, func(c *config.Config) {
 		c.Issuers = []jwks.IssuerConfig{{Issuer: idp.Issuer(), JWKSURI: idp.JWKSURI(), Audiences: []string{"my-app"}, Algorithms: []string{"RS256"}, RolesClaim: "roles"}}
 	})
 	waitReady(t, e, 200)
