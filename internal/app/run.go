@@ -1,0 +1,131 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authgate/authgate/internal/config"
+)
+
+// StartBackground starts the file watcher and, with external issuers, the
+// key refresh; both stop when ctx ends. The returned function releases the
+// key sets. Run calls it; so do tests that serve the handlers themselves.
+func (a *App) StartBackground(ctx context.Context) (stop func()) {
+	go a.watcher.Run(ctx)
+	if a.external != nil {
+		a.external.Start(ctx)
+		return a.external.Close
+	}
+	return func() {}
+}
+
+// CheckFiles polls every watched file once now, as a reload tick would.
+func (a *App) CheckFiles() { a.watcher.Check(false) }
+
+// Listeners are the gateway's two listeners: Main serves proxied traffic
+// and the auth endpoints, Admin serves health, readiness and metrics.
+type Listeners struct {
+	Main, Admin net.Listener
+}
+
+// Listen opens the listeners the config names.
+func Listen(l config.ListenConfig) (Listeners, error) {
+	mainLn, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return Listeners{}, fmt.Errorf("listen %s: %w", l.Address, err)
+	}
+	adminLn, err := net.Listen("tcp", l.AdminAddress)
+	if err != nil {
+		mainLn.Close()
+		return Listeners{}, fmt.Errorf("listen %s: %w", l.AdminAddress, err)
+	}
+	return Listeners{Main: mainLn, Admin: adminLn}, nil
+}
+
+// Run serves both listeners until ctx ends, then shuts down gracefully:
+// readiness turns false first, and after the configured delay (so that
+// endpoint controllers stop sending traffic) the listeners close and
+// in-flight requests drain up to the shutdown timeout.
+func (a *App) Run(ctx context.Context, ls Listeners) error {
+	mainLn, adminLn := ls.Main, ls.Admin
+	l := a.cfg.Listen
+	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
+	admin := &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	stopBackground := a.StartBackground(watchCtx)
+	defer stopBackground()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				a.log.Info("SIGHUP: reloading files")
+				a.watcher.Trigger()
+			case <-watchCtx.Done():
+				return
+			}
+		}
+	}()
+
+	if a.cfg.Listen.TLS.CertFile != "" {
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return a.cert.Load(), nil
+			},
+		}
+		mainLn = tls.NewListener(mainLn, srv.TLSConfig)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(mainLn) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	a.log.Info("authgate started", zap.String("version", a.version), zap.String("address", mainLn.Addr().String()),
+		zap.String("admin_address", adminLn.Addr().String()), zap.String("upstream", a.cfg.Upstream.URL))
+
+	select {
+	case err := <-errc:
+		srv.Close()
+		admin.Close()
+		return err
+	case <-ctx.Done():
+	}
+	a.draining.Store(true)
+	// Keep-alives stay on during the delay: turning them off makes every
+	// client dial anew, and dials racing the listener's close are reset
+	// from the accept backlog. With them on, only a request written on an
+	// idle connection at the instant Shutdown closes it can fail, and
+	// clients retry idempotent requests on such connections.
+	a.log.Info("shutting down: readiness off", zap.Duration("delay", l.ShutdownDelay))
+	time.Sleep(l.ShutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), l.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	_ = admin.Shutdown(sctx)
+	if err != nil {
+		_ = srv.Close() // cut what did not drain in time
+	}
+	// Flush revocations even when draining timed out: losing them would
+	// make revoked refresh tokens valid again after a restart.
+	if cerr := a.state.Close(); cerr != nil {
+		a.log.Error("closing state store", zap.Error(cerr))
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	a.log.Info("authgate stopped")
+	return nil
+}
