@@ -1,31 +1,17 @@
 package policy
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+	goldenfile "github.com/authgate/authgate/internal/testkit/golden"
+)
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s mismatch (run go test -update)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	goldenfile.Assert(t, filepath.Join("testdata", name), got)
 }
 
 func readTestdata(t *testing.T, name string) []byte {

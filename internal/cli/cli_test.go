@@ -3,12 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/authgate/authgate/internal/testkit/golden"
 )
 
 // testSecret is a signing secret long enough to be accepted.
@@ -20,8 +21,6 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
-
-var updateGolden = flag.Bool("update", false, "rewrite testdata/golden/*.txt from the current output")
 
 // copyFixture copies testdata/cli/name into a new temporary directory and
 // returns that directory.
@@ -69,20 +68,7 @@ func runCLI(t *testing.T, dir string, args, environ []string) string {
 // file when -update is set.
 func assertGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".txt")
-	if *updateGolden {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (run with -update after checking the change)\n--- got\n%s--- want\n%s", path, got, want)
-	}
+	golden.Assert(t, filepath.Join("testdata", "golden", name+".txt"), got)
 }
 
 func TestCLIGolden(t *testing.T) {
@@ -244,7 +230,7 @@ func TestCLIGolden(t *testing.T) {
 // TestCLIGoldenFilesAreUsed keeps testdata/golden free of files no case
 // writes any more.
 func TestCLIGoldenFilesAreUsed(t *testing.T) {
-	if *updateGolden {
+	if golden.Updating() {
 		t.Skip("-update rewrites the files")
 	}
 	used := map[string]bool{

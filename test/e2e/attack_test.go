@@ -8,7 +8,6 @@ package e2e
 import (
 	"bufio"
 	"fmt"
-	"github.com/authgate/authgate/authn/users"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/authn/users"
 
 	"github.com/golang-jwt/jwt/v5"
 

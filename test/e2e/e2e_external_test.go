@@ -26,7 +26,7 @@ func waitReady(t *testing.T, e *gwEnv, want int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		resp, err := http.Get(e.admin.URL + "/readyz")
+		resp, err := http.Get(e.gw.AdminURL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == want {

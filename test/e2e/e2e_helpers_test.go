@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"github.com/authgate/authgate/authn/apikey"
 	"github.com/authgate/authgate/authn/users"
 	"github.com/authgate/authgate/internal/app"
+	"github.com/authgate/authgate/internal/apptest"
 	"github.com/authgate/authgate/internal/config"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -111,8 +111,7 @@ type gwEnv struct {
 	t        *testing.T
 	dir      string
 	app      *app.App
-	gw       *httptest.Server
-	admin    *httptest.Server
+	gw       *apptest.Gateway
 	up       *recorder
 	logs     *observer.ObservedLogs
 	client   *http.Client
@@ -158,6 +157,10 @@ func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler 
 	cfg.PolicyFile = filepath.Join(e.dir, "policy.yaml")
 	cfg.APIKeysFile = filepath.Join(e.dir, "keys.yaml")
 	cfg.ReloadInterval = 50 * time.Millisecond
+	// Nothing routes traffic by readiness here, so the gateway stops at
+	// once when the test ends.
+	cfg.Listen.ShutdownDelay = 0
+	cfg.Listen.ShutdownTimeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -167,21 +170,8 @@ func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler 
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
 	registerSink(logs)
-	a, err := app.New(&cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	e.app = a
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	t.Cleanup(a.StartBackground(ctx))
-	e.gw = httptest.NewUnstartedServer(a.Handler())
-	e.gw.Config.ReadHeaderTimeout = cfg.Listen.ReadHeaderTimeout
-	e.gw.Config.MaxHeaderBytes = cfg.Listen.MaxHeaderBytes
-	e.gw.Start()
-	t.Cleanup(e.gw.Close)
-	e.admin = httptest.NewServer(a.AdminHandler())
-	t.Cleanup(e.admin.Close)
+	e.gw = apptest.Start(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
+	e.app = e.gw.App
 	e.client = &http.Client{Timeout: 10 * time.Second}
 	return e
 }
@@ -248,7 +238,7 @@ func firstLine(s string) string {
 	return l
 }
 
-func (e *gwEnv) addr() string { return strings.TrimPrefix(e.gw.URL, "http://") }
+func (e *gwEnv) addr() string { return e.gw.Addr }
 
 // assertJSONError checks the gateway's JSON error shape.
 func assertJSONError(t *testing.T, resp *http.Response, body string, code int) {

@@ -254,7 +254,7 @@ func assertStateTTLs(t *testing.T, redisURL, prefix string, cfg *config.Config) 
 // adminGet fetches path from e's admin listener.
 func adminGet(t *testing.T, e *gwEnv, path string) (int, string) {
 	t.Helper()
-	resp, err := e.client.Get(e.admin.URL + path)
+	resp, err := e.client.Get(e.gw.AdminURL + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}

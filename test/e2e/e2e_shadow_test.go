@@ -1,9 +1,10 @@
 package e2e
 
 import (
-	"github.com/authgate/authgate/internal/config"
 	"path/filepath"
 	"testing"
+
+	"github.com/authgate/authgate/internal/config"
 )
 
 func TestE2EShadowCandidatePolicyIsLoggedNotEnforced(t *testing.T) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"flag"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,9 +15,8 @@ import (
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/jwks/jwkstest"
 	"github.com/authgate/authgate/internal/config"
+	"github.com/authgate/authgate/internal/testkit/golden"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite testdata/metrics.golden from the current registry")
 
 // metricsPolicy is testPolicy with a shadow rule, so that the shadow
 // disagreement counter has a series: the dry run would refuse readers the
@@ -141,7 +139,7 @@ func testMetricsGolden(t *testing.T, e *gwEnv, mfs []*dto.MetricFamily) {
 	}
 	got := b.String()
 	path := filepath.Join("testdata", "metrics.golden")
-	if *updateGolden {
+	if golden.Updating() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 // series whose name and labels are given exactly as exposed.
 func (e *gwEnv) metricValue(series string) string {
 	e.t.Helper()
-	resp, err := http.Get(e.admin.URL + "/metrics")
+	resp, err := http.Get(e.gw.AdminURL + "/metrics")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestOpsInFlightGaugeReturnsToZero(t *testing.T) {
 func TestAdminExplain(t *testing.T) {
 	e := newEnv(t, "", nil)
 	get := func(q string) (int, string) {
-		resp, err := http.Get(e.admin.URL + "/explain?" + q)
+		resp, err := http.Get(e.gw.AdminURL + "/explain?" + q)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,31 +17,28 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/testkit"
 )
 
 // The process tests run the real binary: signals, exit codes and what is
 // printed at startup are only observable from outside the process.
 
-// buildBinary compiles the command into dir. It is built without -race to
-// keep the suite fast; the in-process tests cover races.
-func buildBinary(t *testing.T, dir string) string {
+// buildBinary returns the gateway binary, built once per test run by
+// testkit.Build (without -race, to keep the suite fast; the in-process
+// tests cover races) and shared by every process test.
+func buildBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			binErr = fmt.Errorf("go command not found: %w", err)
-			return
-		}
 		binDir, err := os.MkdirTemp("", "authgate-bin-")
 		if err != nil {
 			binErr = err
 			return
 		}
 		registerCleanup(func() { os.RemoveAll(binDir) })
-		binPath = filepath.Join(binDir, "authgate")
-		if out, err := exec.Command(gobin, "build", "-o", binPath, "github.com/authgate/authgate").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		binPath, binErr = testkit.Build(ctx, binDir)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -49,8 +46,6 @@ func buildBinary(t *testing.T, dir string) string {
 	return binPath
 }
 
-// The binary is built once per test run (without -race, to keep it fast)
-// and shared by every process test.
 var (
 	binOnce sync.Once
 	binPath string
@@ -58,15 +53,7 @@ var (
 )
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testkit.FreePort(t) }
 
 // lockedBuffer collects a child's output; it is safe for concurrent use.
 type lockedBuffer struct {
@@ -225,7 +212,7 @@ func TestProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 	secretEnv := "AUTHGATE_JWT_SECRET=" + testSecret
 
 	t.Run("SIGHUP reloads the policy", func(t *testing.T) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"fmt"
-	"github.com/authgate/authgate/internal/config"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/config"
 )
 
 // reloadPolicyA and reloadPolicyB differ in both directions: A opens
@@ -194,7 +195,7 @@ func (m *kubeMount) update(t *testing.T, content string) {
 // braces (e.g. `result="failure"`) or "" for an unlabelled series.
 func (e *gwEnv) metric(name, labels string) float64 {
 	e.t.Helper()
-	resp, err := e.client.Get(e.admin.URL + "/metrics")
+	resp, err := e.client.Get(e.gw.AdminURL + "/metrics")
 	if err != nil {
 		e.t.Fatalf("GET /metrics: %v", err)
 	}

@@ -87,7 +87,7 @@ func TestShutdownLosesNoRequest(t *testing.T) {
 		// delay, so that it is drained by the server's Shutdown.
 		drainSleep = delay + 2*time.Second
 	)
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 
 	var loopHits atomic.Int64
 	arrived := make(chan string, 4)

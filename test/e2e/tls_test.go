@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,16 +8,17 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"github.com/authgate/authgate/internal/app"
-	"github.com/authgate/authgate/internal/config"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/config"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with the given
@@ -53,22 +53,13 @@ func TestTLSListenerServesAndReloadsCertificate(t *testing.T) {
 	certFile, keyFile := writeCert(t, dir, "first")
 	e := newEnv(t, "", nil, func(c *config.Config) {
 		c.Listen.TLS = config.TLSConfig{CertFile: certFile, KeyFile: keyFile}
-		c.Listen.ShutdownDelay = 0
 	})
-	mainLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.app.Run(ctx, app.Listeners{Main: mainLn, Admin: adminLn}) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	if !strings.HasPrefix(e.gw.URL, "https://") {
+		t.Fatalf("gateway URL %s, want https", e.gw.URL)
+	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	peerCN := func() string {
-		resp, err := client.Get("https://" + mainLn.Addr().String() + "/public/x")
+		resp, err := client.Get(e.gw.URL + "/public/x")
 		if err != nil {
 			t.Fatalf("https request: %v", err)
 		}
