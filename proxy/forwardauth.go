@@ -85,6 +85,14 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
 	g := fa.g
+	// Every check is answered by the gateway itself: it has the
+	// whole-request deadline, and a body (which a check never needs) is
+	// never waited for.
+	g.bound(w)
+	if hasBody(r) {
+		st.body.ReadCloser, st.body.dl = r.Body, w.dl
+		r.Body, w.body = &st.body, &st.body
+	}
 	if !fa.peers.PeerTrusted(r) {
 		// The original method and URI are headers here. Believed from any
 		// peer, they let a client that reaches this endpoint directly (or

@@ -10,10 +10,10 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -80,6 +80,8 @@ type Options struct {
 	// while proxying; a client that stalls longer is cut off, so a stalled
 	// upload cannot hold an in-flight slot forever. Zero means no bound.
 	BodyReadTimeout time.Duration
+	// Limits bound what one client can hold; see Limits.
+	Limits Limits
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -93,6 +95,8 @@ type Gateway struct {
 	basePath    string
 	baseRaw     string
 	sem         chan struct{}
+	tunnels     chan struct{}
+	perClient   *clientSlots
 	log         *zap.Logger
 	sample      sampler
 	states      sync.Pool
@@ -136,6 +140,14 @@ func New(o Options) (*Gateway, error) {
 	if o.MaxInFlight > 0 {
 		g.sem = make(chan struct{}, o.MaxInFlight)
 	}
+	if o.Limits.MaxTunnels > 0 {
+		g.tunnels = make(chan struct{}, o.Limits.MaxTunnels)
+	}
+	if o.Limits.BodyRateWindow <= 0 {
+		o.Limits.BodyRateWindow = 10 * time.Second
+		g.o.Limits.BodyRateWindow = o.Limits.BodyRateWindow
+	}
+	g.perClient = newClientSlots(o.Limits.MaxPerClient)
 	g.states.New = func() any { return new(reqState) }
 	if o.Upstream == nil {
 		return g, nil
@@ -162,6 +174,8 @@ type reqState struct {
 	requestID string
 	upstream  time.Duration
 	errKind   string
+	body      bodyState
+	pace      sendPacer
 }
 
 type stateKey struct{}
@@ -187,13 +201,14 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 		defer m.inflight.Dec()
 	}
 	st := g.states.Get().(*reqState)
-	*st = reqState{w: statusWriter{ResponseWriter: w}}
+	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w)}}
 	defer g.states.Put(st)
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
 	w.Header().Set(g.o.RequestIDHeader, st.requestID)
 
 	ev := event{start: start, method: r.Method}
 	serve(&st.w, r, st, &ev)
+	retire(&st.w)
 	ev.code = st.w.code()
 	g.finish(r, st, &ev)
 }
@@ -220,6 +235,12 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		// (smuggling). Closing after the response discards them.
 		w.Header().Set("Connection", "close")
 	}
+	if hasBody(r) {
+		// Followed from here on: an answer written before the body was read
+		// to its end closes the connection instead of draining the rest.
+		st.body.ReadCloser, st.body.dl = r.Body, w.dl
+		r.Body, w.body = &st.body, &st.body
+	}
 	if e := checkRequest(r); e != nil {
 		g.reject(w, st, ev, "bad_request", e)
 		return
@@ -240,6 +261,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	if h, ok := g.owned(canon); ok {
 		ev.decision, ev.reason = "allow", "gateway_endpoint"
 		r.Header.Set(g.o.RequestIDHeader, st.requestID)
+		g.bound(w)
 		h.ServeHTTP(w, r)
 		return
 	}
@@ -251,37 +273,84 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	p, e := g.decide(r, r.Method, canon, ev)
 	st.principal = p
 	if e != nil {
+		g.bound(w)
 		WriteError(w, st.requestID, e)
 		return
 	}
-	if g.sem != nil {
+	if g.perClient != nil && trusted {
+		// Behind a trusted proxy every client shares the proxy's
+		// connections, so the per-client bound is on requests.
+		client := clientBucket(g.o.Trusted.ClientIP(r))
+		if !g.perClient.acquire(client) {
+			g.reject(w, st, ev, "client_limit", &Error{Code: http.StatusTooManyRequests, Msg: "too many concurrent requests from this client", RetryAfter: time.Second})
+			return
+		}
+		defer g.perClient.release(client)
+	}
+	if w.body != nil {
+		st.body.idle, st.body.minRate, st.body.window = g.o.BodyReadTimeout, int64(g.o.Limits.BodyMinRate), g.o.Limits.BodyRateWindow
+		if n := g.o.Limits.RequestBuffer; n > 0 {
+			if err := buffer(r, &st.body, n); err != nil {
+				g.bodyError(w, st, ev, err)
+				return
+			}
+		}
+	}
+	tunnel := r.Header.Get("Upgrade") != "" // checkRequest let only WebSocket through
+	slots, full := g.sem, "overloaded"
+	if tunnel {
+		slots, full = g.tunnels, "tunnels_full"
+	}
+	if slots != nil {
 		select {
-		case g.sem <- struct{}{}:
-			defer func() { <-g.sem }()
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
 		default:
-			ev.decision = "error"
-			WriteError(w, st.requestID, &Error{Code: http.StatusServiceUnavailable, Msg: "gateway at capacity", RetryAfter: time.Second})
-			ev.reason = "overloaded"
+			g.reject(w, st, ev, full, &Error{Code: http.StatusServiceUnavailable, Msg: "gateway at capacity", RetryAfter: time.Second})
 			return
 		}
 	}
-	if g.o.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w.ResponseWriter), idle: g.o.BodyReadTimeout}
+	if w.dl != nil {
+		// A deadline left by an earlier answer on this connection must
+		// not cut this one; a tunnel has none (its lifetime is its
+		// credential's), a response one per write.
+		st.pace = sendPacer{idle: g.o.Limits.WriteIdleTimeout, minRate: int64(g.o.Limits.WriteMinRate), window: g.o.Limits.BodyRateWindow}
+		if !tunnel && st.pace.active() {
+			w.pace = &st.pace
+			w.arm()
+		} else {
+			_ = w.dl.SetWriteDeadline(time.Time{})
+		}
+	}
+	if tunnel && g.o.Metrics != nil {
+		g.o.Metrics.tunnels.Inc()
+		defer g.o.Metrics.tunnels.Dec()
 	}
 	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
 
-// idleBody sets a read deadline before every read of a request body, so
-// a client that stops sending mid-body is cut off after idle.
-type idleBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	idle time.Duration
+// bodyError answers a request whose body could not be read: 408 when it
+// came too slowly, 400 otherwise. The connection is closed after it.
+func (g *Gateway) bodyError(w *statusWriter, st *reqState, ev *event, err error) {
+	if errors.Is(err, errSlowBody) {
+		g.reject(w, st, ev, "slow_body", &Error{Code: http.StatusRequestTimeout, Msg: "request body too slow", Err: err})
+		return
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		g.reject(w, st, ev, "body_too_large", &Error{Code: http.StatusRequestEntityTooLarge, Msg: "request body too large", Err: err})
+		return
+	}
+	g.reject(w, st, ev, "bad_body", &Error{Code: http.StatusBadRequest, Msg: "malformed request body", Err: err})
 }
 
-func (b *idleBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
-	return b.ReadCloser.Read(p)
+// clientBucket is the per-client key of a: IPv6 clients by /64.
+func clientBucket(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 // privateCC is a shared, never modified header value.
@@ -392,11 +461,12 @@ func allowWord(allow bool) string {
 	return "deny"
 }
 
-func (g *Gateway) reject(w http.ResponseWriter, st *reqState, ev *event, reason string, e *Error) {
+func (g *Gateway) reject(w *statusWriter, st *reqState, ev *event, reason string, e *Error) {
 	ev.decision, ev.reason, ev.err = "deny", reason, e.Err
 	if e.Code >= 500 {
 		ev.decision = "error"
 	}
+	g.bound(w)
 	WriteError(w, st.requestID, e)
 }
 
@@ -577,6 +647,12 @@ func (g *Gateway) setIdentity(h http.Header, p authn.Principal, vals []string) {
 // 502 otherwise, both as JSON. A client that went away gets nothing.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
+	if st != nil && st.body.slow {
+		// The client, not the upstream, failed: its upload stalled.
+		st.w.Header().Set("Connection", "close")
+		WriteError(w, st.requestID, &Error{Code: http.StatusRequestTimeout, Msg: "request body too slow", Err: err})
+		return
+	}
 	kind := classify(r.Context(), err)
 	if st != nil {
 		st.errKind = kind

@@ -97,30 +97,58 @@ func (b *bufferPool) Put(p []byte) {
 // statusWriter records the status code written through it. Unwrap lets
 // http.ResponseController reach Flush and Hijack of the real writer, which
 // the reverse proxy needs for streaming and WebSocket upgrades.
+//
+// It also holds the request's connection limits: an answer written while
+// the request body is unread closes the connection (net/http would
+// otherwise first drain up to 256 KiB of body, with no deadline, before
+// answering), and with a pacer every write to the client gets its
+// deadline.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	dl     deadliner  // nil when the writer has no deadlines
+	body   *bodyState // nil without a request body
+	pace   *sendPacer // nil: no write deadlines
+}
+
+// arm sets the deadline of the next write to the client.
+func (w *statusWriter) arm() {
+	if w.pace != nil {
+		_ = w.dl.SetWriteDeadline(w.pace.deadline(time.Now()))
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 || w.status == http.StatusSwitchingProtocols {
 		w.status = code
 	}
+	if w.body != nil && !w.body.eof && code >= 200 {
+		w.ResponseWriter.Header().Set("Connection", "close")
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(p)
+	w.arm()
+	n, err := w.ResponseWriter.Write(p)
+	if w.pace != nil {
+		w.pace.done(n, time.Now())
+	}
+	return n, err
 }
 
 func (w *statusWriter) Flush() {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
+	w.arm()
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	if w.pace != nil {
+		w.pace.done(0, time.Now())
+	}
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

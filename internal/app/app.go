@@ -28,6 +28,7 @@ import (
 	"github.com/authgate/authgate/authn/users"
 	"github.com/authgate/authgate/internal/clientip"
 	"github.com/authgate/authgate/internal/config"
+	"github.com/authgate/authgate/internal/connlimit"
 	"github.com/authgate/authgate/internal/filewatch"
 	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
@@ -72,6 +73,8 @@ type App struct {
 	lastReload  prometheus.Gauge
 	policyInfo  *prometheus.GaugeVec
 	fileReloads *prometheus.CounterVec
+	connRefused *prometheus.CounterVec
+	conns       atomic.Pointer[connlimit.Listener] // the main listener, once Run opened it
 }
 
 // New builds the gateway from the config and secrets. Every file is loaded
@@ -85,6 +88,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	}
 	a := &App{cfg: cfg, version: d.Version, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
+	a.registerConnMetrics()
 	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
 
 	// Load every file before anything serves; each failure is reported.
@@ -205,7 +209,17 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
 		MaxInFlight:          cfg.Listen.MaxInFlight,
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
-		Now:                  d.Now,
+		Limits: proxy.Limits{
+			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
+			MaxTunnels:       cfg.Listen.MaxTunnels,
+			EndpointTimeout:  cfg.Listen.EndpointTimeout,
+			BodyMinRate:      cfg.Listen.BodyMinRate,
+			BodyRateWindow:   cfg.Listen.BodyRateWindow,
+			WriteIdleTimeout: cfg.Listen.WriteIdleTimeout,
+			WriteMinRate:     cfg.Listen.WriteMinRate,
+			RequestBuffer:    cfg.Listen.RequestBufferBytes,
+		},
+		Now: d.Now,
 	})
 	if err != nil {
 		return nil, err

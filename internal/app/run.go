@@ -81,6 +81,8 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 		}
 	}()
 
+	mainLn, adminLn = a.limitConnections(mainLn, adminLn)
+	go a.releaseMemory(watchCtx)
 	if a.cfg.Listen.TLS.CertFile != "" {
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,

@@ -92,6 +92,20 @@ type ListenConfig struct {
 	ShutdownDelay     time.Duration `yaml:"shutdown_delay"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	TLS               TLSConfig     `yaml:"tls"`
+
+	// Bounds on what clients hold: connections in total and per client,
+	// tunnels, whole-request deadlines for what the gateway answers
+	// itself, the minimum upload rate, the per-write deadline for
+	// responses and the request bodies buffered before proxying.
+	MaxConnections          int           `yaml:"max_connections"`
+	MaxConnectionsPerClient int           `yaml:"max_connections_per_client"`
+	MaxTunnels              int           `yaml:"max_tunnels"`
+	EndpointTimeout         time.Duration `yaml:"endpoint_timeout"`
+	BodyMinRate             int           `yaml:"body_min_rate"`
+	BodyRateWindow          time.Duration `yaml:"body_rate_window"`
+	WriteIdleTimeout        time.Duration `yaml:"write_idle_timeout"`
+	WriteMinRate            int           `yaml:"write_min_rate"`
+	RequestBufferBytes      int           `yaml:"request_buffer_bytes"`
 }
 
 // TLSConfig enables TLS on the main listener. Both files are reloaded on
@@ -172,7 +186,9 @@ func Default() Config {
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
 		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
-			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
+			MaxHeaderBytes: 64 << 10, MaxInFlight: 1024, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second,
+			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
+			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
 		ReloadInterval: time.Second,
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000},
 		APIKeyHeader:   "X-API-Key",
@@ -282,8 +298,37 @@ func (c *Config) Validate() error {
 	if c.Listen.MaxHeaderBytes < 4096 {
 		bad("listen.max_header_bytes", "must be at least 4096")
 	}
-	if c.Listen.MaxInFlight < 0 {
-		bad("listen.max_in_flight", "must not be negative")
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"listen.max_in_flight", c.Listen.MaxInFlight}, {"listen.max_connections", c.Listen.MaxConnections},
+		{"listen.max_connections_per_client", c.Listen.MaxConnectionsPerClient}, {"listen.max_tunnels", c.Listen.MaxTunnels},
+		{"listen.body_min_rate", c.Listen.BodyMinRate}, {"listen.write_min_rate", c.Listen.WriteMinRate},
+		{"listen.request_buffer_bytes", c.Listen.RequestBufferBytes},
+	} {
+		if f.v < 0 {
+			bad(f.name, "must not be negative (0 means no bound)")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"listen.endpoint_timeout", c.Listen.EndpointTimeout}, {"listen.write_idle_timeout", c.Listen.WriteIdleTimeout},
+	} {
+		if f.v < 0 {
+			bad(f.name, "must not be negative (0 means no deadline)")
+		}
+	}
+	if w := c.Listen.BodyRateWindow; w < time.Second || w%time.Second != 0 {
+		bad("listen.body_rate_window", "must be a whole number of seconds, at least 1s")
+	}
+	if c.Listen.RequestBufferBytes > 16<<20 {
+		bad("listen.request_buffer_bytes", "must be at most 16777216 (bodies are buffered in memory)")
+	}
+	if m, p := c.Listen.MaxConnections, c.Listen.MaxConnectionsPerClient; m > 0 && p > m {
+		bad("listen.max_connections_per_client", "must not exceed listen.max_connections (%d)", m)
 	}
 	if hp := c.Upstream.HealthPath; hp != "" && !strings.HasPrefix(hp, "/") {
 		bad("upstream.health_path", "must start with /")
