@@ -333,12 +333,14 @@ func TestCLIServeProcess(t *testing.T) {
 		name      string
 		fixture   string
 		extra     string // appended to config.yaml
+		noCommand bool   // run `authgate --config F`, which serves
 		environ   []string
 		code      int
 		wantProcs []int
 		wantRedis bool
 	}{
 		{name: "users file, default concurrency", fixture: "users", environ: []string{secret}, wantProcs: []int{6}},
+		{name: "no command serves", fixture: "users", noCommand: true, environ: []string{secret}, wantProcs: []int{6}},
 		{name: "users file, configured concurrency", fixture: "users", extra: "auth:\n  bcrypt_concurrency: 3\n", environ: []string{secret}, wantProcs: []int{7}},
 		{name: "no users file", fixture: "ok", extra: "listen:\n  address: 127.0.0.1:0\n  admin_address: 127.0.0.1:0\n  shutdown_delay: 0s\n", environ: []string{secret}},
 		{name: "redis", fixture: "users", environ: []string{secret, "AUTHGATE_REDIS_URL=redis://" + closedPort(t) + "/0"}, code: 1, wantProcs: []int{6}, wantRedis: true},
@@ -359,7 +361,11 @@ func TestCLIServeProcess(t *testing.T) {
 			cancel()
 			p := &fakeProcess{procs: 4}
 			var stdout, stderr strings.Builder
-			code := Run(ctx, []string{"serve", "--config", cfg}, Options{
+			args := []string{"serve", "--config", cfg}
+			if tc.noCommand {
+				args = args[1:]
+			}
+			code := Run(ctx, args, Options{
 				Version: "test", Environ: tc.environ, Stdin: strings.NewReader(""),
 				Stdout: &stdout, Stderr: &stderr, Process: p,
 			})
