@@ -2,9 +2,7 @@ package issuer
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -12,8 +10,8 @@ import (
 	"github.com/authgate/authgate/authn/users"
 )
 
-// DefaultAdminTokenTTL is the lifetime of a token minted by RunToken when
-// --ttl is not given.
+// DefaultAdminTokenTTL is the lifetime of a token minted by `authgate token`
+// when --ttl is not given.
 const DefaultAdminTokenTTL = time.Hour
 
 // MintFor mints an access token for subject, as the admin tool does.
@@ -47,47 +45,4 @@ func MintFor(s *token.Signer, set *users.Set, subject string, roles []string, tt
 		return "", nil, fmt.Errorf("issuer: mint: service %q needs at least one --role", subject)
 	}
 	return s.Mint(token.Grant{Subject: subject, Roles: roles, Type: token.TypeAccess, TTL: ttl})
-}
-
-// roleFlags collects repeated --role values.
-type roleFlags []string
-
-func (r *roleFlags) String() string { return strings.Join(*r, ",") }
-
-func (r *roleFlags) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*r = append(*r, p)
-		}
-	}
-	return nil
-}
-
-// RunToken implements `authgate token --subject NAME [--role R]... [--ttl D]`.
-// It mints an access token with MintFor and writes it to stdout. The caller
-// builds the signer and loads the users file from the gateway's
-// configuration; set may be nil when there is no users file.
-func RunToken(args []string, s *token.Signer, set *users.Set, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	subject := fs.String("subject", "", "username from the users file, or a service name")
-	ttl := fs.Duration("ttl", DefaultAdminTokenTTL, "token lifetime")
-	var roles roleFlags
-	fs.Var(&roles, "role", "role of a service token (repeatable or comma-separated); users take theirs from the users file")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("issuer: token: %w", err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("issuer: token: unexpected arguments %q", fs.Args())
-	}
-	if *subject == "" {
-		return errors.New("issuer: token: --subject is required")
-	}
-	raw, c, err := MintFor(s, set, *subject, roles, *ttl)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "subject %s, roles [%s], expires %s\n", c.Subject, strings.Join(c.Roles, " "), c.ExpiresAt.Time.UTC().Format(time.RFC3339))
-	_, err = fmt.Fprintln(stdout, raw)
-	return err
 }

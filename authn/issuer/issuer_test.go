@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -171,24 +170,6 @@ func TestMintFor(t *testing.T) {
 			t.Errorf("Verify(service token naming a user) error = %v, want ErrNotService", err)
 		}
 	})
-}
-
-func TestRunToken(t *testing.T) {
-	f := newFixture(t)
-	var out, errOut bytes.Buffer
-	if err := RunToken([]string{"--subject", "billing", "--role", "reader,writer", "--ttl", "10m"}, f.signer, f.users.Load(), &out, &errOut); err != nil {
-		t.Fatalf("RunToken() error = %v", err)
-	}
-	p, err := f.verifier.Verify(context.Background(), strings.TrimSpace(out.String()))
-	if err != nil || p.Subject != "billing" || !slices.Equal(p.Roles, []string{"reader", "writer"}) ||
-		!p.ExpiresAt.Equal(f.clk.Now().Add(10*time.Minute)) {
-		t.Errorf("minted token = %+v, %v", p, err)
-	}
-	for _, args := range [][]string{nil, {"--subject", "x", "extra"}, {"--subject", "alice", "--role", "admin"}, {"--subject", "x", "--role", "r", "--ttl", "-1s"}} {
-		if err := RunToken(args, f.signer, f.users.Load(), &out, &errOut); err == nil {
-			t.Errorf("RunToken(%q) error = nil, want an error", args)
-		}
-	}
 }
 
 // TestLoginTimingUnknownUserMatchesWrongPassword measures real bcrypt: the

@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -43,6 +44,10 @@ type Deps struct {
 	State state.Store
 	// Version is the build version reported in metrics and logs.
 	Version string
+	// BcryptConcurrency, when non-zero, replaces auth.bcrypt_concurrency:
+	// serve derives it when it gives bcrypt processors of its own, and
+	// passes it here instead of writing it into the config.
+	BcryptConcurrency int
 }
 
 // App is the wired gateway: the parts built from the config, with no
@@ -183,7 +188,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		a.issuer, err = issuer.New(issuer.Options{
 			Users: a.users, Signer: a.signer, Verifier: a.verifier, State: a.state,
 			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, Limits: cfg.Auth.Limits, Trusted: trusted,
-			MaxBodyBytes: cfg.Auth.MaxBodyBytes, BcryptConcurrency: cfg.Auth.BcryptConcurrency, StateTimeout: cfg.Auth.StateTimeout,
+			MaxBodyBytes: cfg.Auth.MaxBodyBytes, BcryptConcurrency: cmp.Or(d.BcryptConcurrency, cfg.Auth.BcryptConcurrency), StateTimeout: cfg.Auth.StateTimeout,
 			LimitedDelay: cfg.Auth.LimitedDelay, Now: d.Now, Logger: a.log.With(zap.String("component", "issuer")), Registerer: a.reg,
 		})
 		if err != nil {

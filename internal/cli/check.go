@@ -2,25 +2,19 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/authgate/authgate/authn/apikey"
-	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
 	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/policy"
 )
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // checked holds what `check` and `explain` load: the config and the files
 // it names, with every error found.
@@ -81,15 +75,32 @@ func loadForCheck(cfgFlag string, environ []string) (*checked, error) {
 	return c, errors.Join(errs...)
 }
 
-func cmdCheck(args, environ []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	cfgFlag := fs.String("config", "", "config file (default $AUTHGATE_CONFIG)")
-	strict := fs.Bool("strict", false, "fail on lint warnings too")
-	if err := fs.Parse(args); err != nil {
-		return err
+func newCheckCmd(o *Options) *cobra.Command {
+	var cfgFlag string
+	var strict bool
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config, policy, users and keys files",
+		Long: `Validate the config file and the policy, users and keys files it names,
+listing every error with file and line; run the policy's inline tests and
+print lint warnings. The signing secret is checked when it is set, so check
+runs in CI without it and in the pod with it.
+
+Exits 1 when a file is invalid or a test fails, and with --strict when there
+are warnings.`,
+		Example: "  authgate check --config config.yaml --strict",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCheck(cmd.OutOrStdout(), cfgFlag, strict, o.Environ)
+		},
 	}
-	c, err := loadForCheck(*cfgFlag, environ)
+	addConfigFlag(cmd, &cfgFlag)
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on lint warnings too")
+	return cmd
+}
+
+func runCheck(stdout io.Writer, cfgFlag string, strict bool, environ []string) error {
+	c, err := loadForCheck(cfgFlag, environ)
 	if err != nil {
 		return err
 	}
@@ -115,99 +126,95 @@ func cmdCheck(args, environ []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, ", %d users", c.users.Len())
 	}
 	fmt.Fprintln(stdout)
-	if *strict && len(warnings) > 0 {
+	if strict && len(warnings) > 0 {
 		return fmt.Errorf("%d lint warnings (--strict)", len(warnings))
 	}
 	return nil
 }
 
-func cmdExplain(args, environ []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	cfgFlag := fs.String("config", "", "config file (default $AUTHGATE_CONFIG)")
-	var roles stringList
-	fs.Var(&roles, "role", "a role of the caller (repeatable)")
-	anon := fs.Bool("anonymous", false, "explain for a caller with no credentials")
-	if err := fs.Parse(args); err != nil {
-		return err
+// explainFlags are the flags of explain.
+type explainFlags struct {
+	config    string
+	roles     []string
+	anonymous bool
+	exitCode  bool
+}
+
+func newExplainCmd(o *Options) *cobra.Command {
+	var f explainFlags
+	cmd := &cobra.Command{
+		Use:   "explain METHOD PATH",
+		Short: "Show how the policy decides a request",
+		Long: `Show how the policy decides a request: the canonical path, the winning rule
+with its line, the decision and its reason, and why every other rule lost.
+The caller is authenticated with the --role roles (none by default), or
+--anonymous.
+
+With --exit-code, a denied request exits 3 (an allowed one 0), for scripts;
+without it explain exits 0 whatever the decision.`,
+		Example: `  authgate explain --config config.yaml --role admin GET /admin/users
+  authgate explain GET /public/x --anonymous --exit-code`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usagef("explain needs METHOD and PATH, got %q", args)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExplain(cmd.OutOrStdout(), f, args[0], args[1], o.Environ)
+		},
 	}
-	if fs.NArg() != 2 {
-		return fmt.Errorf("%w: explain needs METHOD PATH", errUsage)
+	addConfigFlag(cmd, &f.config)
+	cmd.Flags().StringArrayVar(&f.roles, "role", nil, "a `ROLE` of the caller (repeatable or comma-separated)")
+	cmd.Flags().BoolVar(&f.anonymous, "anonymous", false, "explain for a caller with no credentials")
+	cmd.Flags().BoolVar(&f.exitCode, "exit-code", false, "exit 3 when the request would be denied")
+	return cmd
+}
+
+func runExplain(stdout io.Writer, f explainFlags, method, path string, environ []string) error {
+	if f.anonymous && len(f.roles) > 0 {
+		return usagef("--anonymous and --role exclude each other")
 	}
-	if *anon && len(roles) > 0 {
-		return fmt.Errorf("%w: --anonymous and --role exclude each other", errUsage)
-	}
-	c, err := loadForCheck(*cfgFlag, environ)
+	roles, err := roleArgs(f.roles)
 	if err != nil {
 		return err
 	}
-	req := policy.Request{Method: fs.Arg(0), Path: fs.Arg(1), Authenticated: !*anon, Roles: normalizeRoles(roles)}
-	fmt.Fprintf(stdout, "policy: %s (hash %s)\n", c.cfg.PolicyFile, c.policy.Hash())
-	fmt.Fprint(stdout, c.policy.Explain(req).String())
-	return nil
-}
-
-func cmdGenKey(args []string, stdout io.Writer) error {
-	if len(args) < 2 {
-		return fmt.Errorf("%w: gen-key needs NAME and at least one ROLE", errUsage)
+	c, err := loadForCheck(f.config, environ)
+	if err != nil {
+		return err
 	}
-	key := apikey.Generate()
-	fmt.Fprintf(stdout, "# Give this key to the client once; it is not stored anywhere:\n# %s\n", key)
-	fmt.Fprintf(stdout, "- name: %s\n  sha256: %s\n  roles: [%s]\n", args[0], apikey.Digest(key), strings.Join(args[1:], ", "))
+	req := policy.Request{Method: method, Path: path, Authenticated: !f.anonymous, Roles: token.NormalizeRoles(roles)}
+	e := c.policy.Explain(req)
+	fmt.Fprintf(stdout, "policy: %s (hash %s)\n", c.cfg.PolicyFile, c.policy.Hash())
+	fmt.Fprint(stdout, e.String())
+	if f.exitCode && !e.Decision.Allow {
+		return errDenied
+	}
 	return nil
 }
 
-func normalizeRoles(r []string) []string { return token.NormalizeRoles(r) }
+// roleArgs splits role values on commas (no role name contains one) and
+// checks each name against the policy's role grammar: a role no rule can
+// name would never match, so it is refused rather than silently useless.
+func roleArgs(values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			if err := policy.CheckRoleName(r); err != nil {
+				return nil, &usageError{err: err}
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
 
 func allowWord(allow bool) string {
 	if allow {
 		return "allow"
 	}
 	return "deny"
-}
-
-// splitConfigFlag removes --config F (or --config=F) from args, for
-// subcommands whose other flags are parsed elsewhere.
-func splitConfigFlag(args []string) (cfg string, rest []string) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--config" || a == "-config":
-			if i+1 < len(args) {
-				cfg = args[i+1]
-				i++
-			}
-		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
-			cfg = a[strings.IndexByte(a, '=')+1:]
-		default:
-			rest = append(rest, a)
-		}
-	}
-	return cfg, rest
-}
-
-// cmdToken mints an access token with the configured signing key. It is an
-// admin tool: whoever can run it holds the signing secret anyway.
-func cmdToken(args, environ []string, stdout, stderr io.Writer) error {
-	cfgFlag, rest := splitConfigFlag(args)
-	cfg, sec, err := loadConfigAndSecrets(cfgFlag, environ)
-	if err != nil {
-		return err
-	}
-	keys, err := sec.KeySet(cfg)
-	if err != nil {
-		return err
-	}
-	var set *users.Set
-	if cfg.UsersFile != "" {
-		data, err := os.ReadFile(cfg.UsersFile)
-		if err != nil {
-			return err
-		}
-		if set, err = users.Parse(cfg.UsersFile, data); err != nil {
-			return err
-		}
-	}
-	signer := token.NewSigner(keys, token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}, token.Options{})
-	return issuer.RunToken(rest, signer, set, stdout, stderr)
 }
