@@ -205,6 +205,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
 		MaxInFlight:          cfg.Listen.MaxInFlight,
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
+		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
 		Now:                  d.Now,
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/logsafe"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -80,6 +81,13 @@ type Options struct {
 	// while proxying; a client that stalls longer is cut off, so a stalled
 	// upload cannot hold an in-flight slot forever. Zero means no bound.
 	BodyReadTimeout time.Duration
+	// AllowBodiesOn names the methods without body semantics (GET, HEAD,
+	// OPTIONS, DELETE) on which a request body is forwarded, for APIs
+	// that take one (Elasticsearch-style search). Such a request goes
+	// upstream with "Connection: close", on a connection that is not
+	// reused. Empty means a body on any of them is refused with 400; see
+	// body.go for why.
+	AllowBodiesOn []string
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -96,6 +104,7 @@ type Gateway struct {
 	log         *zap.Logger
 	sample      sampler
 	states      sync.Pool
+	bodies      bodyPolicy
 }
 
 // New returns a gateway.
@@ -128,11 +137,16 @@ func New(o Options) (*Gateway, error) {
 		g.log = zap.NewNop()
 	}
 	g.sample = newSampler(o.LogAllowedSample)
+	bodies, err := newBodyPolicy(o.AllowBodiesOn)
+	if err != nil {
+		return nil, err
+	}
+	g.bodies = bodies
 	// The identity headers and the request id are ours on every request,
 	// public paths included; the forwarded headers only from trusted peers.
-	always := append(append(g.headers.names(), o.RequestIDHeader), overrideHeaders...)
-	g.strip = newStripper(always, forwardedHeaders)
-	g.credentials = newStripper([]string{o.APIKeyHeader, "X-Api-Key"}, nil)
+	always := append(append(append(g.headers.names(), o.RequestIDHeader), overrideHeaders...), foreignIdentityHeaders...)
+	g.strip = newStripper(always, forwardedHeaders, foreignIdentityPrefixes)
+	g.credentials = newStripper([]string{o.APIKeyHeader, "X-Api-Key"}, nil, nil)
 	if o.MaxInFlight > 0 {
 		g.sem = make(chan struct{}, o.MaxInFlight)
 	}
@@ -162,6 +176,10 @@ type reqState struct {
 	requestID string
 	upstream  time.Duration
 	errKind   string
+	// closeUpstream sends the request upstream with Connection: close,
+	// on a connection that is never reused (an allowed body on a method
+	// without body semantics).
+	closeUpstream bool
 }
 
 type stateKey struct{}
@@ -220,10 +238,19 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		// (smuggling). Closing after the response discards them.
 		w.Header().Set("Connection", "close")
 	}
-	if e := checkRequest(r); e != nil {
-		g.reject(w, st, ev, "bad_request", e)
+	if reason, e := checkRequest(r); e != nil {
+		g.reject(w, st, ev, reason, e)
 		return
 	}
+	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
+	if e != nil {
+		// Refused before authentication, and the connection is closed
+		// after the answer: the unread body is discarded, never parsed.
+		w.Header().Set("Connection", "close")
+		g.reject(w, st, ev, "body_not_allowed", e)
+		return
+	}
+	st.closeUpstream = closeUp
 	canon, err := policy.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
 		// Ambiguous paths are refused, not guessed: the path we authorize
@@ -443,31 +470,34 @@ func standardMethod(m string) bool {
 // CONNECT would open a tunnel and TRACE reflects headers (cross-site
 // tracing); both get 405. Methods are case-sensitive tokens (RFC 9110
 // §9.1): "get" is not GET and is refused instead of being matched loosely.
-func checkRequest(r *http.Request) *Error {
+//
+// checkRequest returns the reason (for the log and metrics) and the
+// answer when r must be refused.
+func checkRequest(r *http.Request) (string, *Error) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
 	case http.MethodConnect, http.MethodTrace:
-		return &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+		return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	default:
 		if !upperToken(r.Method) {
-			return &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+			return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 		}
 	}
 	// "GET http:admin/users" parses with an opaque URL and an empty path,
 	// and would be forwarded as is: refuse anything but an absolute path.
 	if r.URL.Opaque != "" || r.URL.User != nil || !strings.HasPrefix(r.URL.Path, "/") {
-		return &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
+		return "bad_request", &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
 	}
-	if up := r.Header.Values("Upgrade"); len(up) > 0 {
+	if up, ok := r.Header["Upgrade"]; ok {
 		// The reverse proxy splices any upgraded connection into a raw
 		// tunnel that never meets the gateway again (h2c smuggling). Only
-		// WebSocket is let through, and only after this request is
-		// authorized like any other.
-		if len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") {
-			return &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
+		// WebSocket is let through, only on GET (RFC 6455 §4.1), and only
+		// after this request is authorized like any other.
+		if len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") || r.Method != http.MethodGet {
+			return "unsupported_upgrade", &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
 		}
 	}
-	return nil
+	return "", nil
 }
 
 func upperToken(m string) bool {
@@ -496,6 +526,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.URL.Path, out.URL.RawPath = g.basePath+p, g.baseRaw+st.canon
 	}
 	out.URL.RawQuery = in.URL.RawQuery
+	if st.closeUpstream {
+		// A body on a method without body semantics: the upstream may
+		// leave it unread, so its connection must not carry another
+		// request (see body.go).
+		out.Close = true
+	}
 	if g.o.PreserveHost {
 		out.Host = in.Host
 	} else {
@@ -666,27 +702,29 @@ func (g *Gateway) finish(r *http.Request, st *reqState, ev *event) {
 	if ce == nil {
 		return
 	}
+	// Every client-controlled string is capped (logsafe.Max): a path, a
+	// method named by an ingress, a token's kid inside an error.
 	fields := []zap.Field{
 		zap.String("request_id", st.requestID),
-		zap.String("method", ev.method),
-		zap.String("path", st.canon),
+		zap.String("method", logsafe.String(ev.method)),
+		zap.String("path", logsafe.String(st.canon)),
 		zap.String("decision", ev.decision),
 		zap.String("reason", ev.reason),
 		zap.String("rule_id", ev.ruleID),
-		zap.String("subject", st.principal.Subject),
+		zap.String("subject", logsafe.String(st.principal.Subject)),
 		zap.String("auth_method", method),
 		zap.Int("status", ev.code),
 		zap.String("client_ip", g.o.Trusted.ClientIP(r).String()),
 		zap.Duration("duration", elapsed),
 	}
 	if st.principal.KeyName != "" {
-		fields = append(fields, zap.String("key_name", st.principal.KeyName))
+		fields = append(fields, zap.String("key_name", logsafe.String(st.principal.KeyName)))
 	}
 	if ev.snapshot != nil {
 		fields = append(fields, zap.String("policy_hash", ev.snapshot.Hash()), zap.Int("policy_rules", ev.snapshot.Len()))
 	}
 	if ev.err != nil {
-		fields = append(fields, zap.String("error", ev.err.Error()))
+		fields = append(fields, zap.String("error", logsafe.String(ev.err.Error())))
 	}
 	if ev.shadow != nil {
 		fields = append(fields, zap.String("shadow_decision", allowWord(ev.shadow.Allow)), zap.String("shadow_rule_id", ev.shadow.RuleID))
