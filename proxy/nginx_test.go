@@ -1,18 +1,15 @@
 package proxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"github.com/authgate/authgate/internal/attackpaths"
 	"github.com/authgate/authgate/internal/nginxtest"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/authgate/authgate/proxy"
 )
@@ -135,28 +132,13 @@ func startREADMENginx(t *testing.T, e *faEnv, upstream, extraHTTP string, fronts
 // response with its body read.
 func send(t *testing.T, addr, method, target string, kv ...string) (*http.Response, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n", method, target)
 	for i := 0; i+1 < len(kv); i += 2 {
 		fmt.Fprintf(&b, "%s: %s\r\n", kv[i], kv[i+1])
 	}
 	b.WriteString("\r\n")
-	if _, err := io.WriteString(c, b.String()); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("%s %s: read response: %v", method, target, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(body)
+	return roundTrip(t, addr, b.String())
 }
 
 func TestNginxForwardAuth(t *testing.T) {
