@@ -3,6 +3,11 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // ErrBadPath is wrapped by every error Canonicalize returns. The wrapping
@@ -22,6 +27,13 @@ var (
 	errPathDotSegment  = fmt.Errorf("%w: dot segment", ErrBadPath)
 	errPathInvalidChar = fmt.Errorf("%w: invalid character", ErrBadPath)
 	errPathDoubleEnc   = fmt.Errorf("%w: double percent-encoding", ErrBadPath)
+	errPathEncDelim    = fmt.Errorf("%w: encoded # or ?", ErrBadPath)
+	errPathBadUTF8     = fmt.Errorf("%w: percent-encoded bytes are not valid utf-8", ErrBadPath)
+	errPathNotNFKC     = fmt.Errorf("%w: unicode not in nfkc form", ErrBadPath)
+	errPathUniSymbol   = fmt.Errorf("%w: unicode other than letters, marks and digits", ErrBadPath)
+	errPathTrailingDot = fmt.Errorf("%w: segment ends in a dot or a space", ErrBadPath)
+	errPathNTFSStream  = fmt.Errorf("%w: ntfs stream name", ErrBadPath)
+	errPathShortName   = fmt.Errorf("%w: 8.3 short name", ErrBadPath)
 )
 
 const upperHex = "0123456789ABCDEF"
@@ -30,7 +42,9 @@ const upperHex = "0123456789ABCDEF"
 // of r.URL.EscapedPath()), or an error wrapping ErrBadPath. The rules are
 // listed in the package documentation. The result is the string to authorize
 // and to forward; Canonicalize is idempotent on its output. It is safe for
-// concurrent use and does not allocate when the input is already canonical.
+// concurrent use and does not allocate when the input is already canonical
+// ASCII (percent-encoded non-ASCII text costs one allocation for its NFKC
+// check).
 func Canonicalize(escapedPath string) (string, error) {
 	p := escapedPath
 	if p == "" {
@@ -43,6 +57,7 @@ func Canonicalize(escapedPath string) (string, error) {
 	}
 	var out []byte // nil while the output equals p[:i]
 	n := 0         // length of the output so far
+	high := false  // a percent-encoded byte >= 0x80 was seen
 	segStart := 0  // output index just after the last '/'
 	emit := func(i int, b ...byte) {
 		if out == nil {
@@ -102,6 +117,18 @@ func Canonicalize(escapedPath string) (string, error) {
 				return "", errPathControl
 			case v == ';':
 				return "", errPathSemicolon
+			case v == '#' || v == '?':
+				// An app that decodes the path and then splits off a
+				// fragment or a query ("/admin%3F/x" read as "/admin")
+				// sees another path than the one decided.
+				return "", errPathEncDelim
+			case v >= 0x80:
+				high = true
+				enc := [3]byte{'%', upperHex[v>>4], upperHex[v&15]}
+				if out != nil || p[i+1] != enc[1] || p[i+2] != enc[2] {
+					emit(i, enc[:]...)
+				}
+				n += 3
 			case isUnreserved(v):
 				// Decoded so that "/adm%69n" and "/admin" are one path.
 				emit(i, v)
@@ -146,7 +173,126 @@ func Canonicalize(escapedPath string) (string, error) {
 	if doubleEncoded(res) {
 		return "", errPathDoubleEnc
 	}
+	if err := checkSegments(res); err != nil {
+		return "", err
+	}
+	if high {
+		if err := checkUnicode(res); err != nil {
+			return "", err
+		}
+	}
 	return res, nil
+}
+
+// checkSegments rejects segments of the canonical path canon that Windows,
+// IIS and NTFS read as another name: a trailing "." or space (trimmed, so
+// "/admin./x" is "/admin/x"), an NTFS stream ("admin::$DATA",
+// "admin:$i30:$INDEX_ALLOCATION" names the directory admin) and an 8.3
+// short name ("ADMINI~1" is "administration"). It does not allocate.
+func checkSegments(canon string) error {
+	start := 1
+	for i := 1; i <= len(canon); i++ {
+		if i < len(canon) && canon[i] != '/' {
+			continue
+		}
+		if seg := canon[start:i]; seg != "" {
+			if seg[len(seg)-1] == '.' || strings.HasSuffix(seg, "%20") {
+				return errPathTrailingDot
+			}
+			if ntfsStream(seg) {
+				return errPathNTFSStream
+			}
+			if shortName(seg) {
+				return errPathShortName
+			}
+		}
+		start = i + 1
+	}
+	return nil
+}
+
+// ntfsStream reports whether seg holds ":" followed by "$", raw or
+// percent-encoded (":$DATA", "%3A%24DATA").
+func ntfsStream(seg string) bool {
+	colon := false
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c == '%' && i+2 < len(seg) {
+			switch seg[i+1 : i+3] {
+			case "3A":
+				c = ':'
+			case "24":
+				c = '$'
+			}
+			i += 2
+		}
+		if colon && c == '$' {
+			return true
+		}
+		colon = c == ':'
+	}
+	return false
+}
+
+// shortName reports whether seg looks like a Windows 8.3 short name: one
+// or more characters, "~", one or more digits, then the end of the
+// segment or a ".".
+func shortName(seg string) bool {
+	for i := 1; i < len(seg); i++ {
+		if seg[i] != '~' {
+			continue
+		}
+		j := i + 1
+		for j < len(seg) && '0' <= seg[j] && seg[j] <= '9' {
+			j++
+		}
+		if j > i+1 && (j == len(seg) || seg[j] == '.') {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUnicode checks the percent-encoded non-ASCII text of canon. A
+// lenient upstream reads these differently from their bytes:
+//   - Bytes that are not valid UTF-8 ("%C0%AE", an overlong "."; "%C0%AF"
+//     and "%E0%80%AF", overlong "/"; "%C1%9C", overlong "") are decoded
+//     by old IIS, Tomcat and PHP stacks into the character they spell
+//     (CVE-2000-0884, CVE-2008-2938).
+//   - Text that Unicode compatibility normalisation (NFKC) changes is read
+//     as its normal form by Java, Python and .NET stacks that normalise
+//     paths: the fullwidth "．．／" and U+2024 ONE DOT LEADER become
+//     "../", "ａｄｍｉｎ" becomes "admin". Such a path must arrive in
+//     NFKC already.
+//   - Everything but letters, combining marks and digits is refused:
+//     punctuation, symbols, spaces and format characters that NFKC keeps
+//     are mapped to ASCII by Windows "best fit" conversion (U+2215
+//     DIVISION SLASH to "/", U+00A5 YEN SIGN to "" in code page 932) or
+//     are invisible (U+200B, bidi controls); names in any script still pass.
+func checkUnicode(canon string) error {
+	dec := make([]byte, 0, len(canon))
+	for i := 0; i < len(canon); i++ {
+		if c := canon[i]; c == '%' && i+2 < len(canon) {
+			dec = append(dec, byte(unhex(canon[i+1])<<4|unhex(canon[i+2])))
+			i += 2
+			continue
+		}
+		dec = append(dec, canon[i])
+	}
+	if !utf8.Valid(dec) {
+		return errPathBadUTF8
+	}
+	for i := 0; i < len(dec); {
+		r, size := utf8.DecodeRune(dec[i:])
+		i += size
+		if r >= utf8.RuneSelf && !unicode.In(r, unicode.L, unicode.M, unicode.N) {
+			return errPathUniSymbol
+		}
+	}
+	if !norm.NFKC.IsNormal(dec) {
+		return errPathNotNFKC
+	}
+	return nil
 }
 
 // doubleEncoded reports whether canon holds an encoded "%" followed by two

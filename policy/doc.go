@@ -22,6 +22,16 @@
 //     "<", ">", "?", "#", "^", "`", "{", "|", "}".
 //   - Dot segments "." and ".." are rejected, also when spelled with "%2E".
 //     Legitimate clients resolve them before sending.
+//   - Rejected encoded: "#" and "?" ("%23", "%3F"), which an app that
+//     decodes first splits off.
+//   - Percent-encoded bytes >= 0x80 must be valid UTF-8 (no overlong
+//     forms, surrogates or stray bytes), already in NFKC, and only
+//     letters, combining marks and digits: no punctuation, symbols,
+//     spaces or format characters, which normalisers and Windows best-fit
+//     conversion map to ASCII separators.
+//   - Rejected, because Windows, IIS and NTFS read them as another name: a
+//     segment ending in "." or a space ("%20"), a ":" followed by "$" (NTFS
+//     streams such as "::$DATA") and 8.3 short names ("ADMINI~1").
 //   - Runs of "/" collapse into one; one trailing slash is kept if present.
 //   - Case is preserved.
 //

@@ -3,8 +3,12 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 const fuzzPolicy = `
@@ -47,7 +51,71 @@ func variants(c string) []string {
 		}
 	}
 	out = append(out, c+"/", c+";x", c+"/.", c+"/..", strings.TrimSuffix(c, "/"), "//"+c)
+	return append(out, lenientVariants(c)...)
+}
+
+// lenientVariants are mutations of c that a lenient upstream reads as c:
+// overlong UTF-8 and fullwidth (NFKC) spellings of each ASCII character,
+// a trailing "." or space, an NTFS stream or an 8.3 short-name suffix on
+// each segment, and an encoded "#" or "?" that an app splits off after
+// decoding.
+func lenientVariants(c string) []string {
+	var out []string
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if b == '%' || b >= 0x80 {
+			continue
+		}
+		overlong := fmt.Sprintf("%%%02X%%%02X", 0xC0|b>>6, 0x80|b&0x3F)
+		overlong3 := fmt.Sprintf("%%E0%%%02X%%%02X", 0x80|b>>6, 0x80|b&0x3F)
+		out = append(out, c[:i]+overlong+c[i+1:], c[:i]+overlong3+c[i+1:])
+		if 0x21 <= b && b <= 0x7E {
+			full := string(rune(0xFF01 + int(b) - 0x21))
+			out = append(out, c[:i]+escapeAll(full)+c[i+1:])
+		}
+		if b == '/' && i > 0 {
+			for _, suffix := range []string{".", "%20", "%2E", ". .", "::$DATA", ":$i30:$INDEX_ALLOCATION", "~1", "%23x", "%3Fx", "%E2%80%8B"} {
+				out = append(out, c[:i]+suffix+c[i:])
+			}
+		}
+	}
+	for _, suffix := range []string{".", "%20", "::$DATA", "~1", "%23", "%3F", "%C2%A0"} {
+		out = append(out, strings.TrimSuffix(c, "/")+suffix)
+	}
 	return out
+}
+
+func escapeAll(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		fmt.Fprintf(&b, "%%%02X", s[i])
+	}
+	return b.String()
+}
+
+// lenientInvariant fails t when the accepted canonical path c holds a form
+// a lenient upstream reads as another path: bytes that are not UTF-8,
+// text NFKC changes, a segment ending in "." or a space, an NTFS stream,
+// an 8.3 short name, or an encoded "#" or "?".
+func lenientInvariant(t *testing.T, p, c string) {
+	t.Helper()
+	dec, err := url.PathUnescape(c)
+	if err != nil {
+		t.Fatalf("Canonicalize(%q) = %q, which does not unescape: %v", p, c, err)
+	}
+	switch {
+	case !utf8.ValidString(dec):
+		t.Fatalf("Canonicalize(%q) = %q, which decodes to invalid UTF-8", p, c)
+	case !norm.NFKC.IsNormalString(dec):
+		t.Fatalf("Canonicalize(%q) = %q, which NFKC changes", p, c)
+	case strings.ContainsAny(dec, "#?"):
+		t.Fatalf("Canonicalize(%q) = %q, which decodes to a # or ?", p, c)
+	}
+	for _, seg := range strings.Split(dec, "/") {
+		if strings.HasSuffix(seg, ".") || strings.HasSuffix(seg, " ") || strings.Contains(seg, ":$") {
+			t.Fatalf("Canonicalize(%q) = %q: segment %q is read differently by Windows", p, c, seg)
+		}
+	}
 }
 
 func caseVariants(c string) []string {
@@ -72,6 +140,9 @@ func FuzzCanonicalDecide(f *testing.F) {
 		"/public/%2fadmin", "//admin", "/./admin", "/admin;x/", "/admin%3bx/", `/public\..\admin`,
 		"/public/%5c../admin", "/admin%00", "/public/%252e%252e/admin", "/admin%2f", "/public//..//admin",
 		"/admin/%C3%A9", "/Admin", "/admin!/x", "/public/a%3Ab",
+		"/admin./x", "/admin%20/x", "/admin::$DATA", "/ADMINI~1/x", "/admin%23/x", "/admin%3F/x",
+		"/public/%C0%AE%C0%AE/admin", "/%EF%BD%81dmin", "/public/%E2%80%A4%E2%80%A4/admin", "/public/..%EF%BC%8Fadmin",
+		"/public/caf%C3%A9", "/public/%E6%97%A5",
 	} {
 		f.Add(seed)
 	}
@@ -94,6 +165,7 @@ func FuzzCanonicalDecide(f *testing.F) {
 		if again, err := Canonicalize(c); err != nil || again != c {
 			t.Fatalf("Canonicalize(%q) = %q, but Canonicalize(%q) = %q, %v", p, c, c, again, err)
 		}
+		lenientInvariant(t, p, c)
 		underAdmin := func(set *Set, path string) bool {
 			keys := pathKeys(path, set.ci)
 			return len(keys) > 0 && keys[0] == "admin"

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/logsafe"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -18,6 +20,14 @@ const (
 	hdrOriginalURI     = "X-Original-Uri"
 	hdrForwardedMethod = "X-Forwarded-Method"
 	hdrForwardedURI    = "X-Forwarded-Uri"
+	// nginx does not pass Upgrade, Content-Length or Transfer-Encoding to
+	// an auth subrequest (it sets its own), so the README snippet copies
+	// them into these.
+	hdrOriginalUpgrade          = "X-Original-Upgrade"
+	hdrOriginalContentLength    = "X-Original-Content-Length"
+	hdrOriginalTransferEncoding = "X-Original-Transfer-Encoding"
+	// hdrReason names why a check was refused, from a closed set.
+	hdrReason = "X-Authgate-Reason"
 )
 
 // ForwardAuthOptions configure the decision endpoint returned by
@@ -48,6 +58,11 @@ type forwardAuth struct {
 	peers    clientip.Trusted
 	envoy    bool
 	envoyPfx string // EnvoyPrefix without trailing slashes
+	// exact are the reserved headers a check may carry in this exact
+	// spelling, because the ingress overwrites them for the app (the
+	// identity headers and the request id) or sets them itself (the
+	// original method and URI).
+	exact map[string]struct{}
 }
 
 // ForwardAuth returns the forward-auth decision endpoint for nginx
@@ -63,7 +78,13 @@ type forwardAuth struct {
 // The handler may be mounted at any path; it ignores its own request path
 // except for the Envoy prefix. It is safe for concurrent use.
 func (g *Gateway) ForwardAuth(o ForwardAuthOptions) http.Handler {
-	fa := &forwardAuth{g: g, peers: o.TrustedPeers}
+	fa := &forwardAuth{g: g, peers: o.TrustedPeers, exact: map[string]struct{}{
+		// X-Original-Url is checked against the original uri instead.
+		hdrOriginalURI: {}, hdrForwardedURI: {}, "X-Original-Url": {}, g.o.RequestIDHeader: {},
+	}}
+	for _, k := range g.headers.names() {
+		fa.exact[k] = struct{}{}
+	}
 	if o.EnvoyPrefix != "" {
 		fa.envoy = true
 		fa.envoyPfx = strings.TrimRight(o.EnvoyPrefix, "/")
@@ -90,8 +111,8 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	// never waited for.
 	g.bound(w)
 	if hasBody(r) {
-		st.body.ReadCloser, st.body.dl = r.Body, w.dl
-		r.Body, w.body = &st.body, &st.body
+		w.body = newBodyState(r.Body, w.dl)
+		r.Body = w.body
 	}
 	if !fa.peers.PeerTrusted(r) {
 		// The original method and URI are headers here. Believed from any
@@ -99,14 +120,14 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// through a path that does not overwrite them) have a public URI
 		// authorized while it requests a protected one: GHSA-7x63-xv5r-3p2x.
 		ev.security = true
-		g.reject(w, st, ev, "untrusted_peer", &Error{Code: http.StatusForbidden, Msg: "forward-auth checks are answered to trusted proxies only"})
+		fa.refuse(w, st, ev, "untrusted_peer", &Error{Code: http.StatusForbidden, Msg: "forward-auth checks are answered to trusted proxies only"})
 		return
 	}
 
 	method, target, envoy, e := fa.original(r)
 	if e != nil {
 		ev.security = true
-		g.reject(w, st, ev, "bad_forward_headers", e)
+		fa.refuse(w, st, ev, "bad_forward_headers", e)
 		return
 	}
 	ev.method = method
@@ -119,28 +140,65 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// the same path the proxy would. Only origin-form is accepted: an
 		// absolute URI would let a host we do not route stand in for ours.
 		if !strings.HasPrefix(target, "/") {
-			g.reject(w, st, ev, "bad_request", &Error{Code: http.StatusBadRequest, Msg: "original uri must be an absolute path"})
+			fa.refuse(w, st, ev, "bad_request", &Error{Code: http.StatusBadRequest, Msg: "original uri must be an absolute path"})
 			return
 		}
 		var err error
 		u, err = url.ParseRequestURI(target)
 		if err != nil {
-			g.reject(w, st, ev, "bad_request", &Error{Code: http.StatusBadRequest, Msg: "malformed original uri", Err: err})
+			fa.refuse(w, st, ev, "bad_request", &Error{Code: http.StatusBadRequest, Msg: "malformed original uri", Err: err})
 			return
 		}
 	}
 	// The original request as the proxy would have received it, checked by
-	// the proxy's own rules (method allow-list, request target, upgrade).
+	// the proxy's own rules (method allow-list, request target, upgrade,
+	// content on methods without body semantics).
 	orig := *r
 	orig.Method, orig.URL = method, u
-	if e := checkRequest(&orig); e != nil {
-		if e.Code == http.StatusMethodNotAllowed {
-			// nginx passes only 401 and 403 through (anything else
-			// becomes 500), and 405 would describe this endpoint, not the
-			// original resource: refuse with 403.
-			e = &Error{Code: http.StatusForbidden, Msg: e.Msg, Err: e.Err}
+	orig.Header, e = fa.originalHeader(r, envoy)
+	if e != nil {
+		fa.refuse(w, st, ev, "bad_forward_headers", e)
+		return
+	}
+	if reason, e := checkRequest(&orig); e != nil {
+		fa.refuse(w, st, ev, reason, e)
+		return
+	}
+	f := framingOf(r)
+	if !envoy {
+		// The check itself carries no body: the framing is the one the
+		// ingress describes. Envoy's check request keeps the original
+		// method and headers, and its own framing is that of the check.
+		if f, e = originalFraming(r.Header); e != nil {
+			fa.refuse(w, st, ev, "bad_forward_headers", e)
+			return
 		}
-		g.reject(w, st, ev, "bad_request", e)
+	}
+	// The ingress forwards the body to the app on a connection it may
+	// reuse: a body the app ignores would be its next request, never
+	// checked here. An allowed one is the ingress's to close (nginx does
+	// unless an upstream keepalive is configured).
+	if _, e := g.bodies.check(method, f, len(orig.Header["Upgrade"]) > 0); e != nil {
+		fa.refuse(w, st, ev, "body_not_allowed", e)
+		return
+	}
+	if ourl, ok, bad := oneHeader(r.Header, "X-Original-Url"); bad || (ok && !sameTarget(ourl, target, envoy, r)) {
+		// ingress-nginx sets X-Original-URL to the full original URL on
+		// every check, so it cannot be refused outright; a client-written
+		// one that names another target would route Symfony, Zend or IIS
+		// URL Rewrite apps there (CVE-2018-14773).
+		ev.security = true
+		fa.refuse(w, st, ev, "reserved_header", &Error{Code: http.StatusForbidden, Msg: "request carries a reserved header", Err: errors.New("proxy: X-Original-Url disagrees with the original uri")})
+		return
+	}
+	if name, bad := fa.unsafeHeader(r.Header); bad {
+		// The ingress forwards the client's headers to the app; only the
+		// ones it overwrites with this answer are safe. Another spelling
+		// of an identity header, another proxy's identity header or a
+		// method/path override would reach the app as the client wrote
+		// it, so the request is refused instead.
+		ev.security = true
+		fa.refuse(w, st, ev, "reserved_header", &Error{Code: http.StatusForbidden, Msg: "request carries a reserved header", Err: errors.New("proxy: reserved header " + logsafe.String(name))})
 		return
 	}
 	escaped := u.EscapedPath()
@@ -151,7 +209,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// The ingress forwards the raw target, not our reading of it. A
 		// target Go re-encodes to parse ("#", "\", spaces, invalid
 		// escapes) would be decided in one form and served in another.
-		g.reject(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path"})
+		fa.refuse(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path"})
 		return
 	}
 	if envoy {
@@ -164,7 +222,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// ";", NUL, double encoding) are refused rather than guessed, so
 		// no normalization the ingress or the upstream applies can reach a
 		// path other than the one decided.
-		g.reject(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
+		fa.refuse(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
 		return
 	}
 	st.canon = canon
@@ -178,6 +236,12 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	p, e := g.decide(r, method, canon, ev)
 	st.principal = p
 	if e != nil {
+		if m := forIngress(e); m != e {
+			// An unnamed method (405) or two credentials (400): a refusal
+			// of the request's form, not a policy decision.
+			w.Header().Set(hdrReason, ev.reason)
+			e = m
+		}
 		WriteError(w, st.requestID, e)
 		return
 	}
@@ -196,6 +260,95 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		}
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// originalHeader returns the headers of the original request that
+// checkRequest reads: Upgrade, which nginx never passes to an auth
+// subrequest, so its snippet copies $http_upgrade into
+// X-Original-Upgrade. A check carrying both, disagreeing, is refused.
+func (fa *forwardAuth) originalHeader(r *http.Request, envoy bool) (http.Header, *Error) {
+	h := http.Header{}
+	if up, ok := r.Header["Upgrade"]; ok {
+		h["Upgrade"] = up
+	}
+	if envoy {
+		return h, nil
+	}
+	ou, ok, bad := oneHeader(r.Header, hdrOriginalUpgrade)
+	switch {
+	case bad:
+		return nil, &Error{Code: http.StatusBadRequest, Msg: "forward-auth headers must appear once and not be empty"}
+	case !ok:
+		return h, nil
+	}
+	if up, dup := h["Upgrade"]; dup && (len(up) != 1 || up[0] != ou) {
+		return nil, &Error{Code: http.StatusBadRequest, Msg: "conflicting original upgrade"}
+	}
+	h["Upgrade"] = []string{ou}
+	return h, nil
+}
+
+// unsafeHeader returns the first header of a check that would reach the
+// app as the client wrote it although the proxy would remove it: the
+// ingress overwrites only the identity headers and X-Request-Id in their
+// exact spelling (Traefik and Envoy pass "X_Auth_Subject" on, and CGI,
+// WSGI and PHP stacks read it as X-Auth-Subject), and nothing else.
+func (fa *forwardAuth) unsafeHeader(h http.Header) (string, bool) {
+	for k := range h {
+		for _, n := range fa.g.strip.always {
+			if !sameHeader(k, n) {
+				continue
+			}
+			if _, own := fa.exact[k]; !own {
+				return k, true
+			}
+		}
+		if fa.g.strip.prefixed(k) && k != "X-Auth-Request-Redirect" {
+			// oauth2-proxy's redirect target, which ingress-nginx sets on
+			// every check: not an identity.
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// sameTarget reports whether the absolute URL ourl (X-Original-URL, as
+// ingress-nginx sets it: scheme://host/path?query) names the request
+// target being decided.
+func sameTarget(ourl, target string, envoy bool, r *http.Request) bool {
+	if envoy {
+		target = r.RequestURI
+	}
+	rest, ok := strings.CutPrefix(ourl, "http://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(ourl, "https://"); !ok {
+			return false
+		}
+	}
+	i := strings.IndexByte(rest, '/')
+	return i >= 0 && rest[i:] == target
+}
+
+// refuse answers a check whose original request is refused before any
+// policy decision, with the reason in X-Authgate-Reason.
+func (fa *forwardAuth) refuse(w *statusWriter, st *reqState, ev *event, reason string, e *Error) {
+	w.Header().Set(hdrReason, reason)
+	fa.g.reject(w, st, ev, reason, forIngress(e))
+}
+
+// forIngress returns the answer an ingress turns into the same client
+// error. nginx auth_request passes 401 and 403 to the client and turns
+// every other status into 500, so a malformed path, an unnamed method, a
+// body, an upgrade or a bad forward-auth header would look like a server
+// failure; Traefik and Envoy pass any status through. Every client error
+// is therefore 401 or 403 (the reason travels in X-Authgate-Reason); 5xx
+// stays 5xx, since the gateway could not decide. A challenge belongs to
+// 401 only.
+func forIngress(e *Error) *Error {
+	if e.Code == http.StatusUnauthorized || e.Code == http.StatusForbidden || e.Code >= 500 {
+		return e
+	}
+	return &Error{Code: http.StatusForbidden, Msg: e.Msg, Err: e.Err}
 }
 
 // original returns the method and request target of the request being

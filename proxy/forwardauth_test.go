@@ -62,6 +62,13 @@ type faEnv struct {
 
 func newFAEnv(t *testing.T, policyText string) *faEnv {
 	t.Helper()
+	return newGatewayEnv(t, policyText, "http://127.0.0.1:1", nil) // never contacted by forward-auth
+}
+
+// newGatewayEnv builds a gateway for upstream; mod, if set, adjusts the
+// options first.
+func newGatewayEnv(t *testing.T, policyText, upstream string, mod func(*proxy.Options)) *faEnv {
+	t.Helper()
 	var store *policy.Store
 	if policyText == "" {
 		store = &policy.Store{} // no policy loaded
@@ -80,14 +87,21 @@ func newFAEnv(t *testing.T, policyText string) *faEnv {
 	ks.Swap(keys)
 	core, logs := observer.New(zapcore.DebugLevel)
 	reg := prometheus.NewRegistry()
-	up, _ := url.Parse("http://127.0.0.1:1") // never contacted by forward-auth
-	gw, err := proxy.New(proxy.Options{
+	up, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := proxy.Options{
 		Upstream:      up,
 		Policy:        store,
 		Authenticator: authn.Chain{APIKey: apikey.NewAuthenticator(&ks, nil)},
 		Logger:        zap.New(core),
 		Metrics:       proxy.NewMetrics(reg),
-	})
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	gw, err := proxy.New(o)
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}
@@ -235,7 +249,31 @@ func TestForwardAuthDecisions(t *testing.T) {
 		{"anonymous on public", nginxCheck(ingressAddr, "GET", "/public/index.html"), 200, ident{}, ""},
 		{"both families agree", nginxCheck(ingressAddr, "GET", "/public/a", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/public/a"), 200, ident{}, ""},
 		{"client-written identity is dropped before deciding", nginxCheck(ingressAddr, "GET", "/public/a",
-			"X-Auth-Subject", "root", "X_Auth_Roles", "admin", "X-Request-Id", "bad id\x01"), 200, ident{}, ""},
+			"X-Auth-Subject", "root", "X-Auth-Roles", "admin", "X-Request-Id", "bad id\x01"), 200, ident{}, ""},
+		// The ingress overwrites only the exact spelling; the app would
+		// read these as the client wrote them.
+		{"underscore identity header", nginxCheck(ingressAddr, "GET", "/public/a", "X_Auth_Roles", "admin"), 403, ident{}, ""},
+		{"underscore request id", nginxCheck(ingressAddr, "GET", "/public/a", "X_Request_Id", "x"), 403, ident{}, ""},
+		{"another proxy's identity header", nginxCheck(ingressAddr, "GET", "/public/a", "X-Forwarded-User", "admin"), 403, ident{}, ""},
+		{"another proxy's prefixed header", nginxCheck(ingressAddr, "GET", "/public/a", "X-Auth-Request-Email", "a@b"), 403, ident{}, ""},
+		{"authelia header", nginxCheck(ingressAddr, "GET", "/public/a", "Remote-User", "admin"), 403, ident{}, ""},
+		{"method override", nginxCheck(ingressAddr, "GET", "/public/a", "X-HTTP-Method-Override", "DELETE"), 403, ident{}, ""},
+		{"path override", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-URL", "/admin/users"), 403, ident{}, ""},
+		{"path override, absolute", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-URL", "http://app.example/admin/users"), 403, ident{}, ""},
+		{"path override underscore", nginxCheck(ingressAddr, "GET", "/public/a", "X_Original_URL", "/admin/users"), 403, ident{}, ""},
+		{"ingress-nginx headers", nginxCheck(ingressAddr, "GET", "/public/a?x=1", "X-Original-URL", "https://app.example/public/a?x=1",
+			"X-Auth-Request-Redirect", "/public/a?x=1", "X-Sent-From", "nginx-ingress-controller", "X-Scheme", "https"), 200, ident{}, ""},
+		{"original upgrade h2c", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-Upgrade", "h2c"), 403, ident{}, ""},
+		{"original upgrade websocket", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-Upgrade", "websocket"), 200, ident{}, ""},
+		{"websocket upgrade on POST", nginxCheck(ingressAddr, "POST", "/api/x", "X-Original-Upgrade", "websocket", "X-API-Key", userKey), 403, ident{}, ""},
+		{"conflicting upgrade", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-Upgrade", "websocket", "Upgrade", "h2c"), 403, ident{}, ""},
+		{"original body on GET", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-Content-Length", "12"), 403, ident{}, ""},
+		{"original chunked DELETE", nginxCheck(ingressAddr, "DELETE", "/api/x", "X-Original-Transfer-Encoding", "chunked", "X-API-Key", userKey), 403, ident{}, ""},
+		{"original zero length on GET", nginxCheck(ingressAddr, "GET", "/public/a", "X-Original-Content-Length", "0"), 200, ident{}, ""},
+		{"original body on POST", nginxCheck(ingressAddr, "POST", "/api/x", "X-Original-Content-Length", "12", "X-API-Key", userKey), 200,
+			ident{"user-key", "user", "apikey", "user-key"}, ""},
+		{"malformed original length", nginxCheck(ingressAddr, "POST", "/api/x", "X-Original-Content-Length", "1e3", "X-API-Key", userKey), 403, ident{}, ""},
+		{"unnamed method", nginxCheck(ingressAddr, "PROPFIND", "/public/a"), 403, ident{}, ""},
 		{"anonymous on /api", nginxCheck(ingressAddr, "GET", "/api/items"), 401, ident{}, `Bearer realm="authgate"`},
 		{"anonymous on /admin", nginxCheck(ingressAddr, "GET", "/admin/"), 401, ident{}, `Bearer realm="authgate"`},
 		{"unknown key", nginxCheck(ingressAddr, "GET", "/api/items", "X-API-Key", "agk_nope"), 401, ident{}, `Bearer realm="authgate"`},
@@ -245,26 +283,26 @@ func TestForwardAuthDecisions(t *testing.T) {
 		{"reader reads a report", nginxCheck(ingressAddr, "GET", "/reports/q1", "X-API-Key", readerKey), 200,
 			ident{"reader-key", "reader", "apikey", "reader-key"}, ""},
 		{"unmatched path, admin", nginxCheck(ingressAddr, "GET", "/secret", "X-API-Key", adminKey), 403, ident{}, ""},
-		{"two credentials", nginxCheck(ingressAddr, "GET", "/api/x", "X-API-Key", adminKey, "Authorization", "Bearer a.b.c"), 400, ident{}, `Bearer realm="authgate", error="invalid_request"`},
+		{"two credentials", nginxCheck(ingressAddr, "GET", "/api/x", "X-API-Key", adminKey, "Authorization", "Bearer a.b.c"), 403, ident{}, ""},
 
-		{"no original headers", check(ingressAddr, "/verify"), 400, ident{}, ""},
-		{"method without uri", check(ingressAddr, "/verify", "X-Original-Method", "GET"), 400, ident{}, ""},
-		{"uri without method", check(ingressAddr, "/verify", "X-Forwarded-Uri", "/public/a"), 400, ident{}, ""},
-		{"empty uri", nginxCheck(ingressAddr, "GET", ""), 400, ident{}, ""},
-		{"conflicting uri", nginxCheck(ingressAddr, "GET", "/admin/x", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/public/x", "X-API-Key", userKey), 400, ident{}, ""},
-		{"conflicting method", nginxCheck(ingressAddr, "DELETE", "/reports/q1", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/reports/q1", "X-API-Key", readerKey), 400, ident{}, ""},
-		{"client adds half a pair", traefikCheck(ingressAddr, "GET", "/admin/x", "X-Original-URI", "/public/x"), 400, ident{}, ""},
-		{"repeated uri", nginxCheck(ingressAddr, "GET", "/admin/x", "X-Original-URI", "/public/x"), 400, ident{}, ""},
-		{"absolute-form uri", nginxCheck(ingressAddr, "GET", "http://app.example/public/a"), 400, ident{}, ""},
-		{"relative uri", nginxCheck(ingressAddr, "GET", "public/a"), 400, ident{}, ""},
-		{"asterisk uri", nginxCheck(ingressAddr, "OPTIONS", "*"), 400, ident{}, ""},
-		{"fragment", nginxCheck(ingressAddr, "GET", "/public/a#x"), 400, ident{}, ""},
-		{"raw space", nginxCheck(ingressAddr, "GET", "/public/a b"), 400, ident{}, ""},
-		{"raw backslash", nginxCheck(ingressAddr, "GET", "/public/a\\b"), 400, ident{}, ""},
-		{"raw non-ascii", nginxCheck(ingressAddr, "GET", "/public/caf\xc3\xa9"), 400, ident{}, ""},
+		{"no original headers", check(ingressAddr, "/verify"), 403, ident{}, ""},
+		{"method without uri", check(ingressAddr, "/verify", "X-Original-Method", "GET"), 403, ident{}, ""},
+		{"uri without method", check(ingressAddr, "/verify", "X-Forwarded-Uri", "/public/a"), 403, ident{}, ""},
+		{"empty uri", nginxCheck(ingressAddr, "GET", ""), 403, ident{}, ""},
+		{"conflicting uri", nginxCheck(ingressAddr, "GET", "/admin/x", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/public/x", "X-API-Key", userKey), 403, ident{}, ""},
+		{"conflicting method", nginxCheck(ingressAddr, "DELETE", "/reports/q1", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/reports/q1", "X-API-Key", readerKey), 403, ident{}, ""},
+		{"client adds half a pair", traefikCheck(ingressAddr, "GET", "/admin/x", "X-Original-URI", "/public/x"), 403, ident{}, ""},
+		{"repeated uri", nginxCheck(ingressAddr, "GET", "/admin/x", "X-Original-URI", "/public/x"), 403, ident{}, ""},
+		{"absolute-form uri", nginxCheck(ingressAddr, "GET", "http://app.example/public/a"), 403, ident{}, ""},
+		{"relative uri", nginxCheck(ingressAddr, "GET", "public/a"), 403, ident{}, ""},
+		{"asterisk uri", nginxCheck(ingressAddr, "OPTIONS", "*"), 403, ident{}, ""},
+		{"fragment", nginxCheck(ingressAddr, "GET", "/public/a#x"), 403, ident{}, ""},
+		{"raw space", nginxCheck(ingressAddr, "GET", "/public/a b"), 403, ident{}, ""},
+		{"raw backslash", nginxCheck(ingressAddr, "GET", "/public/a\\b"), 403, ident{}, ""},
+		{"raw non-ascii", nginxCheck(ingressAddr, "GET", "/public/caf\xc3\xa9"), 403, ident{}, ""},
 		{"encoded non-ascii", nginxCheck(ingressAddr, "GET", "/public/caf%c3%a9"), 200, ident{}, ""},
 		{"encoded space and query", nginxCheck(ingressAddr, "GET", "/public/a%20b?x=/../admin#y"), 200, ident{}, ""},
-		{"h2c upgrade", nginxCheck(ingressAddr, "GET", "/public/a", "Upgrade", "h2c"), 400, ident{}, ""},
+		{"h2c upgrade", nginxCheck(ingressAddr, "GET", "/public/a", "Upgrade", "h2c"), 403, ident{}, ""},
 		{"CONNECT", nginxCheck(ingressAddr, "CONNECT", "/public/a"), 403, ident{}, ""},
 		{"TRACE", nginxCheck(ingressAddr, "TRACE", "/public/a"), 403, ident{}, ""},
 		{"lower-case get", nginxCheck(ingressAddr, "get", "/reports/q1", "X-API-Key", readerKey), 403, ident{}, ""},
@@ -301,6 +339,16 @@ func TestForwardAuthDecisions(t *testing.T) {
 			}
 			if ch := w.Header().Get("WWW-Authenticate"); ch != tc.challenge {
 				t.Errorf("WWW-Authenticate = %q, want %q", ch, tc.challenge)
+			}
+			// A refusal of the request's form names its reason; a policy
+			// decision does not.
+			reason := w.Header().Get("X-Authgate-Reason")
+			policyDenial := strings.HasPrefix(tc.name, "user key") || strings.HasPrefix(tc.name, "reader") || strings.HasPrefix(tc.name, "unmatched")
+			if tc.want == 403 && !policyDenial && reason == "" {
+				t.Errorf("403 without X-Authgate-Reason")
+			}
+			if (tc.want == 401 || policyDenial) && reason != "" {
+				t.Errorf("policy decision carries X-Authgate-Reason %q", reason)
 			}
 		})
 	}
@@ -371,10 +419,10 @@ func TestForwardAuthEnvoy(t *testing.T) {
 		{"method from the request line", envoy("POST", "/envoy/reports/q1", "X-API-Key", readerKey), 403, ""},
 		{"get from the request line", envoy("GET", "/envoy/reports/q1", "X-API-Key", readerKey), 200, "reader-key"},
 		{"anonymous public", envoy("GET", "/envoy/public/a", "X-Auth-Subject", "root"), 200, ""},
-		{"prefix is matched by segment", envoy("GET", "/envoyx/public/a"), 400, ""},
-		{"prefix alone", envoy("GET", "/envoy"), 400, ""},
+		{"prefix is matched by segment", envoy("GET", "/envoyx/public/a"), 403, ""},
+		{"prefix alone", envoy("GET", "/envoy"), 403, ""},
 		{"doubled slash after prefix", envoy("GET", "/envoy//public/a"), 200, ""},
-		{"dot segment after prefix", envoy("GET", "/envoy/public/%2e%2e/admin/x"), 400, ""},
+		{"dot segment after prefix", envoy("GET", "/envoy/public/%2e%2e/admin/x"), 403, ""},
 		{"TRACE", envoy("TRACE", "/envoy/public/a"), 403, ""},
 		{"nginx form still works", nginxCheck(ingressAddr, "GET", "/admin/x", "X-API-Key", adminKey), 200, "admin-key"},
 		{"untrusted envoy peer", func() *http.Request {
@@ -452,9 +500,9 @@ func TestForwardAuthPathAttacksNeverAllowAdmin(t *testing.T) {
 						if p, bad := attackpaths.ReadsAsAdmin(target); bad {
 							t.Errorf("%s %s as %s = 200; an upstream may read it as %q", shape.name, target, c.name, p)
 						}
-					case 400, 401, 403:
+					case 401, 403:
 					default:
-						t.Errorf("%s %s as %s = %d, want 200, 400, 401 or 403", shape.name, target, c.name, w.Code)
+						t.Errorf("%s %s as %s = %d, want 200, 401 or 403 (what an ingress passes on)", shape.name, target, c.name, w.Code)
 					}
 				})
 			}

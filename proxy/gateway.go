@@ -23,6 +23,7 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/logsafe"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -82,6 +83,13 @@ type Options struct {
 	BodyReadTimeout time.Duration
 	// Limits bound what one client can hold; see Limits.
 	Limits Limits
+	// AllowBodiesOn names the methods without body semantics (GET, HEAD,
+	// OPTIONS, DELETE) on which a request body is forwarded, for APIs
+	// that take one (Elasticsearch-style search). Such a request goes
+	// upstream with "Connection: close", on a connection that is not
+	// reused. Empty means a body on any of them is refused with 400; see
+	// body.go for why.
+	AllowBodiesOn []string
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -100,6 +108,7 @@ type Gateway struct {
 	log         *zap.Logger
 	sample      sampler
 	states      sync.Pool
+	bodies      bodyPolicy
 }
 
 // New returns a gateway.
@@ -132,11 +141,16 @@ func New(o Options) (*Gateway, error) {
 		g.log = zap.NewNop()
 	}
 	g.sample = newSampler(o.LogAllowedSample)
+	bodies, err := newBodyPolicy(o.AllowBodiesOn)
+	if err != nil {
+		return nil, err
+	}
+	g.bodies = bodies
 	// The identity headers and the request id are ours on every request,
 	// public paths included; the forwarded headers only from trusted peers.
-	always := append(append(g.headers.names(), o.RequestIDHeader), overrideHeaders...)
-	g.strip = newStripper(always, forwardedHeaders)
-	g.credentials = newStripper([]string{o.APIKeyHeader, "X-Api-Key"}, nil)
+	always := append(append(append(g.headers.names(), o.RequestIDHeader), overrideHeaders...), foreignIdentityHeaders...)
+	g.strip = newStripper(always, forwardedHeaders, foreignIdentityPrefixes)
+	g.credentials = newStripper([]string{o.APIKeyHeader, "X-Api-Key"}, nil, nil)
 	if o.MaxInFlight > 0 {
 		g.sem = make(chan struct{}, o.MaxInFlight)
 	}
@@ -174,8 +188,11 @@ type reqState struct {
 	requestID string
 	upstream  time.Duration
 	errKind   string
-	body      bodyState
 	pace      sendPacer
+	// closeUpstream sends the request upstream with Connection: close,
+	// on a connection that is never reused (an allowed body on a method
+	// without body semantics).
+	closeUpstream bool
 }
 
 type stateKey struct{}
@@ -238,13 +255,22 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	if hasBody(r) {
 		// Followed from here on: an answer written before the body was read
 		// to its end closes the connection instead of draining the rest.
-		st.body.ReadCloser, st.body.dl = r.Body, w.dl
-		r.Body, w.body = &st.body, &st.body
+		w.body = newBodyState(r.Body, w.dl)
+		r.Body = w.body
 	}
-	if e := checkRequest(r); e != nil {
-		g.reject(w, st, ev, "bad_request", e)
+	if reason, e := checkRequest(r); e != nil {
+		g.reject(w, st, ev, reason, e)
 		return
 	}
+	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
+	if e != nil {
+		// Refused before authentication, and the connection is closed
+		// after the answer: the unread body is discarded, never parsed.
+		w.Header().Set("Connection", "close")
+		g.reject(w, st, ev, "body_not_allowed", e)
+		return
+	}
+	st.closeUpstream = closeUp
 	canon, err := policy.Canonicalize(r.URL.EscapedPath())
 	if err != nil {
 		// Ambiguous paths are refused, not guessed: the path we authorize
@@ -287,10 +313,10 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		}
 		defer g.perClient.release(client)
 	}
-	if w.body != nil {
-		st.body.idle, st.body.minRate, st.body.window = g.o.BodyReadTimeout, int64(g.o.Limits.BodyMinRate), g.o.Limits.BodyRateWindow
+	if b := w.body; b != nil {
+		b.idle, b.minRate, b.window = g.o.BodyReadTimeout, int64(g.o.Limits.BodyMinRate), g.o.Limits.BodyRateWindow
 		if n := g.o.Limits.RequestBuffer; n > 0 {
-			if err := buffer(r, &st.body, n); err != nil {
+			if err := buffer(r, b, n); err != nil {
 				g.bodyError(w, st, ev, err)
 				return
 			}
@@ -513,31 +539,34 @@ func standardMethod(m string) bool {
 // CONNECT would open a tunnel and TRACE reflects headers (cross-site
 // tracing); both get 405. Methods are case-sensitive tokens (RFC 9110
 // §9.1): "get" is not GET and is refused instead of being matched loosely.
-func checkRequest(r *http.Request) *Error {
+//
+// checkRequest returns the reason (for the log and metrics) and the
+// answer when r must be refused.
+func checkRequest(r *http.Request) (string, *Error) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
 	case http.MethodConnect, http.MethodTrace:
-		return &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+		return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	default:
 		if !upperToken(r.Method) {
-			return &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+			return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 		}
 	}
 	// "GET http:admin/users" parses with an opaque URL and an empty path,
 	// and would be forwarded as is: refuse anything but an absolute path.
 	if r.URL.Opaque != "" || r.URL.User != nil || !strings.HasPrefix(r.URL.Path, "/") {
-		return &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
+		return "bad_request", &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
 	}
-	if up := r.Header.Values("Upgrade"); len(up) > 0 {
+	if up, ok := r.Header["Upgrade"]; ok {
 		// The reverse proxy splices any upgraded connection into a raw
 		// tunnel that never meets the gateway again (h2c smuggling). Only
-		// WebSocket is let through, and only after this request is
-		// authorized like any other.
-		if len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") {
-			return &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
+		// WebSocket is let through, only on GET (RFC 6455 §4.1), and only
+		// after this request is authorized like any other.
+		if len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") || r.Method != http.MethodGet {
+			return "unsupported_upgrade", &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
 		}
 	}
-	return nil
+	return "", nil
 }
 
 func upperToken(m string) bool {
@@ -566,6 +595,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.URL.Path, out.URL.RawPath = g.basePath+p, g.baseRaw+st.canon
 	}
 	out.URL.RawQuery = in.URL.RawQuery
+	if st.closeUpstream {
+		// A body on a method without body semantics: the upstream may
+		// leave it unread, so its connection must not carry another
+		// request (see body.go).
+		out.Close = true
+	}
 	if g.o.PreserveHost {
 		out.Host = in.Host
 	} else {
@@ -647,7 +682,7 @@ func (g *Gateway) setIdentity(h http.Header, p authn.Principal, vals []string) {
 // 502 otherwise, both as JSON. A client that went away gets nothing.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
-	if st != nil && st.body.slow {
+	if st != nil && st.w.body != nil && st.w.body.slow.Load() {
 		// The client, not the upstream, failed: its upload stalled.
 		st.w.Header().Set("Connection", "close")
 		WriteError(w, st.requestID, &Error{Code: http.StatusRequestTimeout, Msg: "request body too slow", Err: err})
@@ -742,27 +777,29 @@ func (g *Gateway) finish(r *http.Request, st *reqState, ev *event) {
 	if ce == nil {
 		return
 	}
+	// Every client-controlled string is capped (logsafe.Max): a path, a
+	// method named by an ingress, a token's kid inside an error.
 	fields := []zap.Field{
 		zap.String("request_id", st.requestID),
-		zap.String("method", ev.method),
-		zap.String("path", st.canon),
+		zap.String("method", logsafe.String(ev.method)),
+		zap.String("path", logsafe.String(st.canon)),
 		zap.String("decision", ev.decision),
 		zap.String("reason", ev.reason),
 		zap.String("rule_id", ev.ruleID),
-		zap.String("subject", st.principal.Subject),
+		zap.String("subject", logsafe.String(st.principal.Subject)),
 		zap.String("auth_method", method),
 		zap.Int("status", ev.code),
 		zap.String("client_ip", g.o.Trusted.ClientIP(r).String()),
 		zap.Duration("duration", elapsed),
 	}
 	if st.principal.KeyName != "" {
-		fields = append(fields, zap.String("key_name", st.principal.KeyName))
+		fields = append(fields, zap.String("key_name", logsafe.String(st.principal.KeyName)))
 	}
 	if ev.snapshot != nil {
 		fields = append(fields, zap.String("policy_hash", ev.snapshot.Hash()), zap.Int("policy_rules", ev.snapshot.Len()))
 	}
 	if ev.err != nil {
-		fields = append(fields, zap.String("error", ev.err.Error()))
+		fields = append(fields, zap.String("error", logsafe.String(ev.err.Error())))
 	}
 	if ev.shadow != nil {
 		fields = append(fields, zap.String("shadow_decision", allowWord(ev.shadow.Allow)), zap.String("shadow_rule_id", ev.shadow.RuleID))

@@ -63,6 +63,52 @@ var overrideHeaders = []string{
 	"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Forwarded-Uri", "X-Forwarded-Path",
 }
 
+// foreignIdentityHeaders are the identity headers other authenticating
+// proxies set. An app moving from oauth2-proxy, Authelia, Authentik,
+// Pomerium, Vouch, Kong, Grafana's auth proxy, a cloud load balancer or
+// the Kubernetes front proxy trusts exactly these, so a client must not
+// be able to write them. They are removed from every request, from any
+// peer, public paths included: a trusted ingress passes a client's copy
+// on unchanged. An app that needs one from authgate can have it, by
+// naming it under identity_headers. The client-certificate headers are
+// included, as Envoy sanitizes X-Forwarded-Client-Cert by default.
+var foreignIdentityHeaders = []string{
+	// oauth2-proxy
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
+	"X-Forwarded-Access-Token", "X-Forwarded-Login",
+	// Authelia, Apache, Kubernetes request-header authentication
+	"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name", "X-Remote-User", "X-Remote-Group",
+	"X-Remote-Groups", "X-Remote-Email", "X-Remote-Name",
+	// Grafana auth proxy, Kong, generic
+	"X-Webauth-User", "X-Webauth-Email", "X-Webauth-Name", "X-Webauth-Groups", "X-Webauth-Role",
+	"X-Authenticated-User", "X-Authenticated-Userid", "X-Authenticated-Scope", "X-Anonymous-Consumer",
+	"X-Credential-Identifier", "X-Credential-Username", "X-Userinfo",
+	"X-User", "X-User-Id", "X-User-Email", "X-Email", "X-Groups", "X-Roles",
+	// Pomerium, Google IAP, Cloudflare Access, AWS ALB
+	"X-Goog-Iap-Jwt-Assertion",
+	// client certificates (Envoy XFCC, RFC 9440, nginx and Apache)
+	"X-Forwarded-Client-Cert", "Client-Cert", "Client-Cert-Chain", "X-Client-Cert", "X-Client-Verify",
+	"X-Client-Dn", "X-Ssl-Cert",
+}
+
+// foreignIdentityPrefixes are header-name prefixes of the same kind:
+// every header starting with one of them is removed.
+var foreignIdentityPrefixes = []string{
+	"X-Auth-Request-",       // oauth2-proxy (nginx auth_request mode)
+	"X-Pomerium-",           // Pomerium (X-Pomerium-Jwt-Assertion, -Claim-*)
+	"X-Authentik-",          // Authentik
+	"X-Vouch-",              // Vouch Proxy
+	"X-Consumer-",           // Kong
+	"X-Remote-Extra-",       // Kubernetes request-header authentication
+	"X-Goog-Authenticated-", // Google IAP
+	"Cf-Access-",            // Cloudflare Access
+	"X-Amzn-Oidc-",          // AWS ALB
+	"X-Ms-Client-Principal", // Azure App Service authentication
+	"X-Ms-Token-",           // Azure App Service authentication
+	"X-Ssl-Client-",         // nginx/HAProxy client certificates
+	"Ssl-Client-",           // ingress-nginx client certificates
+}
+
 // forwardedHeaders are believed only from trusted proxies: client address
 // and scheme hints that frameworks read (Rails reads Client-Ip, Rack reads
 // X-Forwarded-Ssl before X-Forwarded-Proto).
@@ -80,9 +126,10 @@ var forwardedHeaders = []string{
 type stripper struct {
 	always    []string // lower-case, "-" form
 	untrusted []string // stripped unless the peer is a trusted proxy
+	prefixes  []string // lower-case, "-" form; every name starting so is stripped
 }
 
-func newStripper(always, untrusted []string) stripper {
+func newStripper(always, untrusted, prefixes []string) stripper {
 	var s stripper
 	for _, n := range always {
 		s.always = append(s.always, strings.ToLower(n))
@@ -90,7 +137,21 @@ func newStripper(always, untrusted []string) stripper {
 	for _, n := range untrusted {
 		s.untrusted = append(s.untrusted, strings.ToLower(n))
 	}
+	for _, n := range prefixes {
+		s.prefixes = append(s.prefixes, strings.ToLower(n))
+	}
 	return s
+}
+
+// prefixed reports whether header name k starts with one of the
+// stripper's prefixes, compared like sameHeader.
+func (s stripper) prefixed(k string) bool {
+	for _, p := range s.prefixes {
+		if len(k) >= len(p) && sameHeader(k[:len(p)], p) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameHeader reports whether header name k equals the lower-case "-" form
@@ -118,6 +179,10 @@ func sameHeader(k, want string) bool {
 // variants of them are always removed.
 func (s stripper) strip(h http.Header, trustedPeer bool) {
 	for k := range h {
+		if s.prefixed(k) {
+			delete(h, k)
+			continue
+		}
 		for _, n := range s.always {
 			if sameHeader(k, n) {
 				delete(h, k)

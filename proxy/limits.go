@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -147,7 +148,7 @@ func (g *Gateway) bound(w *statusWriter) {
 // deadline: the pacer's last one may have passed while the upstream was
 // finishing.
 func retire(w *statusWriter) {
-	if w.body != nil && !w.body.eof && w.dl != nil && w.status >= 200 {
+	if w.body != nil && !w.body.eof.Load() && w.dl != nil && w.status >= 200 {
 		_ = w.dl.SetReadDeadline(time.Now())
 	}
 	if w.pace != nil {
@@ -156,7 +157,11 @@ func retire(w *statusWriter) {
 }
 
 // bodyState follows a request body: whether it was read to its end, and
-// whether it was cut off for being too slow.
+// whether it was cut off for being too slow. It is allocated per request,
+// never pooled: the upstream transport may still be reading the body in
+// its own goroutine after the handler returned (an upstream that answered
+// early), so eof and slow are atomic and the value must outlive the
+// request.
 type bodyState struct {
 	io.ReadCloser
 	dl       deadliner
@@ -165,8 +170,12 @@ type bodyState struct {
 	window   time.Duration
 	winStart time.Time
 	winBytes int64
-	eof      bool
-	slow     bool
+	eof      atomic.Bool
+	slow     atomic.Bool
+}
+
+func newBodyState(body io.ReadCloser, dl deadliner) *bodyState {
+	return &bodyState{ReadCloser: body, dl: dl}
 }
 
 // Read reads the body under two deadlines: idle bounds the wait for the
@@ -195,12 +204,12 @@ func (b *bodyState) Read(p []byte) (int, error) {
 	b.winBytes += int64(n)
 	switch {
 	case err == io.EOF:
-		b.eof = true
+		b.eof.Store(true)
 		if b.dl != nil {
 			_ = b.dl.SetReadDeadline(time.Time{})
 		}
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
-		b.slow = true
+		b.slow.Store(true)
 		err = errSlowBody
 	}
 	return n, err

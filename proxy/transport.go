@@ -122,7 +122,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 || w.status == http.StatusSwitchingProtocols {
 		w.status = code
 	}
-	if w.body != nil && !w.body.eof && code >= 200 {
+	if w.body != nil && !w.body.eof.Load() && code >= 200 {
 		w.ResponseWriter.Header().Set("Connection", "close")
 	}
 	w.ResponseWriter.WriteHeader(code)

@@ -11,6 +11,7 @@ import (
 	"github.com/authgate/authgate/authn/state"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
+	"github.com/authgate/authgate/internal/logsafe"
 )
 
 // Audit reasons: a closed set of snake_case values for the "reason" field.
@@ -40,19 +41,13 @@ const (
 	eventLogout  = "logout"
 )
 
-// maxLoggedName bounds a client-supplied username written to the log.
-const maxLoggedName = 64
-
 // audit writes one audit event. who is "username" for login attempts (the
 // name the client typed, normalized) and "subject" for token operations.
 // Passwords and tokens are never passed here.
 func (is *Issuer) audit(event, who, name string, ip netip.Addr, outcome, reason string) {
-	if len(name) > maxLoggedName {
-		name = name[:maxLoggedName]
-	}
 	fields := []zap.Field{
 		zap.String("event", event),
-		zap.String(who, name),
+		zap.String(who, logsafe.String(name)),
 		zap.String("client_ip", ip.String()),
 		zap.String("outcome", outcome),
 	}

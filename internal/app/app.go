@@ -214,6 +214,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
 		MaxInFlight:          cfg.Listen.MaxInFlight,
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
+		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,

@@ -78,6 +78,7 @@ type UpstreamConfig struct {
 	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
 	MaxIdleConns          int           `yaml:"max_idle_conns"`
 	HealthPath            string        `yaml:"health_path"`
+	AllowBodiesOn         []string      `yaml:"allow_bodies_on"`
 }
 
 // ListenConfig are the two listeners and the server limits.
@@ -266,6 +267,11 @@ func (c *Config) Validate() error {
 		bad("upstream.url", "not used in mode forward-auth (use mode both to also proxy)")
 	} else if u, err := url.Parse(c.Upstream.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		bad("upstream.url", "want an http:// or https:// URL with a host and no query")
+	} else if u.User != nil {
+		bad("upstream.url", "must not contain user:password: it is never sent upstream and would be logged")
+	}
+	if err := proxy.CheckAllowBodiesOn(c.Upstream.AllowBodiesOn); err != nil {
+		bad("upstream.allow_bodies_on", "%v", err)
 	}
 	switch c.Upstream.HostHeader {
 	case "preserve", "upstream":

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"text/template"
@@ -134,4 +135,43 @@ func Start(t testing.TB, conf string, data map[string]any, ports ...int) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// Snippet returns the fenced code block of the Markdown file at path that
+// stands between the lines "<!-- snippet:NAME:begin -->" and
+// "<!-- snippet:NAME:end -->", without its fence lines, so that a test
+// runs exactly what the documentation shows. The test fails when the
+// markers or the fence are missing.
+func Snippet(t testing.TB, path, name string) string {
+	t.Helper()
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	begin, end := "<!-- snippet:"+name+":begin -->", "<!-- snippet:"+name+":end -->"
+	_, rest, ok := strings.Cut(string(doc), begin+"\n")
+	if !ok {
+		t.Fatalf("%s: no %q marker", path, begin)
+	}
+	block, _, ok := strings.Cut(rest, end)
+	if !ok {
+		t.Fatalf("%s: no %q marker after %q", path, end, begin)
+	}
+	block = strings.TrimSpace(block)
+	first, body, ok := strings.Cut(block, "\n")
+	if !ok || !strings.HasPrefix(first, "```") || !strings.HasSuffix(body, "```") {
+		t.Fatalf("%s: snippet %s is not one fenced code block", path, name)
+	}
+	return strings.TrimSuffix(body, "```")
+}
+
+// Replace returns s with every old replaced by new, failing the test when
+// old does not occur: a documented snippet that changed shape must not be
+// run half-adapted.
+func Replace(t testing.TB, s, old, new string) string {
+	t.Helper()
+	if !strings.Contains(s, old) {
+		t.Fatalf("snippet no longer contains %q:\n%s", old, s)
+	}
+	return strings.ReplaceAll(s, old, new)
 }
