@@ -104,17 +104,45 @@ logging:
 // with environ. The process is killed at cleanup if it still runs.
 func startProc(t *testing.T, bin, dir, upstream, policyText string, shutdownDelay time.Duration, environ []string) *proc {
 	t.Helper()
-	gwPort, admPort := freePort(t), freePort(t)
 	writeFile(t, filepath.Join(dir, "policy.yaml"), policyText)
+	return startProcConfig(t, bin, dir, func(gw, adm int) string {
+		return fmt.Sprintf(procConfig, upstream, gw, adm, shutdownDelay)
+	}, environ)
+}
+
+// startProcConfig writes config(gatewayPort, adminPort) into dir and
+// starts the binary with environ. A port chosen free can be taken by
+// another process before the binary binds it; then the binary exits at
+// once and is started again on other ports.
+func startProcConfig(t *testing.T, bin, dir string, config func(gw, adm int) string, environ []string) *proc {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		gwPort, admPort := freePort(t), freePort(t)
+		p := launch(t, bin, dir, config(gwPort, admPort), environ)
+		p.gwURL, p.admURL = fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", admPort)
+		// Give a bind failure a moment to show before handing the process
+		// over; one that never exits is bound.
+		select {
+		case <-p.done:
+			if strings.Contains(p.stderr.String(), "address already in use") && attempt < 5 {
+				continue
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+		return p
+	}
+}
+
+// launch starts the binary on config in dir.
+func launch(t *testing.T, bin, dir, config string, environ []string) *proc {
+	t.Helper()
 	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, fmt.Sprintf(procConfig, upstream, gwPort, admPort, shutdownDelay))
+	writeFile(t, cfg, config)
 	p := &proc{
 		t:      t,
 		cmd:    exec.Command(bin, "serve", "--config", cfg),
 		stderr: &lockedBuffer{},
 		done:   make(chan struct{}),
-		gwURL:  fmt.Sprintf("http://127.0.0.1:%d", gwPort),
-		admURL: fmt.Sprintf("http://127.0.0.1:%d", admPort),
 		client: &http.Client{Timeout: 5 * time.Second},
 	}
 	p.cmd.Env = environ

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -88,34 +87,11 @@ func startSlowGateway(t *testing.T, upstream string) (*proc, string) {
 	writeFile(t, filepath.Join(dir, "policy.yaml"), slowPolicy)
 	writeFile(t, filepath.Join(dir, "keys.yaml"), testKeys())
 	writeFile(t, filepath.Join(dir, "users.yaml"), testUsers(t, "alice-password-1"))
-	gwPort, admPort := freePort(t), freePort(t)
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, fmt.Sprintf(slowConfig, upstream, gwPort, admPort))
-	p := &proc{
-		t: t, cmd: exec.Command(bin, "serve", "--config", cfg), stderr: &lockedBuffer{}, done: make(chan struct{}),
-		gwURL: fmt.Sprintf("http://127.0.0.1:%d", gwPort), admURL: fmt.Sprintf("http://127.0.0.1:%d", admPort),
-		client: &http.Client{Timeout: 5 * time.Second},
-	}
 	// GOMEMLIMIT as the chart sets it: 90% of a 200Mi container limit.
-	p.cmd.Env = []string{"AUTHGATE_JWT_SECRET=" + testSecret, "GOMEMLIMIT=180MiB"}
-	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("authgate output:\n%s", p.stderr.String())
-		}
-	})
+	p := startProcConfig(t, bin, dir, func(gw, adm int) string { return fmt.Sprintf(slowConfig, upstream, gw, adm) },
+		[]string{"AUTHGATE_JWT_SECRET=" + testSecret, "GOMEMLIMIT=180MiB"})
 	p.waitReady()
-	return p, fmt.Sprintf("127.0.0.1:%d", gwPort)
+	return p, strings.TrimPrefix(p.gwURL, "http://")
 }
 
 // rssMiB returns the resident set size of pid in MiB.
