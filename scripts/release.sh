@@ -53,8 +53,10 @@ fi
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 export SOURCE_DATE_EPOCH="$epoch"
 
-rm -rf "$dist"
 mkdir -p "$dist"
+dist="$(cd "$dist" && pwd)"
+[[ "$dist" != / && "$dist" != "$root" ]] || fail "DIST=$dist would delete the repository"
+rm -rf "${dist:?}"/*
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -62,6 +64,11 @@ trap 'rm -rf "$work"' EXIT
 step "install ${cyclonedx} (host tool)"
 (cd "$work" && GOOS= GOARCH= CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOBIN="$work/bin" go install "$cyclonedx") \
 	|| fail "cannot install ${cyclonedx} (it needs the Go module proxy)"
+# cyclonedx-gomod reads the main module's version from git through go-git,
+# which cannot open a linked work tree (.git is a file there): it runs on a
+# local clone of the commit being released.
+git clone --quiet --shared --no-checkout "$root" "$work/src"
+git -C "$work/src" checkout --quiet --detach "$(git rev-parse HEAD)"
 
 step "version $version (chart appVersion $app_version), platforms: $platforms"
 for p in $platforms; do
@@ -89,7 +96,7 @@ for p in $platforms; do
 	step "sbom $os/$arch"
 	CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" \
 		"$work/bin/cyclonedx-gomod" app -json -licenses -std -output-version 1.6 \
-		-output "$dist/$name.cdx.json" -main . . \
+		-output "$dist/$name.cdx.json" -main . "$work/src" \
 		|| fail "$name: SBOM generation failed"
 done
 
