@@ -67,7 +67,7 @@ step "install ${cyclonedx} (host tool)"
 # cyclonedx-gomod reads the main module's version from git through go-git,
 # which cannot open a linked work tree (.git is a file there): it runs on a
 # local clone of the commit being released.
-git clone --quiet --shared --no-checkout "$root" "$work/src"
+git clone --quiet --no-checkout "$root" "$work/src"
 git -C "$work/src" checkout --quiet --detach "$(git rev-parse HEAD)"
 
 step "version $version (chart appVersion $app_version), platforms: $platforms"
