@@ -19,9 +19,10 @@ run:
 
 # The test command CI runs (.ci/run): formatting and vet, the race-enabled
 # suite, a short run of every fuzz target, the static-binary check and the
-# Helm chart tests.
+# Helm chart tests. scripts/testsummary prints what go test prints, then the
+# skipped tests grouped by reason.
 test: lint
-	$(GO) test -race -count=1 ./...
+	$(GO) run ./scripts/testsummary -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) static-check
 	$(MAKE) helm-test
