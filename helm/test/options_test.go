@@ -83,10 +83,14 @@ func TestExtraVolumesMountsAndEnv(t *testing.T) {
 		if !slices.ContainsFunc(gw.Env, func(e corev1.EnvVar) bool { return e.Name == "HTTPS_PROXY" && e.Value == "http://proxy.internal:3128" }) {
 			t.Errorf("authgate env %v lacks gateway.extraEnv", gw.Env)
 		}
-		if !slices.ContainsFunc(gw.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "idp-tls" && m.MountPath == "/etc/idp-tls" && m.ReadOnly }) {
+		if !slices.ContainsFunc(gw.VolumeMounts, func(m corev1.VolumeMount) bool {
+			return m.Name == "idp-tls" && m.MountPath == "/etc/idp-tls" && m.ReadOnly
+		}) {
 			t.Errorf("authgate mounts %v lack gateway.extraVolumeMounts", gw.VolumeMounts)
 		}
-		if !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "idp-tls" && v.Secret != nil && v.Secret.SecretName == "idp-client-cert" }) {
+		if !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool {
+			return v.Name == "idp-tls" && v.Secret != nil && v.Secret.SecretName == "idp-client-cert"
+		}) {
 			t.Errorf("pod volumes lack gateway.extraVolumes")
 		}
 		checkNoSubPathAndDirectories(t, spec)
