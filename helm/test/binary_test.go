@@ -174,11 +174,18 @@ func checkArgs(dir string) []string {
 	return []string{"check", "--strict", "--config", filepath.Join(dir, "config", "config.yaml")}
 }
 
-// execCheck runs `authgate check` and returns its combined output.
+// execCheck runs `authgate check` on the files below dir and returns its
+// combined output.
 func execCheck(bin, dir string, env []string) (string, error) {
+	return execCheckConfig(bin, filepath.Join(dir, "config", "config.yaml"), env)
+}
+
+// execCheckConfig runs `authgate check --strict --config cfg` and returns its
+// combined output.
+func execCheckConfig(bin, cfg string, env []string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, checkArgs(dir)...)
+	cmd := exec.CommandContext(ctx, bin, "check", "--strict", "--config", cfg)
 	cmd.Env = env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
