@@ -2,14 +2,11 @@ package helmtest
 
 import (
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 )
 
 // composeFile is the part of examples/docker-compose.yaml the checks read.
@@ -36,14 +33,8 @@ var composeDefault = regexp.MustCompile(`^\$\{[A-Z_]+:-(.*)\}$`)
 // engine is needed: nothing is started.)
 func TestDockerComposeExample(t *testing.T) {
 	examples := filepath.Join(repoRoot, "examples")
-	data, err := os.ReadFile(filepath.Join(examples, "docker-compose.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cf composeFile
-	if err := yaml.Unmarshal(data, &cf); err != nil {
-		t.Fatalf("docker-compose.yaml: %v", err)
-	}
+	readYAML(t, filepath.Join(examples, "docker-compose.yaml"), &cf)
 	gw, ok := cf.Services["gateway"]
 	if !ok {
 		t.Fatalf("docker-compose.yaml has no gateway service: %v", cf.Services)
@@ -72,10 +63,6 @@ func TestDockerComposeExample(t *testing.T) {
 		t.Fatalf("gateway config %s is not under %s", gw.Command[2], mount)
 	}
 	cfgPath := filepath.Join(examples, rel)
-	cfgData, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cfg struct {
 		Upstream struct {
 			URL string `json:"url"`
@@ -85,9 +72,7 @@ func TestDockerComposeExample(t *testing.T) {
 			ShutdownTimeout string `json:"shutdown_timeout"`
 		} `json:"listen"`
 	}
-	if err := yaml.Unmarshal(cfgData, &cfg); err != nil {
-		t.Fatalf("%s: %v", cfgPath, err)
-	}
+	readYAML(t, cfgPath, &cfg)
 
 	// The app shares the gateway's network namespace and listens on loopback
 	// at the upstream address: the gateway is the one way in.
@@ -137,15 +122,12 @@ func TestDockerComposeExample(t *testing.T) {
 // chartAppVersion returns the appVersion of Chart.yaml.
 func chartAppVersion(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var c struct {
 		AppVersion string `json:"appVersion"`
 	}
-	if err := yaml.Unmarshal(data, &c); err != nil || c.AppVersion == "" {
-		t.Fatalf("Chart.yaml appVersion: %q, %v", c.AppVersion, err)
+	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &c)
+	if c.AppVersion == "" {
+		t.Fatal("Chart.yaml has no appVersion")
 	}
 	return c.AppVersion
 }

@@ -388,3 +388,27 @@ func TestExtraObjects(t *testing.T) {
 	}
 	one[corev1.Secret](t, objs, release+"-raw")
 }
+
+// TestImageTagDefaultsToAppVersion: the chart pulls the tag `make image`
+// builds unless told otherwise.
+func TestImageTagDefaultsToAppVersion(t *testing.T) {
+	const repo = "ghcr.io/authgate/authgate"
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"default", nil, repo + ":" + chartAppVersion(t)},
+		{"explicit tag", []string{"--set", "image.tag=dev-1"}, repo + ":dev-1"},
+		{"digest wins", []string{"--set", "image.tag=dev-1", "--set", "image.digest=" + digest}, repo + "@" + digest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dep := one[appsv1.Deployment](t, render(t, tc.args...), fullname)
+			if got := container(t, &dep.Spec.Template.Spec, "authgate").Image; got != tc.want {
+				t.Errorf("authgate image = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -20,19 +20,14 @@ import (
 func binaryShutdownDefaults(t *testing.T) (delay, timeout time.Duration) {
 	t.Helper()
 	path := filepath.Join(repoRoot, "config.example.yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ex struct {
 		Listen struct {
 			ShutdownDelay   string `json:"shutdown_delay"`
 			ShutdownTimeout string `json:"shutdown_timeout"`
 		} `json:"listen"`
 	}
-	if err := yaml.Unmarshal(data, &ex); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	readYAML(t, path, &ex)
+	var err error
 	delay, err = time.ParseDuration(ex.Listen.ShutdownDelay)
 	if err != nil {
 		t.Fatalf("%s: listen.shutdown_delay: %v", path, err)
@@ -48,20 +43,26 @@ func binaryShutdownDefaults(t *testing.T) (delay, timeout time.Duration) {
 // stopMarginSeconds from the chart's values.yaml.
 func chartShutdownDefaults(t *testing.T) (appExtra, margin int64) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v struct {
 		Shutdown struct {
 			AppExtraSeconds   int64 `json:"appExtraSeconds"`
 			StopMarginSeconds int64 `json:"stopMarginSeconds"`
 		} `json:"shutdown"`
 	}
-	if err := yaml.Unmarshal(data, &v); err != nil {
+	readYAML(t, filepath.Join(chartDir, "values.yaml"), &v)
+	return v.Shutdown.AppExtraSeconds, v.Shutdown.StopMarginSeconds
+}
+
+// readYAML decodes the YAML file at path into v, failing the test on error.
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return v.Shutdown.AppExtraSeconds, v.Shutdown.StopMarginSeconds
+	if err := yaml.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 // ceilSeconds rounds a duration up to whole seconds.
