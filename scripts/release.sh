@@ -55,7 +55,7 @@ export SOURCE_DATE_EPOCH="$epoch"
 
 mkdir -p "$dist"
 dist="$(cd "$dist" && pwd)"
-[[ "$dist" != / && "$dist" != "$root" ]] || fail "DIST=$dist would delete the repository"
+[[ "$dist" != / && "$dist" != "$root" ]] || fail "refusing to empty DIST=$dist (the repository or /)"
 rm -rf "${dist:?}"/*
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
