@@ -3,10 +3,12 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE     ?= ghcr.io/authgate/authgate
+# The chart's appVersion: the image tag the chart pulls by default.
+APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$$/\1/p' helm/authgate/Chart.yaml)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_SECRET := demo-secret-for-make-run-only-0123456789
 
-.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test
+.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authgate .
@@ -17,9 +19,10 @@ run:
 
 # The test command CI runs (.ci/run): formatting and vet, the race-enabled
 # suite, a short run of every fuzz target, the static-binary check and the
-# Helm chart tests.
+# Helm chart tests. scripts/testsummary prints what go test prints, then the
+# skipped tests grouped by reason.
 test: lint
-	$(GO) test -race -count=1 ./...
+	$(GO) run ./scripts/testsummary -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) static-check
 	$(MAKE) helm-test
@@ -40,10 +43,18 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-# Build the container image (needs a Docker engine with BuildKit).
+# Build the container image (needs a Docker engine with BuildKit), tagged
+# with the chart's appVersion, which the chart pulls by default, and with the
+# commit's version (git describe) for traceability.
 image:
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
-		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE):$(VERSION) .
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		-t $(IMAGE):$(APP_VERSION) -t $(IMAGE):$(VERSION) .
+
+# Release artifacts in dist/: static binaries for linux and darwin (amd64,
+# arm64) built like `build`, SHA256SUMS and a CycloneDX SBOM per binary.
+release:
+	VERSION=$(VERSION) LDFLAGS="$(LDFLAGS)" scripts/release.sh
 
 # Build exactly like the Dockerfile and prove the binary is static (no libc).
 static-check:

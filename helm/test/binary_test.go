@@ -174,11 +174,18 @@ func checkArgs(dir string) []string {
 	return []string{"check", "--strict", "--config", filepath.Join(dir, "config", "config.yaml")}
 }
 
-// execCheck runs `authgate check` and returns its combined output.
+// execCheck runs `authgate check` on the files below dir and returns its
+// combined output.
 func execCheck(bin, dir string, env []string) (string, error) {
+	return execCheckConfig(bin, filepath.Join(dir, "config", "config.yaml"), env)
+}
+
+// execCheckConfig runs `authgate check --strict --config cfg` and returns its
+// combined output.
+func execCheckConfig(bin, cfg string, env []string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, checkArgs(dir)...)
+	cmd := exec.CommandContext(ctx, bin, "check", "--strict", "--config", cfg)
 	cmd.Env = env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -346,16 +353,39 @@ func checkCheckOutput(t *testing.T, out string, pf podFiles) {
 	}
 }
 
-// binaryEnvNames returns the AUTHGATE_* variables the binary reads: the env
-// tags of the Env struct in the root module's config.go, with the prefix
-// ReadEnv passes to the env parser.
-func binaryEnvNames(t *testing.T) []string {
+// envSourceFile returns the Go file of the root module that declares the Env
+// struct: config.go, or a file of internal/config once the configuration
+// moves there.
+func envSourceFile(t *testing.T) (string, []byte) {
 	t.Helper()
-	path := filepath.Join(repoRoot, "config.go")
-	src, err := os.ReadFile(path)
+	candidates := []string{filepath.Join(repoRoot, "config.go")}
+	more, err := filepath.Glob(filepath.Join(repoRoot, "internal", "config", "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	candidates = append(candidates, more...)
+	for _, path := range candidates {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(src), "type Env struct") {
+			return path, src
+		}
+	}
+	t.Fatalf("no file of %v declares type Env struct; update this test", candidates)
+	return "", nil
+}
+
+// binaryEnvNames returns the AUTHGATE_* variables the binary reads: the env
+// tags of the Env struct in the root module, with the prefix ReadEnv passes
+// to the env parser.
+func binaryEnvNames(t *testing.T) []string {
+	t.Helper()
+	path, src := envSourceFile(t)
 	const prefix = "AUTHGATE_"
 	if !strings.Contains(string(src), `Prefix: "`+prefix+`"`) {
 		t.Fatalf("%s: ReadEnv no longer uses the prefix %q; update this test", path, prefix)

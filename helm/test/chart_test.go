@@ -170,6 +170,7 @@ func TestRenderedObjects(t *testing.T) {
 			checkProbes(t, gw)
 			checkNetworkPolicy(t, objs, dep, gw)
 			checkPDB(t, objs, dep)
+			checkShutdownOrder(t, dep, sc.mode)
 			if _, ok := dep.Spec.Template.Annotations["checksum/authgate-config"]; !ok {
 				t.Errorf("pod template lacks the checksum/authgate-config annotation")
 			}
@@ -503,7 +504,9 @@ func checkConfig(t *testing.T, objs []object, sc scenario) {
 }
 
 func TestExampleEchoServer(t *testing.T) {
-	objs := render(t, "-f", filepath.Join(chartDir, "examples", "echo-server.yaml"))
+	// As on a cluster with the Prometheus Operator; TestMonitoringAPICheck
+	// renders it without.
+	objs := render(t, "-f", filepath.Join(chartDir, "examples", "echo-server.yaml"), "--api-versions", monitoringAPI)
 	dep := one[appsv1.Deployment](t, objs, fullname)
 	app := container(t, &dep.Spec.Template.Spec, "echo")
 	listen := ""
@@ -684,12 +687,14 @@ spec:
         runAsUser: 65532
         seccompProfile:
           type: RuntimeDefault
+      terminationGracePeriodSeconds: {{ include "authgate.terminationGracePeriodSeconds" .Subcharts.authgate }}
       containers:
         - name: shop
           image: shop:1.0
           env:
             - name: BIND
               value: 127.0.0.1:8000
+          {{- include "authgate.appLifecycle" .Subcharts.authgate | nindent 10 }}
         {{- include "authgate.sidecar" .Subcharts.authgate | nindent 8 }}
       volumes:
         {{- include "authgate.volumes" .Subcharts.authgate | nindent 8 }}
@@ -725,6 +730,8 @@ spec:
 	if dep.Spec.Template.Annotations["checksum/authgate-config"] == "" {
 		t.Errorf("authgate.podAnnotations rendered no checksum")
 	}
+	// The documented shutdown helpers give the parent's pod the same order.
+	checkShutdownOrder(t, dep, "wrap")
 	// The volumes point at the objects the subchart rendered.
 	cm := one[corev1.ConfigMap](t, objs, fullname+"-config")
 	one[corev1.ConfigMap](t, objs, fullname+"-policy")

@@ -7,7 +7,10 @@
 // roll the pods). It also builds the authgate binary from the repository root
 // and runs `authgate check --strict` on the config.yaml, policy, users, keys
 // and JWT secret each scenario renders, laid out as the pod mounts them, so
-// the chart cannot drift from the binary's config schema.
+// the chart cannot drift from the binary's config schema. The shutdown order
+// (the application's preStop sleep and the grace period) is checked against
+// the binary's documented defaults in config.example.yaml, and the
+// docker-compose example against the image tag and the binary as well.
 //
 // It lives in its own Go module so that the Kubernetes API modules stay out of
 // the product's go.mod. Run it with

@@ -19,6 +19,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -185,6 +186,8 @@ func newTyped(apiVersion, kind string) (any, error) {
 		return &serviceMonitor{}, nil
 	case "monitoring.coreos.com/v1 PrometheusRule":
 		return &prometheusRule{}, nil
+	case "gateway.networking.k8s.io/v1 HTTPRoute":
+		return &gatewayv1.HTTPRoute{}, nil
 	}
 	return nil, fmt.Errorf("unexpected object %s %s", apiVersion, kind)
 }

@@ -163,6 +163,16 @@ not a silent override, so that what the user wrote is what runs.
 {{- if include "authgate.apiKeysEnabled" . -}}
 {{- $_ := set $cfg "api_keys_file" "/etc/authgate/keys/keys.yaml" -}}
 {{- end -}}
+{{- /* tls.ca_file is rendered only with a caBundle, so a config without one
+       stays loadable by binaries that predate the key. */ -}}
+{{- if include "authgate.caEnabled" . -}}
+{{- $tls := deepCopy (get $cfg "tls" | default dict) -}}
+{{- if hasKey $tls "ca_file" -}}
+{{- fail "config.tls.ca_file is set by the chart when caBundle is set; remove it from config" -}}
+{{- end -}}
+{{- $_ := set $tls "ca_file" "/etc/authgate/ca/ca.crt" -}}
+{{- $_ := set $cfg "tls" $tls -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -173,6 +183,11 @@ as directories and hot-reloaded, so editing them must not restart anything.
 */}}
 {{- define "authgate.podAnnotations" -}}
 checksum/authgate-config: {{ include "authgate.configYaml" . | sha256sum }}
+{{- with .Values.caBundle.pem }}
+{{- /* A new inline CA bundle rolls the pods, so it is in use whether or not
+       the gateway rereads the file. */}}
+checksum/authgate-ca: {{ . | sha256sum }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -204,6 +219,9 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     {{- if .Values.redis.existingSecret }}
     - name: AUTHGATE_REDIS_PASSWORD_FILE
       value: /etc/authgate/redis/password
+    {{- end }}
+    {{- with include "authgate.goMemLimitEnv" . }}
+    {{- . | nindent 4 }}
     {{- end }}
     {{- with .Values.gateway.extraEnv }}
     {{- toYaml . | nindent 4 }}
@@ -253,8 +271,16 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
       mountPath: /etc/authgate/redis
       readOnly: true
     {{- end }}
+    {{- if include "authgate.caEnabled" . }}
+    - name: authgate-ca
+      mountPath: /etc/authgate/ca
+      readOnly: true
+    {{- end }}
     - name: authgate-tmp
       mountPath: /tmp
+    {{- with .Values.gateway.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{/* The volumes the authgate container mounts. */}}
@@ -304,10 +330,31 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
       - key: {{ .Values.redis.existingSecretKey }}
         path: password
 {{- end }}
+{{- if include "authgate.caEnabled" . }}
+{{- $ca := .Values.caBundle }}
+- name: authgate-ca
+  {{- if $ca.existingSecret }}
+  secret:
+    secretName: {{ $ca.existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ $ca.key }}
+        path: ca.crt
+  {{- else }}
+  configMap:
+    name: {{ $ca.existingConfigMap | default (printf "%s-ca" (include "authgate.fullname" .)) }}
+    items:
+      - key: {{ ternary $ca.key "ca.crt" (ne $ca.existingConfigMap "") }}
+        path: ca.crt
+  {{- end }}
+{{- end }}
 - name: authgate-tmp
   emptyDir:
     medium: Memory
     sizeLimit: 16Mi
+{{- with .Values.gateway.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Sanity checks shared by every mode; renders nothing. */}}
@@ -324,4 +371,186 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
 {{- if and .Values.redis.existingSecret (not .Values.redis.url) -}}
 {{- fail "redis.existingSecret is set but redis.url is empty" -}}
 {{- end -}}
+{{- with .Values.caBundle -}}
+{{- if gt (len (compact (list .pem .existingConfigMap .existingSecret))) 1 -}}
+{{- fail "caBundle: set one of pem, existingConfigMap and existingSecret" -}}
+{{- end -}}
+{{- /* A paste that is not PEM would otherwise surface only at the first
+       TLS handshake to the upstream, an IdP or Redis. */ -}}
+{{- if and .pem (not (contains "-----BEGIN CERTIFICATE-----" .pem)) -}}
+{{- fail "caBundle.pem must hold PEM certificates (-----BEGIN CERTIFICATE-----)" -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "authgate.shutdownPlan" . -}}
+{{- end -}}
+
+{{/*
+Seconds in a Go duration string ("5s", "1m30s", "250ms", "0"), as a float.
+Call with (dict "key" "listen.shutdown_delay" "value" $v). The binary decodes
+durations only from strings, so anything else is an error here too.
+*/}}
+{{- define "authgate.durationSeconds" -}}
+{{- $v := .value -}}
+{{- if not (kindIs "string" $v) -}}
+{{- fail (printf "config.%s must be a duration string such as \"5s\" or \"1m30s\", got %v" .key $v) -}}
+{{- end -}}
+{{- if not (regexMatch "^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$" $v) -}}
+{{- fail (printf "config.%s: %q is not a duration (write it like \"5s\", \"1m30s\" or \"250ms\")" .key $v) -}}
+{{- end -}}
+{{- $units := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 1e-3 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range $part := regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" $v -1 -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $part -}}
+{{- $unit := trimPrefix $num $part -}}
+{{- $total = addf $total (mulf (float64 $num) (get $units $unit)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/*
+The shutdown plan, as JSON: the order in which the pod stops, computed from
+the gateway's config (listen.shutdown_delay, listen.shutdown_timeout) with
+the binary's defaults (config.example.yaml; helm/test checks they agree).
+
+  drain      the gateway's worst case after SIGTERM: readiness off, the delay,
+             then draining in-flight requests (delay + timeout, rounded up)
+  appSleep   wrap mode: the application's preStop sleep, so that it keeps
+             serving until the gateway has drained (drain + appExtraSeconds)
+  grace      terminationGracePeriodSeconds: the last container's stop plus
+             shutdown.stopMarginSeconds (the application's own exit after its
+             SIGTERM, the gateway's state-store flush)
+  minGrace   the least grace period that keeps this order
+  chartHook  whether the chart adds the application's preStop sleep
+*/}}
+{{- define "authgate.shutdownPlan" -}}
+{{- $listen := get (.Values.config | default dict) "listen" | default dict -}}
+{{- $delay := "5s" -}}
+{{- if hasKey $listen "shutdown_delay" -}}{{- $delay = get $listen "shutdown_delay" -}}{{- end -}}
+{{- $timeout := "30s" -}}
+{{- if hasKey $listen "shutdown_timeout" -}}{{- $timeout = get $listen "shutdown_timeout" -}}{{- end -}}
+{{- $delayS := include "authgate.durationSeconds" (dict "key" "listen.shutdown_delay" "value" $delay) | float64 -}}
+{{- $timeoutS := include "authgate.durationSeconds" (dict "key" "listen.shutdown_timeout" "value" $timeout) | float64 -}}
+{{- $drain := addf $delayS $timeoutS | ceil | int -}}
+{{- $s := .Values.shutdown -}}
+{{- $last := $drain -}}
+{{- $appSleep := 0 -}}
+{{- $chartHook := false -}}
+{{- if ne .Values.mode "forward-auth" -}}
+{{- $userHook := dig "lifecycle" "preStop" nil (.Values.app | default dict) -}}
+{{- if $userHook -}}
+{{- $appSleep = add $drain (int $s.appExtraSeconds) | int -}}
+{{- with $userHook.sleep -}}
+{{- $appSleep = int .seconds -}}
+{{- /* An application that stops before the gateway has drained turns the
+       requests still in flight into 502s (the whole-pod case). */ -}}
+{{- if lt $appSleep $drain -}}
+{{- fail (printf "app.lifecycle.preStop.sleep.seconds is %d, but the gateway drains for up to %ds (listen.shutdown_delay %s + listen.shutdown_timeout %s): the application would stop while requests are still in flight; use at least %d" $appSleep $drain $delay $timeout (add $drain (int $s.appExtraSeconds))) -}}
+{{- end -}}
+{{- end -}}
+{{- else if $s.appPreStop -}}
+{{- $appSleep = add $drain (int $s.appExtraSeconds) | int -}}
+{{- $chartHook = true -}}
+{{- end -}}
+{{- $last = max $drain $appSleep | int -}}
+{{- end -}}
+{{- $minGrace := add $last (int $s.stopMarginSeconds) | int -}}
+{{- $grace := $minGrace -}}
+{{- if not (kindIs "invalid" .Values.terminationGracePeriodSeconds) -}}
+{{- $grace = int .Values.terminationGracePeriodSeconds -}}
+{{- /* A grace period shorter than the drain SIGKILLs the gateway mid-drain
+       and before it flushes the state store. */ -}}
+{{- if lt $grace $minGrace -}}
+{{- fail (printf "terminationGracePeriodSeconds %d is shorter than the shutdown needs, at least %d: the gateway drains for up to %ds (listen.shutdown_delay %s + listen.shutdown_timeout %s)%s, then shutdown.stopMarginSeconds %ds; raise it, leave it empty to have it computed, or shorten the drain" $grace $minGrace $drain $delay $timeout (ternary (printf ", the application's preStop sleep lasts %ds" $appSleep) "" (gt $appSleep 0)) (int $s.stopMarginSeconds)) -}}
+{{- end -}}
+{{- end -}}
+{{- dict "drain" $drain "appSleep" $appSleep "grace" $grace "minGrace" $minGrace "chartHook" $chartHook | toJson -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds for the pod (also for a parent chart's pod
+     in sidecar-only mode). */}}
+{{- define "authgate.terminationGracePeriodSeconds" -}}
+{{- (include "authgate.shutdownPlan" . | fromJson).grace | int -}}
+{{- end -}}
+
+{{/*
+The application container's lifecycle: app.lifecycle as written, plus a
+preStop sleep (Kubernetes >= 1.30, native to the kubelet, so distroless
+applications without a sleep binary work) that keeps the application serving
+until the gateway has drained. Renders nothing when there is nothing to set.
+A parent chart in sidecar-only mode can include it in its own container.
+*/}}
+{{- define "authgate.appLifecycle" -}}
+{{- $plan := include "authgate.shutdownPlan" . | fromJson -}}
+{{- $lc := deepCopy ((.Values.app | default dict).lifecycle | default dict) -}}
+{{- if $plan.chartHook -}}
+{{- if and .Capabilities (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "the application's preStop sleep (lifecycle.preStop.sleep) needs Kubernetes >= 1.30, this cluster is %s: set app.lifecycle.preStop yourself (for example an exec sleep of %d seconds, if the image has a shell), or shutdown.appPreStop: false to stop the application at once" .Capabilities.KubeVersion.Version (int $plan.appSleep)) -}}
+{{- end -}}
+{{- $_ := set $lc "preStop" (dict "sleep" (dict "seconds" (int $plan.appSleep))) -}}
+{{- end -}}
+{{- if $lc -}}
+lifecycle:
+  {{- toYaml $lc | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Bytes in a Kubernetes quantity ("256Mi", "1Gi", "500M", "268435456"), as a
+float. Call with (dict "key" "gateway.resources.limits.memory" "value" $v).
+*/}}
+{{- define "authgate.quantityBytes" -}}
+{{- $v := toString .value -}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" $v) -}}
+{{- fail (printf "%s: cannot read the quantity %q (write it like 256Mi or 1Gi)" .key $v) -}}
+{{- end -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $v -}}
+{{- $suffix := trimPrefix $num $v -}}
+{{- $mult := dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 -}}
+{{- mulf (float64 $num) (get $mult $suffix) -}}
+{{- end -}}
+
+{{/*
+GOMEMLIMIT for the gateway: a soft limit under the container's memory limit,
+so that the Go garbage collector works harder before the kernel OOM-kills the
+container. With gateway.resources.limits.memory set, it is
+gateway.goMemLimitRatio of that limit in bytes, computed here. Otherwise the
+limit the pod really gets (a LimitRange default, or the node's allocatable
+memory when there is none) comes from the downward API in MiB, and
+GOMEMLIMIT is that number followed by six zeros: bytes = MiB x 10^6, which is
+10^6 / 2^20 = 95.4% of the limit (the downward API cannot multiply, and
+GOMEMLIMIT takes a plain byte count). A GOMEMLIMIT in gateway.extraEnv wins.
+*/}}
+{{- define "authgate.goMemLimitEnv" -}}
+{{- $ratio := .Values.gateway.goMemLimitRatio | default 0 | float64 -}}
+{{- $own := false -}}
+{{- range .Values.gateway.extraEnv -}}{{- if eq .name "GOMEMLIMIT" -}}{{- $own = true -}}{{- end -}}{{- end -}}
+{{- if and (gt $ratio 0.0) (not $own) -}}
+{{- $limit := dig "limits" "memory" "" (.Values.gateway.resources | default dict) -}}
+{{- if $limit -}}
+{{- $bytes := include "authgate.quantityBytes" (dict "key" "gateway.resources.limits.memory" "value" $limit) | float64 -}}
+- name: GOMEMLIMIT
+  value: {{ printf "%d" (mulf $bytes $ratio | floor | int64) | quote }}
+{{- else -}}
+- name: MEMORY_LIMIT_MIB
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
+      divisor: 1Mi
+- name: GOMEMLIMIT
+  value: "$(MEMORY_LIMIT_MIB)000000"
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when a CA bundle is configured. */}}
+{{- define "authgate.caEnabled" -}}
+{{- with .Values.caBundle -}}
+{{- if or .pem .existingConfigMap .existingSecret }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the cluster serves the Prometheus Operator's API for the
+     given kind; helm template sees it with --api-versions monitoring.coreos.com/v1. */}}
+{{- define "authgate.hasMonitoringAPI" -}}
+{{- if or (.ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind)) (.ctx.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end -}}
 {{- end -}}
