@@ -26,7 +26,7 @@ func BenchmarkAllow(b *testing.B) {
 			ctx := context.Background()
 			for pb.Next() {
 				k := keys[next.Add(1)%uint64(len(keys))]
-				if _, _, err := s.Allow(ctx, k, l); err != nil {
+				if _, _, err := s.Allow(ctx, "t", k, l); err != nil {
 					b.Error(err)
 					return
 				}

@@ -42,7 +42,7 @@ func storeOps(s Store, exp time.Time) []opResult {
 		fn   func() error
 	}{
 		{"Ping", func() error { return s.Ping(ctx) }},
-		{"Allow", func() error { _, _, err := s.Allow(ctx, "k", l); return err }},
+		{"Allow", func() error { _, _, err := s.Allow(ctx, "t", "k", l); return err }},
 		{"StartFamily", func() error {
 			return s.StartFamily(ctx, "f"+strconv.FormatInt(time.Now().UnixNano(), 10), "j", exp)
 		}},
@@ -147,7 +147,7 @@ func TestRedisKeysHaveBoundedTTL(t *testing.T) {
 	for _, l := range limits {
 		key := "b" + strconv.FormatInt(l.window().Milliseconds()+1, 10) // +1: rounded up to ms
 		for range l.Burst + 2 {
-			if _, _, err := s.Allow(ctx, key, l); err != nil {
+			if _, _, err := s.Allow(ctx, "t", key, l); err != nil {
 				t.Fatalf("Allow(%s) error = %v", key, err)
 			}
 		}
@@ -253,7 +253,7 @@ func TestRedisServerClock(t *testing.T) {
 	l := Limit{Every: time.Hour, Burst: 2}
 	ctx := context.Background()
 	for i, want := range []bool{true, true, false} {
-		ok, retry, err := s.Allow(ctx, "k", l)
+		ok, retry, err := s.Allow(ctx, "t", "k", l)
 		if err != nil || ok != want {
 			t.Fatalf("call %d: Allow() = %v, %v; want %v, nil", i, ok, err, want)
 		}
