@@ -37,12 +37,15 @@ type opResult struct {
 func storeOps(s Store, exp time.Time) []opResult {
 	ctx := context.Background()
 	l := Limit{Every: time.Second, Burst: 100}
+	loginKey := LoginKey{Account: "alice", Known: true, Client: "c"}
 	ops := []struct {
 		name string
 		fn   func() error
 	}{
 		{"Ping", func() error { return s.Ping(ctx) }},
 		{"Allow", func() error { _, _, err := s.Allow(ctx, "t", "k", l); return err }},
+		{"CheckLogin", func() error { _, err := s.CheckLogin(ctx, loginKey, testLogin()); return err }},
+		{"SettleLogin", func() error { return s.SettleLogin(ctx, loginKey, testLogin(), TierUser, LoginNotChecked) }},
 		{"StartFamily", func() error {
 			return s.StartFamily(ctx, "f"+strconv.FormatInt(time.Now().UnixNano(), 10), "j", exp)
 		}},

@@ -457,3 +457,46 @@ func mustIs(t *testing.T, call string, err, want error) {
 		t.Fatalf("%s = %v, want %v", call, err, want)
 	}
 }
+
+func TestAllowLimitChangeKeepsDebt(t *testing.T) {
+	ctx := context.Background()
+	loose := Limit{Every: time.Second, Burst: 10}
+	strict := Limit{Every: time.Minute, Burst: 2}
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			clk := statetest.NewClock(t0())
+			s, _ := be.open(t, clk)
+			// Three loose tokens owe 3s. Under the strict limit (after a
+			// rolling restart with a new config) that debt is kept, in
+			// time: one more token fits in the strict burst, then the
+			// bucket is spent for a full strict interval.
+			for range 3 {
+				if ok, _, err := s.Allow(ctx, "t", "k", loose); !ok || err != nil {
+					t.Fatalf("Allow(loose) = %v, %v", ok, err)
+				}
+			}
+			if ok, _, _ := s.Allow(ctx, "t", "k", strict); !ok {
+				t.Errorf("Allow(strict) after 3s of debt = false, want true (burst 2 covers 1m)")
+			}
+			ok, retry, _ := s.Allow(ctx, "t", "k", strict)
+			if want := 3 * time.Second; ok || retry != want {
+				t.Errorf("second Allow(strict) = %v, %v; want false, %v", ok, retry, want)
+			}
+		})
+	}
+}
+
+func TestAllowScopesAreApart(t *testing.T) {
+	ctx := context.Background()
+	l := Limit{Every: time.Hour, Burst: 1}
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			s, _ := be.open(t, statetest.NewClock(t0()))
+			for _, sc := range []Scope{"login:ip", "refresh:ip", "logout:ip"} {
+				if ok, _, err := s.Allow(ctx, sc, "192.0.2.1", l); !ok || err != nil {
+					t.Errorf("Allow(%s, 192.0.2.1) = %v, %v; want a bucket of its own", sc, ok, err)
+				}
+			}
+		})
+	}
+}
