@@ -97,7 +97,7 @@ func TestRedisLoginKeysExpire(t *testing.T) {
 		// alice's account: her known client c2
 		prefix + "login:a:{u:alice}": l.KnownFor,
 		// nobody's account: the user tier charge of c1's failure
-		prefix + "login:a:{x:nobody}": l.User.window(),
+		prefix + "login:a:{x:nobody}":    l.User.window(),
 		prefix + "login:c:{x:nobody}:c1": l.CleanAfter,
 	}
 	c := rawClient(t, srv.URL(3))
