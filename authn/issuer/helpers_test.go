@@ -122,9 +122,8 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	known := fakePasswords()
 	o := Options{
 		Users: f.users, Signer: f.signer, Verifier: f.verifier, State: mem,
-		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
-		Limits: looseLimits(),
-		Now:    f.clk.Now, Logger: zap.New(core), Registerer: f.reg,
+		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, Limits: looseLimits(),
+		Now: f.clk.Now, Logger: zap.New(core), Registerer: f.reg,
 	}
 	h := hooks{
 		// The fake compare behaves like bcrypt, including its silent
