@@ -105,7 +105,7 @@ func TestLoginPerUsernameLimits(t *testing.T) {
 		{"a known address keeps its reserve while fresh addresses spend the rest", []loginCase{
 			right(home, ok),
 			wrong(v6(1), bad), wrong(v6(2), bad), wrong(v6(3), bad), // username budget
-			wrong(v6(4), bad),                          // clean reserve
+			wrong(v6(4), bad),                            // clean reserve
 			wrong(v6(5), limited), right(v6(6), limited), // a fresh address cannot reach the known reserve
 			right(home, ok),
 		}},
