@@ -29,9 +29,9 @@ func documentedMax(l Limits, d time.Duration) int {
 // attack drives an issuer on an injected clock, straight through its
 // handlers, without audit logging (millions of entries otherwise).
 type attack struct {
-	f       *fixture
-	fresh   int // fresh /64s handed out
-	guesses int // attacker attempts that reached bcrypt
+	f        *fixture
+	fresh    int // fresh /64s handed out
+	guesses  int // attacker attempts that reached bcrypt
 	admitted map[int]int
 }
 
