@@ -29,16 +29,15 @@ func documentedMax(l Limits, d time.Duration) int {
 // attack drives an issuer on an injected clock, straight through its
 // handlers, without audit logging (millions of entries otherwise).
 type attack struct {
-	f        *fixture
-	fresh    int // fresh /64s handed out
-	guesses  int // attacker attempts that reached bcrypt
-	admitted map[int]int
+	f       *fixture
+	fresh   int // fresh /64s handed out
+	guesses int // attacker attempts that reached bcrypt
 }
 
 func newAttack(t *testing.T, opts ...fixtureOpt) *attack {
 	f := newFixture(t, opts...)
 	f.is.log = zap.NewNop()
-	return &attack{f: f, admitted: map[int]int{}}
+	return &attack{f: f}
 }
 
 // freshAddr returns a client address in a /64 never used before.
@@ -57,14 +56,13 @@ func (a *attack) post(serve http.HandlerFunc, remote, body string) int {
 	return w.code
 }
 
-// guess sends a wrong password for alice from remote, counting it in the
-// simulated minute when bcrypt ran.
+// guess sends a wrong password for alice from remote, counting it when
+// bcrypt ran.
 func (a *attack) guess(remote string) int {
 	code := a.post(a.f.is.serveLogin, remote, form("username", "alice", "password", "wrong-guess"))
 	switch code {
 	case http.StatusBadRequest:
 		a.guesses++
-		a.admitted[int(a.f.clk.Now().Sub(attackStart)/time.Minute)]++
 	case http.StatusTooManyRequests:
 	default:
 		a.f.t.Fatalf("attacker guess from %s = %d", remote, code)
@@ -102,9 +100,6 @@ func (a *attack) spend() {
 		}
 	}
 }
-
-// attackStart is the simulated instant attacks begin (the fixture's clock).
-var attackStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // TestAttackEvictionFlood replays the eviction attack at its measured
 // scale: with alice's budget spent, 105,000 garbage refresh requests and as
