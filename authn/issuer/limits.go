@@ -114,9 +114,11 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// Validate reports every invalid field. Apply WithDefaults first if zero
-// values should mean "default".
+// Validate reports every invalid field. A zero field is valid: it takes its
+// default, so a config that names only some limits keeps the others; a
+// partly set Limit or a negative duration is an error.
 func (l Limits) Validate() error {
+	l = l.WithDefaults()
 	var errs []error
 	for _, f := range l.limitFields() {
 		if err := f.l.Validate(); err != nil {

@@ -53,11 +53,16 @@ func TestLimitsDefaultsAndValidate(t *testing.T) {
 	if set.LoginCleanAfter != time.Minute || set.LoginPerUserClient.Every != time.Hour || set.LoginKnownFor != d.LoginKnownFor {
 		t.Errorf("WithDefaults() replaced a set field or kept a zero one: %+v", set)
 	}
-	err := Limits{}.Validate()
+	if err := (Limits{}).Validate(); err != nil {
+		t.Errorf("Limits{}.Validate() = %v, want nil: zero fields take their defaults", err)
+	}
+	half := state.Limit{Every: time.Second}
+	err := Limits{LoginPerIP: half, LoginPerUserClient: half, LoginPerUser: half, LoginKnownClient: half,
+		LoginCleanClient: half, RefreshPerIP: half, LoginCleanAfter: -1, LoginKnownFor: -time.Hour}.Validate()
 	for _, name := range []string{"login_per_ip", "login_per_user_client", "login_per_user", "login_known_client",
 		"login_clean_client", "login_clean_after", "login_known_for", "refresh_per_ip"} {
 		if err == nil || !strings.Contains(err.Error(), "issuer: limits: "+name+":") {
-			t.Errorf("Limits{}.Validate() = %v, want an error naming %s", err, name)
+			t.Errorf("Validate() of partly set limits = %v, want an error naming %s", err, name)
 		}
 	}
 	bad := d
