@@ -8,11 +8,11 @@
 // shared state store, checked before any bcrypt work; the limiter fails
 // closed when the store is unavailable. The per-username limits count only
 // failures and keep reserves for the user's own clients, so an attacker's
-// failures cannot lock the user out (see Limits). Every attempt costs exactly one
-// bcrypt compare, against a dummy hash when the user is unknown or disabled,
-// so timing does not reveal which usernames exist, and compares run on a
-// bounded semaphore so a login flood cannot take every CPU from proxied
-// traffic.
+// failures cannot lock the user out (see Limits). Every attempt costs
+// exactly one bcrypt compare, against a dummy hash when the user is unknown
+// or disabled, so timing does not reveal which usernames exist, and
+// compares run on a bounded semaphore so a login flood cannot take every
+// CPU from proxied traffic.
 package issuer
 
 import (
