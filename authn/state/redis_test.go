@@ -143,7 +143,7 @@ func TestRedisKeysHaveBoundedTTL(t *testing.T) {
 	// Every key name ends in the longest lifetime, in ms, it may have.
 	limits := []Limit{
 		{Every: time.Second, Burst: 10},
-		{Every: 100 * time.Millisecond, Burst: 1},
+		{Every: 300 * time.Millisecond, Burst: 10}, // sub-second interval; a window long enough to outlive a loaded scan
 		{Every: time.Minute, Burst: 5},
 		{Every: 1500*time.Millisecond + 500*time.Microsecond, Burst: 3}, // rounds up to whole ms
 	}
