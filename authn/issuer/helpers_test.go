@@ -89,6 +89,16 @@ type fixture struct {
 
 type fixtureOpt func(*Options, *hooks)
 
+// looseLimits are limits no functional test reaches.
+func looseLimits() Limits {
+	loose := state.Limit{Every: time.Second, Burst: 1000}
+	return Limits{
+		LoginPerIP: loose, LoginPerUserClient: loose, LoginPerUser: loose,
+		LoginKnownClient: loose, LoginCleanClient: loose, RefreshPerIP: loose,
+		LoginCleanAfter: time.Hour, LoginKnownFor: time.Hour,
+	}
+}
+
 func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clk: statetest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), users: &users.Store{}}
@@ -112,12 +122,7 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	known := fakePasswords()
 	o := Options{
 		Users: f.users, Signer: f.signer, Verifier: f.verifier, State: mem,
-		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
-		Limits: Limits{
-			LoginPerIP:   state.Limit{Every: time.Second, Burst: 1000},
-			LoginPerUser: state.Limit{Every: time.Second, Burst: 1000},
-			RefreshPerIP: state.Limit{Every: time.Second, Burst: 1000},
-		},
+		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour, Limits: looseLimits(),
 		Now: f.clk.Now, Logger: zap.New(core), Registerer: f.reg,
 	}
 	h := hooks{
@@ -279,11 +284,25 @@ func (s *failingStore) err(ctx context.Context, op string) error {
 	return state.ErrUnavailable
 }
 
-func (s *failingStore) Allow(ctx context.Context, key string, l state.Limit) (bool, time.Duration, error) {
+func (s *failingStore) Allow(ctx context.Context, scope state.Scope, id string, l state.Limit) (bool, time.Duration, error) {
 	if err := s.err(ctx, "allow"); err != nil {
 		return false, 0, err
 	}
-	return s.Store.Allow(ctx, key, l)
+	return s.Store.Allow(ctx, scope, id, l)
+}
+
+func (s *failingStore) CheckLogin(ctx context.Context, k state.LoginKey, l state.LoginLimits) (state.LoginVerdict, error) {
+	if err := s.err(ctx, "check_login"); err != nil {
+		return state.LoginVerdict{}, err
+	}
+	return s.Store.CheckLogin(ctx, k, l)
+}
+
+func (s *failingStore) SettleLogin(ctx context.Context, k state.LoginKey, l state.LoginLimits, tier state.LoginTier, o state.LoginOutcome) error {
+	if err := s.err(ctx, "settle_login"); err != nil {
+		return err
+	}
+	return s.Store.SettleLogin(ctx, k, l, tier, o)
 }
 
 func (s *failingStore) StartFamily(ctx context.Context, fam, jti string, exp time.Time) error {

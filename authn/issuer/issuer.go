@@ -6,11 +6,13 @@
 //
 // Brute force is slowed by per-IP and per-username token buckets in the
 // shared state store, checked before any bcrypt work; the limiter fails
-// closed when the store is unavailable. Every attempt costs exactly one
-// bcrypt compare, against a dummy hash when the user is unknown or disabled,
-// so timing does not reveal which usernames exist, and compares run on a
-// bounded semaphore so a login flood cannot take every CPU from proxied
-// traffic.
+// closed when the store is unavailable. The per-username limits count only
+// failures and keep reserves for the user's own clients, so an attacker's
+// failures cannot lock the user out (see Limits). Every attempt costs
+// exactly one bcrypt compare, against a dummy hash when the user is unknown
+// or disabled, so timing does not reveal which usernames exist, and
+// compares run on a bounded semaphore so a login flood cannot take every
+// CPU from proxied traffic.
 package issuer
 
 import (
@@ -49,60 +51,6 @@ const (
 	retryStateUnavailable = 5 * time.Second
 	retryBcryptBusy       = 2 * time.Second
 )
-
-// Limits are the rate limits of the issuer's endpoints. A zero Limit field
-// takes its default from DefaultLimits; a partly set one is invalid, and no
-// value ever means "unlimited".
-type Limits struct {
-	// LoginPerIP limits login attempts per client IP.
-	// Default: one every 6s, burst 20.
-	LoginPerIP state.Limit `yaml:"login_per_ip"`
-	// LoginPerUser limits login attempts per normalized username, whoever
-	// sends them. Default: one every 1m, burst 5.
-	LoginPerUser state.Limit `yaml:"login_per_user"`
-	// RefreshPerIP limits refresh and logout requests per client IP.
-	// Default: one every 1s, burst 30.
-	RefreshPerIP state.Limit `yaml:"refresh_per_ip"`
-}
-
-// DefaultLimits returns the default Limits.
-func DefaultLimits() Limits {
-	return Limits{
-		LoginPerIP:   state.Limit{Every: 6 * time.Second, Burst: 20},
-		LoginPerUser: state.Limit{Every: time.Minute, Burst: 5},
-		RefreshPerIP: state.Limit{Every: time.Second, Burst: 30},
-	}
-}
-
-// WithDefaults returns l with every zero Limit replaced by its default.
-func (l Limits) WithDefaults() Limits {
-	d := DefaultLimits()
-	if l.LoginPerIP == (state.Limit{}) {
-		l.LoginPerIP = d.LoginPerIP
-	}
-	if l.LoginPerUser == (state.Limit{}) {
-		l.LoginPerUser = d.LoginPerUser
-	}
-	if l.RefreshPerIP == (state.Limit{}) {
-		l.RefreshPerIP = d.RefreshPerIP
-	}
-	return l
-}
-
-// Validate reports every invalid limit. Apply WithDefaults first if zero
-// values should mean "default".
-func (l Limits) Validate() error {
-	var errs []error
-	for _, f := range []struct {
-		name string
-		l    state.Limit
-	}{{"login_per_ip", l.LoginPerIP}, {"login_per_user", l.LoginPerUser}, {"refresh_per_ip", l.RefreshPerIP}} {
-		if err := f.l.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("issuer: limits: %s: %w", f.name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // Options configure New. Users, Signer, Verifier and State are required.
 type Options struct {
@@ -161,6 +109,7 @@ type Issuer struct {
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 	limits     Limits
+	login      state.LoginLimits // limits.login()
 	trusted    clientip.Trusted
 	maxBody    int64
 	bcryptWait time.Duration
@@ -245,6 +194,7 @@ func newIssuer(o Options, h hooks) (*Issuer, error) {
 		accessTTL:  orDefault(o.AccessTTL, DefaultAccessTTL),
 		refreshTTL: orDefault(o.RefreshTTL, DefaultRefreshTTL),
 		limits:     limits,
+		login:      limits.login(),
 		trusted:    o.Trusted,
 		maxBody:    orDefault(o.MaxBodyBytes, DefaultMaxBodyBytes),
 		bcryptWait: orDefault(o.BcryptWait, DefaultBcryptWait),

@@ -23,6 +23,7 @@ const (
 	reasonBadPassword      = "bad_password"
 	reasonPasswordTooLong  = "password_too_long"
 	reasonLimitIP          = "rate_limited_ip"
+	reasonLimitUserClient  = "rate_limited_user_client"
 	reasonLimitUser        = "rate_limited_user"
 	reasonStateUnavailable = "state_unavailable"
 	reasonBcryptBusy       = "bcrypt_busy"
@@ -76,35 +77,6 @@ func reuseFields(event, subject, family, ip string) []zap.Field {
 	}
 }
 
-// limit takes one token from the bucket named key. It returns nil when the
-// request may proceed, a 429 when the bucket is empty, and a 503 when the
-// store cannot answer: the limiter fails closed, because skipping it when
-// the store is down would hand brute force an open window.
-// limit takes a token from the bucket "endpoint:kind:id" (kind is keyIP or
-// keyUser) and counts a refusal. A refusal of a per-client bucket is held
-// by tarpit first: that client is the one looping. A refusal of a
-// per-username bucket is not, since many clients may share it.
-func (is *Issuer) limit(ctx context.Context, endpoint, kind, id string, l state.Limit) (*oauthError, string) {
-	sctx, cancel := is.stateCtx(ctx)
-	defer cancel()
-	ok, retry, err := is.state.Allow(sctx, endpoint+":"+kind+":"+id, l)
-	if err != nil {
-		return unavailable(retryStateUnavailable), outcomeUnavailable
-	}
-	if ok {
-		return nil, ""
-	}
-	is.m.rateLimited.WithLabelValues(endpoint, kind).Inc()
-	if retry <= 0 {
-		retry = time.Second
-	}
-	if kind == keyIP {
-		is.tarpit(ctx)
-	}
-	return &oauthError{status: http.StatusTooManyRequests, code: codeTooManyRequests,
-		desc: "too many requests; retry later", retryAfter: retry}, outcomeRateLimited
-}
-
 func unavailable(retry time.Duration) *oauthError {
 	return &oauthError{status: http.StatusServiceUnavailable, code: codeTemporarilyUnavailable,
 		desc: "the service is temporarily unavailable; retry later", retryAfter: retry}
@@ -112,30 +84,6 @@ func unavailable(retry time.Duration) *oauthError {
 
 func invalidGrant(desc string) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, code: codeInvalidGrant, desc: desc}
-}
-
-// tarpit holds a rate-limited answer for the configured delay before it is
-// sent. The request is refused either way — it is never queued for a token
-// — but a client hammering the endpoint in a closed loop now sends a few
-// requests a second instead of thousands, so a login flood costs almost no
-// CPU and proxied traffic keeps its share. At most maxTarpitted answers
-// are held at once; beyond that they go out at once.
-func (is *Issuer) tarpit(ctx context.Context) {
-	if is.limitedDelay <= 0 {
-		return
-	}
-	select {
-	case is.tarpitted <- struct{}{}:
-		defer func() { <-is.tarpitted }()
-	default:
-		return
-	}
-	t := time.NewTimer(is.limitedDelay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // acquire takes a bcrypt slot, waiting at most bcryptWait.
@@ -183,35 +131,43 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Both limits are checked before any bcrypt work. Per IP slows one
-	// client guessing many accounts; per username slows many clients (a
-	// botnet) guessing one account. The IP is taken from X-Forwarded-For
-	// only when the socket peer is a trusted proxy, so a client cannot get
-	// a fresh quota by writing the header itself.
+	// Every limit is checked before any bcrypt work. Per IP slows one
+	// client guessing many accounts; the per-username limits slow many
+	// clients (a botnet) guessing one account, without letting them lock
+	// the user out (see Limits). The IP is taken from X-Forwarded-For only
+	// when the socket peer is a trusted proxy, so a client cannot get a
+	// fresh quota by writing the header itself.
 	ctx := r.Context()
 	if e, outcome := is.limit(ctx, endpointLogin, keyIP, limitKey(ip), is.limits.LoginPerIP); e != nil {
 		fail(name, outcome, reasonFor(outcome, reasonLimitIP), e)
 		return
 	}
-	if e, outcome := is.limit(ctx, endpointLogin, keyUser, name, is.limits.LoginPerUser); e != nil {
-		fail(name, outcome, reasonFor(outcome, reasonLimitUser), e)
+	set := is.users.Load()
+	u, found := set.Lookup(name)
+	attempt, e, outcome, reason := is.admitLogin(ctx, name, found, ip)
+	if e != nil {
+		fail(name, outcome, reason, e)
 		return
+	}
+	// notChecked answers an admitted attempt whose password was never
+	// checked: it was no guess, so its charge is refunded.
+	notChecked := func(reason string) {
+		_ = is.settleLogin(ctx, attempt, state.LoginNotChecked) // a lost refund only errs strict
+		fail(name, outcomeUnavailable, reason, unavailable(retryBcryptBusy))
 	}
 
 	if !is.acquire(ctx) {
 		// A login flood must queue here, not on every CPU: bcrypt is
 		// deliberately slow and would starve proxied traffic.
-		fail(name, outcomeUnavailable, reasonBcryptBusy, unavailable(retryBcryptBusy))
+		notChecked(reasonBcryptBusy)
 		return
 	}
-	set := is.users.Load()
 	dummy, err := is.dummyFor(set.MaxCost())
 	if err != nil {
 		is.release()
-		fail(name, outcomeUnavailable, reasonBcryptBusy, unavailable(retryBcryptBusy))
+		notChecked(reasonBcryptBusy)
 		return
 	}
-	u, found := set.Lookup(name)
 	hash, reason := dummy, ""
 	switch {
 	case !found:
@@ -234,6 +190,16 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if reason == "" && err != nil {
 		reason = reasonBadPassword
 	}
+	settled := state.LoginSucceeded
+	if reason != "" {
+		settled = state.LoginFailed
+	}
+	if err := is.settleLogin(ctx, attempt, settled); err != nil {
+		// Fail closed either way: a failure that is not counted would be
+		// a free guess, and success and failure answer alike here.
+		fail(name, outcomeUnavailable, reasonStateUnavailable, unavailable(retryStateUnavailable))
+		return
+	}
 	if reason != "" {
 		fail(name, outcomeFailure, reason, invalidGrant(descInvalidCredentials))
 		return
@@ -254,14 +220,6 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	is.m.logins.WithLabelValues(outcomeSuccess).Inc()
 	is.audit(eventLogin, "username", name, ip, outcomeSuccess, "")
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// reasonFor picks the audit reason of a refused limiter check.
-func reasonFor(outcome, limited string) string {
-	if outcome == outcomeUnavailable {
-		return reasonStateUnavailable
-	}
-	return limited
 }
 
 // mintPair mints an access and a refresh token for u in family.

@@ -22,6 +22,7 @@ const (
 	endpointRefresh = "refresh"
 	endpointLogout  = "logout"
 	keyIP           = "ip"
+	keyUserClient   = "user_client"
 	keyUser         = "user"
 )
 
@@ -51,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authgate_rate_limited_total",
-			Help: "Issuer requests refused by a rate limit, by endpoint and limiter key (ip, user).",
+			Help: "Issuer requests refused by a rate limit, by endpoint and limiter key (ip, user_client, user).",
 		}, []string{"endpoint", "key"}),
 		logouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authgate_logouts_total",
@@ -65,6 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.refreshes.WithLabelValues(outcomeReuse)
 	m.rateLimited.WithLabelValues(endpointLogin, keyIP)
+	m.rateLimited.WithLabelValues(endpointLogin, keyUserClient)
 	m.rateLimited.WithLabelValues(endpointLogin, keyUser)
 	m.rateLimited.WithLabelValues(endpointRefresh, keyIP)
 	m.rateLimited.WithLabelValues(endpointLogout, keyIP)

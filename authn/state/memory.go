@@ -1,19 +1,15 @@
 package state
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
-// DefaultMaxKeys is the number of limiter buckets a Memory keeps when
-// MemoryOptions.MaxKeys is zero.
+// DefaultMaxKeys is the number of limiter entries a Memory keeps per kind
+// when MemoryOptions.MaxKeys is zero.
 const DefaultMaxKeys = 100000
 
 // sweepInterval is how often, by the injected clock, Memory drops expired
@@ -25,16 +21,14 @@ const sweepInterval = time.Minute
 // rotation) waits before it is written to the state file.
 const flushDelay = 500 * time.Millisecond
 
-// evictScan is how many least-recently-used buckets Allow inspects for idle
-// expiry on each call.
-const evictScan = 4
-
 // MemoryOptions configures NewMemory. The zero value is usable: the real
 // clock, DefaultMaxKeys buckets and no state file.
 type MemoryOptions struct {
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
-	// MaxKeys bounds the number of limiter buckets. If zero, DefaultMaxKeys.
+	// MaxKeys bounds the number of limiter entries of each kind: each Allow
+	// scope, (account, client) pairs, accounts, and names that are not
+	// accounts. If zero, DefaultMaxKeys.
 	MaxKeys int
 	// Path, if set, is the file families and revocations persist to, so that
 	// a revoked token stays revoked across a restart.
@@ -44,19 +38,18 @@ type MemoryOptions struct {
 // Memory is the embedded Store for a single replica. Create it with
 // NewMemory; the zero value is not usable. It is safe for concurrent use.
 //
-// Limiter buckets live in a bounded LRU map; families and revocations in maps
-// whose expired entries are swept lazily, so memory is bounded by MaxKeys and
-// by the number of live tokens. Operations never wait on anything but the
-// state file, so their ctx is not consulted.
+// Limiter entries live in bounded maps, one per kind, so that no kind can
+// evict another's (see table); families and revocations in maps whose
+// expired entries are swept lazily. Memory is bounded by MaxKeys per kind
+// and by the number of live tokens. Operations never wait on anything but
+// the state file, so their ctx is not consulted.
 type Memory struct {
-	now     func() time.Time
-	maxKeys int
-	path    string
+	now  func() time.Time
+	path string
+	lim  *limiter
 
 	mu        sync.Mutex
 	closed    bool
-	buckets   map[string]*list.Element // of *bucket
-	lru       *list.List               // front = most recently used
 	families  map[string]*family
 	revoked   map[string]time.Time
 	lastSweep time.Time
@@ -65,14 +58,6 @@ type Memory struct {
 	flushErr  error       // last state-file write failure, reported by Ping
 
 	writeMu sync.Mutex // serializes snapshot+write so writes land in order
-}
-
-// bucket is one limiter entry.
-type bucket struct {
-	key   string
-	lim   *rate.Limiter
-	limit Limit
-	last  time.Time
 }
 
 // family is one refresh-token family.
@@ -93,19 +78,18 @@ func NewMemory(o MemoryOptions) (*Memory, error) {
 	}
 	m := &Memory{
 		now:      o.Now,
-		maxKeys:  o.MaxKeys,
 		path:     o.Path,
-		buckets:  make(map[string]*list.Element),
-		lru:      list.New(),
 		families: make(map[string]*family),
 		revoked:  make(map[string]time.Time),
 	}
 	if m.now == nil {
 		m.now = time.Now
 	}
-	if m.maxKeys == 0 {
-		m.maxKeys = DefaultMaxKeys
+	maxKeys := o.MaxKeys
+	if maxKeys == 0 {
+		maxKeys = DefaultMaxKeys
 	}
+	m.lim = newLimiter(m.now, maxKeys)
 	m.lastSweep = m.now()
 	if m.path != "" {
 		if err := m.load(); err != nil {
@@ -113,101 +97,6 @@ func NewMemory(o MemoryOptions) (*Memory, error) {
 		}
 	}
 	return m, nil
-}
-
-// Len returns the number of limiter buckets held.
-func (m *Memory) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.lru.Len()
-}
-
-// Allow implements Store.
-func (m *Memory) Allow(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
-	if err := l.Validate(); err != nil {
-		return false, 0, err
-	}
-	key = boundKey(key)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return false, 0, unavailable("allow", errClosed)
-	}
-	now := m.now()
-	m.expireIdle(now, evictScan)
-
-	var b *bucket
-	if e, ok := m.buckets[key]; ok {
-		b = e.Value.(*bucket)
-		m.lru.MoveToFront(e)
-		if b.limit != l {
-			// The configured limit changed (a reload): keep the tokens
-			// already taken and apply the new rate and burst from now on.
-			b.lim.SetLimitAt(now, rate.Every(l.Every))
-			b.lim.SetBurstAt(now, l.Burst)
-			b.limit = l
-		}
-	} else {
-		if m.lru.Len() >= m.maxKeys {
-			m.makeRoom(now)
-		}
-		b = &bucket{key: key, lim: rate.NewLimiter(rate.Every(l.Every), l.Burst), limit: l}
-		m.buckets[key] = m.lru.PushFront(b)
-	}
-	b.last = now
-	if b.lim.AllowN(now, 1) {
-		return true, 0, nil
-	}
-	// Tokens is below 1; the missing fraction refills at one per Every.
-	missing := 1 - b.lim.TokensAt(now)
-	retry := time.Duration(math.Ceil(missing * float64(l.Every)))
-	if retry <= 0 {
-		retry = time.Nanosecond
-	}
-	return false, retry, nil
-}
-
-// idle reports whether b has been unused long enough to have refilled
-// completely, so that dropping it is indistinguishable from keeping it.
-func (b *bucket) idle(now time.Time) bool {
-	return now.Sub(b.last) >= b.limit.window()
-}
-
-// expireIdle drops up to n idle buckets from the least-recently-used end.
-// m.mu must be held.
-func (m *Memory) expireIdle(now time.Time, n int) {
-	for i := 0; i < n; i++ {
-		e := m.lru.Back()
-		if e == nil || !e.Value.(*bucket).idle(now) {
-			return
-		}
-		m.removeBucket(e)
-	}
-}
-
-// makeRoom frees at least one slot when the map is full: idle buckets first,
-// then the least recently used one. m.mu must be held.
-//
-// Evicting a bucket that is not yet full forgets part of a key's history. A
-// bounded map is still the right trade: an attacker cycling through distinct
-// keys (IPs, usernames) must not be able to grow memory without bound, and the
-// evicted key is the one that was used least recently.
-func (m *Memory) makeRoom(now time.Time) {
-	for m.lru.Len() >= m.maxKeys {
-		e := m.lru.Back()
-		if e == nil {
-			return
-		}
-		// An idle bucket or, failing that, the LRU one: either way the back.
-		m.removeBucket(e)
-		m.expireIdle(now, evictScan)
-	}
-}
-
-// removeBucket drops e from the map and the list. m.mu must be held.
-func (m *Memory) removeBucket(e *list.Element) {
-	b := m.lru.Remove(e).(*bucket)
-	delete(m.buckets, b.key)
 }
 
 // StartFamily implements Store. Starting a family id that already exists is
@@ -352,6 +241,7 @@ func (m *Memory) Close() error {
 		return nil
 	}
 	m.closed = true
+	m.lim.close()
 	if m.timer != nil {
 		m.timer.Stop()
 		m.timer = nil

@@ -53,7 +53,7 @@ func TestMemoryLimiterIsBounded(t *testing.T) {
 			runtime.ReadMemStats(&before)
 			ctx := context.Background()
 			for i := range tt.keys {
-				ok, _, err := m.Allow(ctx, "ip:"+strconv.Itoa(i), l)
+				ok, _, err := m.Allow(ctx, "t", "ip:"+strconv.Itoa(i), l)
 				if err != nil || !ok {
 					t.Fatalf("Allow(ip:%d) = %v, %v; want true, nil", i, ok, err)
 				}
@@ -87,55 +87,42 @@ func TestMemoryIdleBucketsExpire(t *testing.T) {
 	l := Limit{Every: time.Second, Burst: 2}
 	ctx := context.Background()
 	for i := range 20 {
-		_, _, _ = m.Allow(ctx, "k"+strconv.Itoa(i), l)
+		_, _, _ = m.Allow(ctx, "t", "k"+strconv.Itoa(i), l)
 	}
 	clk.Advance(l.window())
 	for range 10 {
-		_, _, _ = m.Allow(ctx, "fresh", l)
+		_, _, _ = m.Allow(ctx, "t", "fresh", l)
 	}
 	if n := m.Len(); n != 1 {
 		t.Errorf("Len() after all other buckets went idle = %d, want 1", n)
 	}
 }
 
-func TestMemoryEvictsLeastRecentlyUsed(t *testing.T) {
+func TestMemoryEvictsTheBucketOwingLeast(t *testing.T) {
 	clk := statetest.NewClock(t0())
 	m := newMemory(t, MemoryOptions{Now: clk.Now, MaxKeys: 3})
-	l := Limit{Every: time.Hour, Burst: 1}
+	l := Limit{Every: time.Hour, Burst: 3}
 	ctx := context.Background()
-	for _, k := range []string{"a", "b", "c", "a", "d"} {
-		_, _, _ = m.Allow(ctx, k, l)
+	// a is spent (owes 3h), c owes 2h, b owes 1h and was used last.
+	for _, k := range []string{"a", "a", "a", "c", "c", "b"} {
+		if ok, _, _ := m.Allow(ctx, "t", k, l); !ok {
+			t.Fatalf("Allow(%s) = false while filling", k)
+		}
 	}
+	// A fourth key evicts b, the bucket closest to full, although it is
+	// the most recently used: an LRU would have dropped a, the exhausted
+	// one, and handed its owner a fresh burst.
+	_, _, _ = m.Allow(ctx, "t", "d", l)
 	if n := m.Len(); n != 3 {
 		t.Fatalf("Len() = %d, want 3", n)
 	}
-	// b was least recently used and was evicted; a, c and d are still
-	// limited.
-	for _, tt := range []struct {
-		key  string
-		want bool
-	}{{"a", false}, {"c", false}, {"d", false}, {"b", true}} {
-		if ok, _, _ := m.Allow(ctx, tt.key, l); ok != tt.want {
-			t.Errorf("Allow(%s) = %v, want %v", tt.key, ok, tt.want)
-		}
+	if ok, _, _ := m.Allow(ctx, "t", "a", l); ok {
+		t.Errorf("Allow(a) after the eviction = true, want false: the exhausted bucket was dropped")
 	}
-}
-
-func TestMemoryLimitChangeApplies(t *testing.T) {
-	clk := statetest.NewClock(t0())
-	m := newMemory(t, MemoryOptions{Now: clk.Now})
-	ctx := context.Background()
-	loose := Limit{Every: time.Second, Burst: 10}
-	strict := Limit{Every: time.Minute, Burst: 1}
 	for range 3 {
-		_, _, _ = m.Allow(ctx, "k", loose)
-	}
-	// The remaining tokens are capped at the new burst.
-	if ok, _, _ := m.Allow(ctx, "k", strict); !ok {
-		t.Errorf("first Allow(k, strict) after 3 loose calls = false, want true")
-	}
-	if ok, retry, _ := m.Allow(ctx, "k", strict); ok || retry <= 0 || retry > strict.Every {
-		t.Errorf("second Allow(k, strict) = %v, %v; want false, retry in (0, %v]", ok, retry, strict.Every)
+		if ok, _, _ := m.Allow(ctx, "t", "b", l); !ok {
+			t.Errorf("Allow(b) = false, want a full bucket again after its eviction")
+		}
 	}
 }
 

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +57,7 @@ type Redis struct {
 	timeout time.Duration
 	now     func() time.Time // nil: server clock for the limiter
 
-	allowScript  *redis.Script
+	scripts      redisScripts // the limiter's
 	startScript  *redis.Script
 	rotateScript *redis.Script
 	revokeScript *redis.Script
@@ -67,40 +67,6 @@ type Redis struct {
 }
 
 var _ Store = (*Redis)(nil)
-
-// allowSrc is a GCRA token bucket. The stored value is the theoretical
-// arrival time (TAT) in microseconds: the instant the bucket would be full
-// again. A request is allowed when, after adding one interval, the TAT is at
-// most Burst intervals ahead of now.
-//
-// KEYS[1] bucket; ARGV[1] now in µs, or "" for the server clock;
-// ARGV[2] interval in µs; ARGV[3] burst. Returns {allowed, retry_after_µs}.
-const allowSrc = `
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
-local every = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local tat = now
-local v = redis.call('GET', KEYS[1])
-if v then
-  local n = tonumber(v)
-  if n and n > now then tat = n end
-end
-local new_tat = tat + every
-local allow_at = new_tat - burst * every
-if now < allow_at then
-  return {0, allow_at - now}
-end
-local ttl = math.ceil((new_tat - now) / 1000)
-if ttl < 1 then ttl = 1 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
-return {1, 0}
-`
 
 // startSrc creates a family unless it exists.
 // KEYS[1] family; ARGV[1] jti; ARGV[2] expiry in unix ms. Returns 0 or 1
@@ -182,12 +148,17 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if prefix == "" {
 		prefix = DefaultKeyPrefix
 	}
+	if strings.ContainsAny(prefix, "{}") {
+		// A brace in the prefix would become every key's Redis Cluster
+		// hash tag, or break the tags that keep each script in one slot.
+		return nil, errors.New("state: redis key prefix must not contain '{' or '}'")
+	}
 	r := &Redis{
 		client:       redis.NewClient(opt),
 		prefix:       prefix,
 		timeout:      timeout,
 		now:          o.Now,
-		allowScript:  redis.NewScript(allowSrc),
+		scripts:      newRedisScripts(),
 		startScript:  redis.NewScript(startSrc),
 		rotateScript: redis.NewScript(rotateSrc),
 		revokeScript: redis.NewScript(revokeFamilySrc),
@@ -227,39 +198,6 @@ func (r *Redis) clock() time.Time {
 // op bounds ctx by the per-operation timeout.
 func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, r.timeout)
-}
-
-// Allow implements Store.
-func (r *Redis) Allow(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
-	if err := l.Validate(); err != nil {
-		return false, 0, err
-	}
-	every := l.Every.Microseconds()
-	if every < 1 {
-		every = 1
-	}
-	now := ""
-	if r.now != nil {
-		now = strconv.FormatInt(r.now().UnixMicro(), 10)
-	}
-	ctx, cancel := r.op(ctx)
-	defer cancel()
-	res, err := r.allowScript.Run(ctx, r.client, []string{r.prefix + "rl:" + boundKey(key)},
-		now, every, l.Burst).Int64Slice()
-	if err != nil {
-		return false, 0, unavailable("allow", err)
-	}
-	if len(res) != 2 {
-		return false, 0, unavailable("allow", errors.New("unexpected script reply"))
-	}
-	if res[0] == 1 {
-		return true, 0, nil
-	}
-	retry := time.Duration(res[1]) * time.Microsecond
-	if retry <= 0 {
-		retry = time.Microsecond
-	}
-	return false, retry, nil
 }
 
 // StartFamily implements Store. Starting a family id that already exists is

@@ -37,12 +37,15 @@ type opResult struct {
 func storeOps(s Store, exp time.Time) []opResult {
 	ctx := context.Background()
 	l := Limit{Every: time.Second, Burst: 100}
+	loginKey := LoginKey{Account: "alice", Known: true, Client: "c"}
 	ops := []struct {
 		name string
 		fn   func() error
 	}{
 		{"Ping", func() error { return s.Ping(ctx) }},
-		{"Allow", func() error { _, _, err := s.Allow(ctx, "k", l); return err }},
+		{"Allow", func() error { _, _, err := s.Allow(ctx, "t", "k", l); return err }},
+		{"CheckLogin", func() error { _, err := s.CheckLogin(ctx, loginKey, testLogin()); return err }},
+		{"SettleLogin", func() error { return s.SettleLogin(ctx, loginKey, testLogin(), TierUser, LoginNotChecked) }},
 		{"StartFamily", func() error {
 			return s.StartFamily(ctx, "f"+strconv.FormatInt(time.Now().UnixNano(), 10), "j", exp)
 		}},
@@ -140,14 +143,14 @@ func TestRedisKeysHaveBoundedTTL(t *testing.T) {
 	// Every key name ends in the longest lifetime, in ms, it may have.
 	limits := []Limit{
 		{Every: time.Second, Burst: 10},
-		{Every: 100 * time.Millisecond, Burst: 1},
+		{Every: 300 * time.Millisecond, Burst: 10}, // sub-second interval; a window long enough to outlive a loaded scan
 		{Every: time.Minute, Burst: 5},
 		{Every: 1500*time.Millisecond + 500*time.Microsecond, Burst: 3}, // rounds up to whole ms
 	}
 	for _, l := range limits {
 		key := "b" + strconv.FormatInt(l.window().Milliseconds()+1, 10) // +1: rounded up to ms
 		for range l.Burst + 2 {
-			if _, _, err := s.Allow(ctx, key, l); err != nil {
+			if _, _, err := s.Allow(ctx, "t", key, l); err != nil {
 				t.Fatalf("Allow(%s) error = %v", key, err)
 			}
 		}
@@ -253,7 +256,7 @@ func TestRedisServerClock(t *testing.T) {
 	l := Limit{Every: time.Hour, Burst: 2}
 	ctx := context.Background()
 	for i, want := range []bool{true, true, false} {
-		ok, retry, err := s.Allow(ctx, "k", l)
+		ok, retry, err := s.Allow(ctx, "t", "k", l)
 		if err != nil || ok != want {
 			t.Fatalf("call %d: Allow() = %v, %v; want %v, nil", i, ok, err, want)
 		}

@@ -72,9 +72,12 @@ func (l Limit) window() time.Duration { return time.Duration(l.Burst) * l.Every 
 // Store is the shared state behind the limiter, the refresh handler and the
 // revocation check. Implementations are safe for concurrent use.
 type Store interface {
-	// Allow takes one token from the bucket named key. retryAfter > 0 when
-	// denied. It never waits.
-	Allow(ctx context.Context, key string, l Limit) (ok bool, retryAfter time.Duration, err error)
+	// Allow takes one token from the bucket id of scope. retryAfter > 0
+	// when denied. It never waits. Scopes do not share buckets, and in a
+	// bounded store one scope's traffic never evicts another's buckets.
+	Allow(ctx context.Context, scope Scope, id string, l Limit) (ok bool, retryAfter time.Duration, err error)
+	// LoginLimiter holds the per-account login limits.
+	LoginLimiter
 	// StartFamily records a new refresh-token family whose current token is
 	// jti; the record expires at exp.
 	StartFamily(ctx context.Context, family, jti string, exp time.Time) error

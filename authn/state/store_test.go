@@ -173,7 +173,7 @@ func TestAllow(t *testing.T) {
 					s, _ := be.open(t, clk)
 					for i, st := range tt.steps {
 						clk.Advance(st.wait)
-						ok, retry, err := s.Allow(context.Background(), st.key, tt.limit)
+						ok, retry, err := s.Allow(context.Background(), "t", st.key, tt.limit)
 						if err != nil {
 							t.Fatalf("step %d: Allow() error = %v", i, err)
 						}
@@ -193,9 +193,9 @@ func TestAllow(t *testing.T) {
 				clk := statetest.NewClock(t0())
 				s, _ := be.open(t, clk)
 				l := Limit{Every: 10 * time.Second, Burst: 1}
-				_, _, _ = s.Allow(context.Background(), "k", l)
+				_, _, _ = s.Allow(context.Background(), "t", "k", l)
 				clk.Advance(4 * time.Second)
-				ok, retry, err := s.Allow(context.Background(), "k", l)
+				ok, retry, err := s.Allow(context.Background(), "t", "k", l)
 				if err != nil || ok || retry != 6*time.Second {
 					t.Errorf("Allow() = %v, %v, %v; want false, 6s, nil", ok, retry, err)
 				}
@@ -203,7 +203,7 @@ func TestAllow(t *testing.T) {
 			t.Run("invalid limit is an error", func(t *testing.T) {
 				s, _ := be.open(t, statetest.NewClock(t0()))
 				for _, l := range []Limit{{}, {Burst: 10}, {Every: time.Second}} {
-					ok, _, err := s.Allow(context.Background(), "k", l)
+					ok, _, err := s.Allow(context.Background(), "t", "k", l)
 					if err == nil || ok {
 						t.Errorf("Allow(%+v) = %v, %v; want false and an error", l, ok, err)
 					}
@@ -230,7 +230,7 @@ func TestAllowConcurrentNeverExceedsBurst(t *testing.T) {
 				}
 				wg.Go(func() {
 					for range perG {
-						ok, _, err := s.Allow(context.Background(), "hot", l)
+						ok, _, err := s.Allow(context.Background(), "t", "hot", l)
 						if err != nil {
 							errs <- err
 							return
@@ -432,7 +432,7 @@ func TestRevoke(t *testing.T) {
 				mustNil(t, "Close()", s.Close())
 				mustNil(t, "Close() again", s.Close())
 				exp := clk.Now().Add(time.Hour)
-				_, _, err := s.Allow(ctx, "k", Limit{Every: time.Second, Burst: 1})
+				_, _, err := s.Allow(ctx, "t", "k", Limit{Every: time.Second, Burst: 1})
 				mustIs(t, "Allow()", err, ErrUnavailable)
 				_, err = s.IsRevoked(ctx, "j")
 				mustIs(t, "IsRevoked()", err, ErrUnavailable)
@@ -455,5 +455,48 @@ func mustIs(t *testing.T, call string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("%s = %v, want %v", call, err, want)
+	}
+}
+
+func TestAllowLimitChangeKeepsDebt(t *testing.T) {
+	ctx := context.Background()
+	loose := Limit{Every: time.Second, Burst: 10}
+	strict := Limit{Every: time.Minute, Burst: 2}
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			clk := statetest.NewClock(t0())
+			s, _ := be.open(t, clk)
+			// Three loose tokens owe 3s. Under the strict limit (after a
+			// rolling restart with a new config) that debt is kept, in
+			// time: one more token fits in the strict burst, then the
+			// bucket is spent for a full strict interval.
+			for range 3 {
+				if ok, _, err := s.Allow(ctx, "t", "k", loose); !ok || err != nil {
+					t.Fatalf("Allow(loose) = %v, %v", ok, err)
+				}
+			}
+			if ok, _, _ := s.Allow(ctx, "t", "k", strict); !ok {
+				t.Errorf("Allow(strict) after 3s of debt = false, want true (burst 2 covers 1m)")
+			}
+			ok, retry, _ := s.Allow(ctx, "t", "k", strict)
+			if want := 3 * time.Second; ok || retry != want {
+				t.Errorf("second Allow(strict) = %v, %v; want false, %v", ok, retry, want)
+			}
+		})
+	}
+}
+
+func TestAllowScopesAreApart(t *testing.T) {
+	ctx := context.Background()
+	l := Limit{Every: time.Hour, Burst: 1}
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			s, _ := be.open(t, statetest.NewClock(t0()))
+			for _, sc := range []Scope{"login:ip", "refresh:ip", "logout:ip"} {
+				if ok, _, err := s.Allow(ctx, sc, "192.0.2.1", l); !ok || err != nil {
+					t.Errorf("Allow(%s, 192.0.2.1) = %v, %v; want a bucket of its own", sc, ok, err)
+				}
+			}
+		})
 	}
 }

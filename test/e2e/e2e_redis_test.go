@@ -210,7 +210,9 @@ func assertStateTTLs(t *testing.T, redisURL, prefix string, cfg *config.Config) 
 		max    time.Duration
 	}{
 		{"rl:login:ip:", window(lim.LoginPerIP)},
-		{"rl:login:user:", window(lim.LoginPerUser)},
+		{"login:a:{u:", lim.LoginKnownFor + time.Millisecond},
+		{"login:a:{x:", max(window(lim.LoginPerUser), window(lim.LoginCleanClient))},
+		{"login:c:", max(window(lim.LoginPerUserClient), lim.LoginCleanAfter+time.Millisecond)},
 		{"rl:refresh:ip:", window(lim.RefreshPerIP)},
 		{"rl:logout:ip:", window(lim.RefreshPerIP)},
 		{"fam:", cfg.JWT.RefreshTTL},
@@ -428,12 +430,12 @@ func TestE2ERedisReplicas(t *testing.T) {
 		found := assertStateTTLs(t, srv.URL(1), prefix, a.app.Config())
 		// The logout bucket is not required: one spent token of a 100ms
 		// interval refills, and its key expires, before the scan.
-		for _, k := range []string{"rl:login:ip:", "rl:login:user:", "rl:refresh:ip:", "fam:"} {
+		for _, k := range []string{"rl:login:ip:", "login:a:{u:", "rl:refresh:ip:", "fam:"} {
 			if found[k] == 0 {
 				t.Errorf("no %s key under %s after the flows: %v", k, prefix, found)
 			}
 		}
-		if want := 5; found["rl:login:user:"] != want {
+		if want := 5; found["login:a:{u:"] != want {
 			t.Errorf("%d per-user buckets, want %d (alice, bob, carol, dave, erin)", found["rl:login:user:"], want)
 		}
 		if want := 4; found["fam:"] != want {
@@ -680,14 +682,14 @@ func BenchmarkLoginLimiter(b *testing.B) {
 			defer st.Close()
 			ctx := context.Background()
 			// The issuer's key shape for the per-IP login bucket.
-			const key = "login:ip:192.0.2.10"
-			if ok, _, err := st.Allow(ctx, key, limit); !ok || err != nil {
+			const scope, key = "login:ip", "192.0.2.10"
+			if ok, _, err := st.Allow(ctx, scope, key, limit); !ok || err != nil {
 				b.Fatalf("first Allow = %v, %v; want allowed", ok, err)
 			}
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					ok, retry, err := st.Allow(ctx, key, limit)
+					ok, retry, err := st.Allow(ctx, scope, key, limit)
 					if err != nil || ok || retry <= 0 {
 						b.Errorf("Allow = %v, %v, %v; want refused with a retry", ok, retry, err)
 						return
