@@ -105,6 +105,8 @@ type JWTConfig struct {
 	AccessTTL  time.Duration `yaml:"access_ttl"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
 	CacheSize  int           `yaml:"cache_size"`
+	// RefreshMaxAge is the absolute lifetime of a session since its login.
+	RefreshMaxAge time.Duration `yaml:"refresh_max_age"`
 }
 
 // AuthConfig configures the login, refresh and logout endpoints, served
@@ -168,7 +170,7 @@ func defaultConfig() Config {
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
 		ReloadInterval: time.Second,
-		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000},
+		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge},
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
@@ -293,6 +295,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
 		bad("trusted_proxies", "%v", err)
+	}
+	if c.JWT.RefreshMaxAge <= 0 || c.JWT.RefreshMaxAge < c.JWT.RefreshTTL {
+		bad("jwt.refresh_max_age", "must be positive and at least jwt.refresh_ttl (%s)", c.JWT.RefreshTTL)
 	}
 	if c.JWT.CacheSize < 0 {
 		bad("jwt.cache_size", "must not be negative (0 disables the cache)")

@@ -125,6 +125,14 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	} else if a.state, err = openState(cfg, sec, d); err != nil {
 		return nil, err
 	}
+	// Disables, deletes and password changes are recorded in the state
+	// store, so old tokens stay dead after an undo, a restart and on every
+	// replica; a record outlives every token it refuses.
+	if err := a.users.Track(a.state, users.TrackOptions{Keep: max(cfg.JWT.AccessTTL, cfg.JWT.RefreshTTL, issuer.MaxAdminTokenTTL) + cfg.JWT.Leeway,
+		Timeout: cfg.Auth.StateTimeout, Interval: cfg.ReloadInterval, Now: d.Now,
+		OnError: func(err error) { a.log.Warn("users: state store", zap.Error(err)) }}); err != nil {
+		a.log.Warn("users: not-before records not synchronized; affected users are refused until they are", zap.Error(err))
+	}
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "authgate_state_store_up", Help: "1 if the shared state store (embedded or Redis) answers, else 0.",
 	}, func() float64 {
@@ -178,7 +186,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	if cfg.UsersFile != "" {
 		a.issuer, err = issuer.New(issuer.Options{
 			Users: a.users, Signer: a.signer, Verifier: a.verifier, State: a.state,
-			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, Limits: cfg.Auth.Limits, Trusted: trusted,
+			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, RefreshMaxAge: cfg.JWT.RefreshMaxAge, Limits: cfg.Auth.Limits, Trusted: trusted,
 			MaxBodyBytes: cfg.Auth.MaxBodyBytes, BcryptConcurrency: cfg.Auth.BcryptConcurrency, StateTimeout: cfg.Auth.StateTimeout,
 			LimitedDelay: cfg.Auth.LimitedDelay, Now: d.Now, Logger: a.log.With(zap.String("component", "issuer")), Registerer: a.reg,
 		})
@@ -548,6 +556,7 @@ func (a *app) serveOn(ctx context.Context, mainLn, adminLn net.Listener) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go a.watcher.Run(watchCtx)
+	go a.users.Run(watchCtx)
 	if a.external != nil {
 		a.external.Start(watchCtx)
 		defer a.external.Close()

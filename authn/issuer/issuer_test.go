@@ -134,7 +134,8 @@ func TestMintFor(t *testing.T) {
 		wantVer   bool
 	}{
 		{"user takes roles and ver from the file", "Alice", nil, "", []string{"admin", "user"}, true},
-		{"user with explicit roles", "alice", []string{"admin"}, "its roles come from the users file", nil, false},
+		{"user with a subset of their roles", "alice", []string{"user"}, "", []string{"user"}, true},
+		{"user with a role they do not hold", "alice", []string{"user", "auditor"}, `does not hold role "auditor"`, nil, false},
 		{"disabled user", "bob", nil, "is disabled", nil, false},
 		{"service", "billing", []string{"reader"}, "", []string{"reader"}, false},
 		{"service without roles", "billing", nil, "needs at least one --role", nil, false},
@@ -184,7 +185,11 @@ func TestRunToken(t *testing.T) {
 		!p.ExpiresAt.Equal(f.clk.Now().Add(10*time.Minute)) {
 		t.Errorf("minted token = %+v, %v", p, err)
 	}
-	for _, args := range [][]string{nil, {"--subject", "x", "extra"}, {"--subject", "alice", "--role", "admin"}, {"--subject", "x", "--role", "r", "--ttl", "-1s"}} {
+	for _, args := range [][]string{nil, {"--subject", "x", "extra"}, {"--subject", "alice", "--role", "root"},
+		{"--subject", "x", "--role", "r", "--ttl", "-1s"},
+		// A 30-day admin token would outlive every revocation but a key
+		// rotation.
+		{"--subject", "alice", "--ttl", "720h"}, {"--subject", "x", "--role", "r", "--ttl", "24h1s"}} {
 		if err := RunToken(args, f.signer, f.users.Load(), &out, &errOut); err == nil {
 			t.Errorf("RunToken(%q) error = nil, want an error", args)
 		}

@@ -59,6 +59,7 @@ type Memory struct {
 	lru       *list.List               // front = most recently used
 	families  map[string]*family
 	revoked   map[string]time.Time
+	notBefore map[string]notBefore
 	lastSweep time.Time
 	dirty     bool        // state differs from the file
 	timer     *time.Timer // pending debounced flush, or nil
@@ -381,6 +382,12 @@ func (m *Memory) maybeSweep(now time.Time) {
 	for k, exp := range m.revoked {
 		if !exp.After(now) {
 			delete(m.revoked, k)
+			n++
+		}
+	}
+	for k, nb := range m.notBefore {
+		if !nb.exp.After(now) {
+			delete(m.notBefore, k)
 			n++
 		}
 	}
