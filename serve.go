@@ -213,6 +213,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
 		MaxInFlight:          cfg.Listen.MaxInFlight,
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
+		TunnelRecheck:        cfg.ReloadInterval,
 		Now:                  d.Now,
 	})
 	if err != nil {

@@ -80,6 +80,10 @@ type Options struct {
 	// while proxying; a client that stalls longer is cut off, so a stalled
 	// upload cannot hold an in-flight slot forever. Zero means no bound.
 	BodyReadTimeout time.Duration
+	// TunnelRecheck is how often an open WebSocket tunnel is authorized
+	// again (see tunnel.go); it should be the reload interval. Zero means
+	// DefaultTunnelRecheck.
+	TunnelRecheck time.Duration
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -162,6 +166,7 @@ type reqState struct {
 	requestID string
 	upstream  time.Duration
 	errKind   string
+	tunnel    *tunnel // set for upgrade requests
 }
 
 type stateKey struct{}
@@ -268,7 +273,14 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	if g.o.BodyReadTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w.ResponseWriter), idle: g.o.BodyReadTimeout}
 	}
-	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if len(r.Header["Upgrade"]) > 0 {
+		// A WebSocket tunnel ends with its credential (see tunnel.go).
+		var done func()
+		ctx, done = g.watchTunnel(ctx, r, st)
+		defer done()
+	}
+	g.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // idleBody sets a read deadline before every read of a request body, so
@@ -294,6 +306,9 @@ var privateCC = []string{"private"}
 // "private" is added to Cache-Control.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request.Context())
+	if st != nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		g.tunnelOpened(st)
+	}
 	if st == nil || !st.principal.Authenticated() {
 		return nil
 	}

@@ -16,6 +16,7 @@ type Metrics struct {
 	ruleHits         *prometheus.CounterVec
 	shadow           *prometheus.CounterVec
 	apiKeyUse        *prometheus.CounterVec
+	tunnels          *tunnelMetrics
 }
 
 // NewMetrics registers the proxy metrics on reg.
@@ -57,6 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"key"}),
 	}
 	reg.MustRegister(m.requests, m.overhead, m.upstreamDuration, m.upstreamErrors, m.inflight, m.ruleHits, m.shadow, m.apiKeyUse)
+	m.tunnels = newTunnelMetrics(reg)
 	for _, k := range upstreamErrorKinds {
 		m.upstreamErrors.WithLabelValues(k)
 	}
