@@ -78,6 +78,7 @@ type Store struct {
 	local     map[string]time.Time // known not-before instants, only ever raised
 	unwritten map[string]time.Time // instants not yet recorded in the ledger
 	unread    map[string]bool      // users whose record was not read since they appeared
+	failing   bool                 // the last sync failed (OnError is told once per outage)
 }
 
 // view is one consistent snapshot for CheckBinding: a users file and the
@@ -264,9 +265,6 @@ func (st *Store) syncLocked(ctx context.Context, all bool) error {
 		if firstErr == nil {
 			firstErr = err
 		}
-		if st.opts.OnError != nil {
-			st.opts.OnError(err)
-		}
 	}
 	if len(st.unwritten) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, st.opts.Timeout)
@@ -306,6 +304,12 @@ func (st *Store) syncLocked(ctx context.Context, all bool) error {
 	}
 	st.forget()
 	st.publish(s)
+	if firstErr != nil && !st.failing && st.opts.OnError != nil {
+		// Once per outage: a store that stays down is retried every
+		// interval, and one log line says so.
+		st.opts.OnError(firstErr)
+	}
+	st.failing = firstErr != nil
 	return firstErr
 }
 
