@@ -119,6 +119,14 @@ func (tr *tracked) check(c *token.Claims) error {
 	return tr.st.CheckBinding(context.Background(), c)
 }
 
+// expect checks that CheckBinding of c is want (nil: accepted).
+func (tr *tracked) expect(what string, c *token.Claims, want error) {
+	tr.t.Helper()
+	if err := tr.check(c); !is(err, want) {
+		tr.t.Errorf("%s = %v, want %v", what, err, want)
+	}
+}
+
 func is(err, want error) bool {
 	return (want == nil) == (err == nil) && (want == nil || errors.Is(err, want))
 }
@@ -167,9 +175,7 @@ func TestStandingTransitions(t *testing.T) {
 			if vf := tr.st.ValidFrom("alice"); vf.After(clk.Now()) {
 				clk.Set(vf)
 			}
-			if err := tr.check(tr.token()); err != nil {
-				t.Errorf("after the undo: CheckBinding(new token) = %v, want nil", err)
-			}
+			tr.expect("after the undo: CheckBinding(new token)", tr.token(), nil)
 		})
 	}
 }
@@ -182,9 +188,7 @@ func TestStandingSameSecond(t *testing.T) {
 	old := tr.token() // iat 09:00:00
 	tr.swap(usersFile(hashAlice, "disabled"))
 	tr.swap(usersFile(hashAlice))
-	if err := tr.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("CheckBinding(token of the same second) = %v, want ErrRevoked", err)
-	}
+	tr.expect("CheckBinding(token of the same second)", old, ErrRevoked)
 	if got, want := tr.st.ValidFrom("Alice"), time.Date(2026, 5, 1, 9, 0, 1, 0, time.UTC); !got.Equal(want) {
 		t.Errorf("ValidFrom(alice) = %v, want %v", got, want)
 	}
@@ -206,12 +210,8 @@ func TestStandingSurvivesRestart(t *testing.T) {
 	clk.Advance(time.Minute)
 	// Restarted with alice back in the file.
 	tr2 := newTracked(t, clk, newLedger(t, clk, path), usersFile(hashAlice))
-	if err := tr2.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("after the restart: CheckBinding(token from before the delete) = %v, want ErrRevoked", err)
-	}
-	if err := tr2.check(tr2.token()); err != nil {
-		t.Errorf("after the restart: CheckBinding(new token) = %v, want nil", err)
-	}
+	tr2.expect("after the restart: CheckBinding(token from before the delete)", old, ErrRevoked)
+	tr2.expect("after the restart: CheckBinding(new token)", tr2.token(), nil)
 }
 
 // TestStandingStartupCountsDisabledAsJustDisabled checks that a gateway
@@ -230,9 +230,7 @@ func TestStandingStartupCountsDisabledAsJustDisabled(t *testing.T) {
 	}
 	clk.Advance(time.Minute)
 	tr.swap(usersFile(hashAlice))
-	if err := tr.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("CheckBinding(token from before the start) after re-enable = %v, want ErrRevoked", err)
-	}
+	tr.expect("CheckBinding(token from before the start) after re-enable", old, ErrRevoked)
 }
 
 // TestStandingAcrossReplicas runs two Stores on one ledger: replica A sees
@@ -249,17 +247,10 @@ func TestStandingAcrossReplicas(t *testing.T) {
 	a.swap(usersFile(hashAlice, "disabled"))
 	clk.Advance(time.Second)
 	a.swap(usersFile(hashAlice))
-	if err := a.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("replica A: CheckBinding(old token) = %v, want ErrRevoked", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); b.st.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	a.expect("replica A: CheckBinding(old token)", old, ErrRevoked)
+	run(t, b.st)
 	waitUntil(t, func() bool { return errors.Is(b.check(old), ErrRevoked) }, "replica B refuses the old token")
-	if err := b.check(b.token()); err != nil {
-		t.Errorf("replica B: CheckBinding(new token) = %v, want nil", err)
-	}
+	b.expect("replica B: CheckBinding(new token)", b.token(), nil)
 }
 
 // TestStandingMissedToggle documents the limit of observation: a disable
@@ -277,17 +268,11 @@ func TestStandingMissedToggle(t *testing.T) {
 	}
 	cut := clk.Now().Add(-time.Minute).Format(time.RFC3339)
 	tr.swap(usersFile(hashAlice, "tokens_valid_after: "+cut))
-	if err := tr.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("with tokens_valid_after: CheckBinding(old token) = %v, want ErrRevoked", err)
-	}
-	if err := tr.check(tr.token()); err != nil {
-		t.Errorf("with tokens_valid_after: CheckBinding(new token) = %v, want nil", err)
-	}
+	tr.expect("with tokens_valid_after: CheckBinding(old token)", old, ErrRevoked)
+	tr.expect("with tokens_valid_after: CheckBinding(new token)", tr.token(), nil)
 	clk.Advance(time.Second)
 	tr.swap(usersFile(hashAlice))
-	if err := tr.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("after removing tokens_valid_after: CheckBinding(old token) = %v, want ErrRevoked", err)
-	}
+	tr.expect("after removing tokens_valid_after: CheckBinding(old token)", old, ErrRevoked)
 }
 
 // TestStandingFutureValidAfter checks that a tokens_valid_after in the
@@ -299,17 +284,13 @@ func TestStandingFutureValidAfter(t *testing.T) {
 	future := clk.Now().Add(24 * time.Hour)
 	tr.swap(usersFile(hashAlice, "tokens_valid_after: "+future.Format(time.RFC3339)))
 	clk.Advance(time.Second)
-	if err := tr.check(tr.token()); !errors.Is(err, ErrRevoked) {
-		t.Errorf("CheckBinding(token before a future tokens_valid_after) = %v, want ErrRevoked", err)
-	}
+	tr.expect("CheckBinding(token before a future tokens_valid_after)", tr.token(), ErrRevoked)
 	if got := tr.st.ValidFrom("alice"); !got.Equal(future) {
 		t.Errorf("ValidFrom(alice) = %v, want %v", got, future)
 	}
 	clk.Advance(time.Second)
 	tr.swap(usersFile(hashAlice))
-	if err := tr.check(tr.token()); err != nil {
-		t.Errorf("after the correction: CheckBinding(new token) = %v, want nil", err)
-	}
+	tr.expect("after the correction: CheckBinding(new token)", tr.token(), nil)
 }
 
 // TestStandingFailsClosed makes the ledger fail when an edit is observed:
@@ -340,17 +321,10 @@ func TestStandingFailsClosed(t *testing.T) {
 	}
 
 	l.failWrites.Store(false)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.st.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, tr.st)
 	waitUntil(t, func() bool { return !errors.Is(tr.check(old), ErrPending) }, "the record to be written")
-	if err := tr.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("store back: CheckBinding(old token) = %v, want ErrRevoked", err)
-	}
-	if err := tr.check(tr.token()); err != nil {
-		t.Errorf("store back: CheckBinding(new token) = %v, want nil", err)
-	}
+	tr.expect("store back: CheckBinding(old token)", old, ErrRevoked)
+	tr.expect("store back: CheckBinding(new token)", tr.token(), nil)
 }
 
 // TestStandingReaddedWhileStoreDown re-adds a user this replica never saw
@@ -369,14 +343,10 @@ func TestStandingReaddedWhileStoreDown(t *testing.T) {
 	l.failReads.Store(true)
 	clk.Advance(time.Minute)
 	b.swap(usersFile(hashAlice))
-	if err := b.check(old); !errors.Is(err, ErrPending) {
-		t.Errorf("store down: CheckBinding(old token) on B = %v, want ErrPending", err)
-	}
+	b.expect("store down: CheckBinding(old token) on B", old, ErrPending)
 	l.failReads.Store(false)
 	b.swap(usersFile(hashAlice) + "  - username: carol\n    password_hash: \"" + hashBob + "\"\n")
-	if err := b.check(old); !errors.Is(err, ErrRevoked) {
-		t.Errorf("store back: CheckBinding(old token) on B = %v, want ErrRevoked", err)
-	}
+	b.expect("store back: CheckBinding(old token) on B", old, ErrRevoked)
 }
 
 // TestTrackReportsLedgerFailure checks that Track returns the ledger's
@@ -414,6 +384,14 @@ func TestParseTokensValidAfter(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "users.yaml:2: user 1 (alice): field tokens_valid_after: want an RFC 3339 time") {
 		t.Errorf("Parse(bad tokens_valid_after) error = %v, want it named with file and line", err)
 	}
+}
+
+// run runs st.Run until the test ends.
+func run(t *testing.T, st *Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); st.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 func waitUntil(t *testing.T, cond func() bool, what string) {
