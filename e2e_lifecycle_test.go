@@ -41,13 +41,17 @@ type lifeBackend struct {
 }
 
 // lifeBackends returns the embedded store persisted to a state file and,
-// when redis-server is installed (or CI requires it), Redis.
+// unless -short, Redis when redis-server is installed (or CI requires it).
 func lifeBackends(t *testing.T) []lifeBackend {
 	t.Helper()
 	dir := t.TempDir()
 	bs := []lifeBackend{{name: "embedded", sec: Secrets{JWT: []byte(testSecret)}, state: func(name string) envOption {
 		return func(c *Config) { c.Auth.StateFile = filepath.Join(dir, name+".json") }
 	}}}
+	if testing.Short() {
+		t.Log("-short: the Redis cases are skipped")
+		return bs
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CI") != "true" {
 		t.Log("redis-server not installed: the Redis cases are skipped (apt-get install -y redis-server)")
 		return bs
@@ -344,6 +348,9 @@ func TestE2ELifecycleRestart(t *testing.T) {
 // replica B's copy never changed (it missed the edit). B refuses her old
 // tokens once it has read A's record, within a few reload intervals.
 func TestE2ELifecycleReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs redis-server")
+	}
 	b := redisBackend(statetest.StartServer(t), "replicas")
 	a := lifeEnv(t, b, "shared", "", nil)
 	bb := lifeEnv(t, b, "shared", "", nil)
@@ -373,6 +380,9 @@ func TestE2ELifecycleReplicas(t *testing.T) {
 // recorded (other users keep working), then her old tokens stay refused
 // and a new login works.
 func TestE2ELifecycleStoreDownDuringEdit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs redis-server")
+	}
 	srv := statetest.StartServer(t)
 	e := lifeEnv(t, redisBackend(srv, "outage"), "", "", nil, func(c *Config) {
 		c.Redis.Timeout = 200 * time.Millisecond

@@ -88,9 +88,10 @@ type tunnel struct {
 	exited        chan struct{} // closed when the watcher returns
 }
 
-// watchTunnel starts watching the upgrade request r, authorized for p. It
-// returns the context to proxy r with, which is canceled when the tunnel
-// must close, and a function to call when proxying has returned.
+// watchTunnel starts watching the upgrade request r, authorized for
+// st.principal on st.canon. It returns the context to proxy r with, which
+// is canceled when the tunnel must close, and a function to call when
+// proxying has returned: it stops the watcher and counts the tunnel.
 func (g *Gateway) watchTunnel(ctx context.Context, r *http.Request, st *reqState) (context.Context, func()) {
 	t := &tunnel{method: r.Method, canon: st.canon, principal: st.principal, creds: http.Header{}, exited: make(chan struct{})}
 	for _, k := range []string{"Authorization", g.o.APIKeyHeader} {

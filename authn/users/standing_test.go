@@ -404,3 +404,21 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// BenchmarkCheckBinding is the per-request cost of the binding check of a
+// gateway token whose user has a not-before record.
+func BenchmarkCheckBinding(b *testing.B) {
+	clk := statetest.NewClock(time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC))
+	st := &Store{}
+	st.Swap(mustParse(b, usersFile(hashAlice)))
+	st.Swap(mustParse(b, usersFile(hashAlice, "tokens_valid_after: 2026-04-01T00:00:00Z")))
+	u, _ := st.Load().Lookup("alice")
+	c := claims("alice", u.Ver(), clk.Now(), "admin", "user")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := st.CheckBinding(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -31,7 +31,7 @@ const (
 	hashBob      = "$2a$10$gzyIN2BCCbRMQ/MC1fVsG.jNNbks6HbE2v4mAcodQclqnuOK7zBXO" // bob-pw
 )
 
-func mustParse(t *testing.T, data string) *Set {
+func mustParse(t testing.TB, data string) *Set {
 	t.Helper()
 	s, err := Parse("users.yaml", []byte(data))
 	if err != nil {
