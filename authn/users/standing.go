@@ -3,6 +3,7 @@ package users
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -164,7 +165,7 @@ func (st *Store) Swap(s *Set) {
 // Track is called once, before Run.
 func (st *Store) Track(l Ledger, o TrackOptions) error {
 	if l == nil {
-		return fmt.Errorf("users: track: ledger is required")
+		return errors.New("users: track: ledger is required")
 	}
 	if o.Keep <= 0 {
 		return fmt.Errorf("users: track: keep must be positive, got %s", o.Keep)
