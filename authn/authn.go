@@ -44,6 +44,9 @@ type Principal struct {
 	Issuer string
 	// TokenID is the token's jti, when it has one.
 	TokenID string
+	// Session identifies the login a gateway access token belongs to (its
+	// "sid" claim, the refresh-token family); empty when there is none.
+	Session string
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
 }

@@ -6,15 +6,20 @@ import (
 	"time"
 )
 
-// Revoker reports whether a token id is on the revocation list.
+// Revoker holds the revocation list of access tokens.
 type Revoker interface {
-	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// AccessRevoked reports, in one lookup, whether the token id jti is
+	// revoked or the session sid it belongs to was ended (logout or
+	// refresh-token reuse). An empty sid names no session.
+	AccessRevoked(ctx context.Context, jti, sid string) (bool, error)
 }
 
 // RevocationChecked wraps a TokenVerifier with a revocation-list lookup of
-// every verified token's jti. When the list cannot be read the token is
-// refused (ErrUnavailable) unless FailOpen is set. It is safe for
-// concurrent use.
+// every verified token: its jti, and its session, so that a logout or a
+// detected refresh-token reuse ends every access token of the login and not
+// just the one presented (a thief's copy included). When the list cannot be
+// read the token is refused (ErrUnavailable) unless FailOpen is set. It is
+// safe for concurrent use.
 type RevocationChecked struct {
 	// Next verifies the token first.
 	Next TokenVerifier
@@ -44,7 +49,7 @@ func (c *RevocationChecked) Verify(ctx context.Context, raw string) (Principal, 
 	}
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	revoked, err := c.Revoker.IsRevoked(lctx, p.TokenID)
+	revoked, err := c.Revoker.AccessRevoked(lctx, p.TokenID, p.Session)
 	switch {
 	case err != nil:
 		if c.OnError != nil {

@@ -16,12 +16,14 @@ type fakeRevoker struct {
 
 	mu       sync.Mutex
 	jtis     []string
+	sids     []string
 	deadline time.Duration // time left on the lookup context when called
 }
 
-func (r *fakeRevoker) IsRevoked(ctx context.Context, jti string) (bool, error) {
+func (r *fakeRevoker) AccessRevoked(ctx context.Context, jti, sid string) (bool, error) {
 	r.mu.Lock()
 	r.jtis = append(r.jtis, jti)
+	r.sids = append(r.sids, sid)
 	if d, ok := ctx.Deadline(); ok {
 		r.deadline = time.Until(d)
 	}
@@ -30,13 +32,13 @@ func (r *fakeRevoker) IsRevoked(ctx context.Context, jti string) (bool, error) {
 		<-ctx.Done()
 		return false, ctx.Err()
 	}
-	return r.revoked[jti], r.err
+	return r.revoked[jti] || (sid != "" && r.revoked["sid:"+sid]), r.err
 }
 
 func TestRevocationChecked(t *testing.T) {
 	storeDown := errors.New("redis: connection refused")
 	badSig := errors.New("bad signature")
-	p := Principal{Subject: "alice", Method: MethodJWT, TokenID: "jti-1"}
+	p := Principal{Subject: "alice", Method: MethodJWT, TokenID: "jti-1", Session: "fam-1"}
 	tests := []struct {
 		name        string
 		nextErr     error
@@ -49,6 +51,8 @@ func TestRevocationChecked(t *testing.T) {
 		{name: "not revoked", revoker: &fakeRevoker{}, wantLookups: 1},
 		{name: "revoked", revoker: &fakeRevoker{revoked: map[string]bool{"jti-1": true}}, wantErr: ErrInvalidToken, wantLookups: 1},
 		{name: "other jti revoked", revoker: &fakeRevoker{revoked: map[string]bool{"jti-2": true}}, wantLookups: 1},
+		{name: "session revoked", revoker: &fakeRevoker{revoked: map[string]bool{"sid:fam-1": true}}, wantErr: ErrInvalidToken, wantLookups: 1},
+		{name: "other session revoked", revoker: &fakeRevoker{revoked: map[string]bool{"sid:fam-2": true}}, wantLookups: 1},
 		{name: "store error fails closed", revoker: &fakeRevoker{err: storeDown}, wantErr: ErrUnavailable, wantOnError: true, wantLookups: 1},
 		{name: "store error with fail open", revoker: &fakeRevoker{err: storeDown}, failOpen: true, wantOnError: true, wantLookups: 1},
 		{name: "revoked with fail open", revoker: &fakeRevoker{revoked: map[string]bool{"jti-1": true}}, failOpen: true, wantErr: ErrInvalidToken, wantLookups: 1},
@@ -74,10 +78,10 @@ func TestRevocationChecked(t *testing.T) {
 				t.Errorf("Verify() = %+v, want alice", got)
 			}
 			if len(tt.revoker.jtis) != tt.wantLookups {
-				t.Errorf("IsRevoked called %d times, want %d", len(tt.revoker.jtis), tt.wantLookups)
+				t.Errorf("AccessRevoked called %d times, want %d", len(tt.revoker.jtis), tt.wantLookups)
 			}
-			if tt.wantLookups > 0 && tt.revoker.jtis[0] != "jti-1" {
-				t.Errorf("IsRevoked(%q), want jti-1", tt.revoker.jtis[0])
+			if tt.wantLookups > 0 && (tt.revoker.jtis[0] != "jti-1" || tt.revoker.sids[0] != "fam-1") {
+				t.Errorf("AccessRevoked(%q, %q), want jti-1, fam-1", tt.revoker.jtis[0], tt.revoker.sids[0])
 			}
 			if tt.wantOnError != (len(onErr) == 1) || (len(onErr) == 1 && !errors.Is(onErr[0], storeDown)) {
 				t.Errorf("OnError called with %v, want the store error: %v", onErr, tt.wantOnError)

@@ -90,6 +90,10 @@ type Options struct {
 	// reused. Empty means a body on any of them is refused with 400; see
 	// body.go for why.
 	AllowBodiesOn []string
+	// TunnelRecheck is how often an open WebSocket tunnel is authorized
+	// again (see tunnel.go); it should be the reload interval. Zero means
+	// DefaultTunnelRecheck.
+	TunnelRecheck time.Duration
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -189,6 +193,7 @@ type reqState struct {
 	upstream  time.Duration
 	errKind   string
 	pace      sendPacer
+	tunnel    *tunnel // set for upgrade requests
 	// closeUpstream sends the request upstream with Connection: close,
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
@@ -348,11 +353,14 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 			_ = w.dl.SetWriteDeadline(time.Time{})
 		}
 	}
-	if tunnel && g.o.Metrics != nil {
-		g.o.Metrics.tunnels.Inc()
-		defer g.o.Metrics.tunnels.Dec()
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if len(r.Header["Upgrade"]) > 0 {
+		// A WebSocket tunnel ends with its credential (see tunnel.go).
+		var done func()
+		ctx, done = g.watchTunnel(ctx, r, st)
+		defer done()
 	}
-	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	g.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // bodyError answers a request whose body could not be read: 408 when it
@@ -389,6 +397,9 @@ var privateCC = []string{"private"}
 // "private" is added to Cache-Control.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request.Context())
+	if st != nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		g.tunnelOpened(st)
+	}
 	if st == nil || !st.principal.Authenticated() {
 		return nil
 	}

@@ -361,7 +361,7 @@ func TestPerClientBoundBehindTrustedProxy(t *testing.T) {
 		resp.Body.Close()
 		first <- resp.StatusCode
 	}()
-	waitFor(t, func() bool { return len(e.up.seen()) == 1 })
+	waitFor(t, func() bool { return len(e.up.seen()) == 1 }, "the upstream to see the first request")
 	for _, tc := range []struct {
 		client string
 		want   int
@@ -433,16 +433,6 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // A client that reads a response at a trickle is cut off once it falls
 // below the minimum rate, even though no single write waits long; an
@@ -463,7 +453,7 @@ func TestSendMinRate(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}()
-		waitFor(t, func() bool { return len(e.up.seen()) == 1 })
+		waitFor(t, func() bool { return len(e.up.seen()) == 1 }, "the upstream to see the first request")
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			resp, err := http.Get(e.url + "/public/after")

@@ -13,10 +13,10 @@ type Metrics struct {
 	upstreamDuration prometheus.Histogram
 	upstreamErrors   *prometheus.CounterVec
 	inflight         prometheus.Gauge
-	tunnels          prometheus.Gauge
 	ruleHits         *prometheus.CounterVec
 	shadow           *prometheus.CounterVec
 	apiKeyUse        *prometheus.CounterVec
+	tunnels          *tunnelMetrics
 }
 
 // NewMetrics registers the proxy metrics on reg.
@@ -44,10 +44,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "authgate_requests_in_flight",
 			Help: "Requests being handled now.",
 		}),
-		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "authgate_tunnels_open",
-			Help: "WebSocket tunnels open now (counted apart from requests in flight).",
-		}),
 		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authgate_policy_rule_hits_total",
 			Help: "Decisions by the policy rule that made them (bounded by the policy).",
@@ -61,7 +57,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests authenticated by API key, by key name (bounded by the keys file).",
 		}, []string{"key"}),
 	}
-	reg.MustRegister(m.requests, m.overhead, m.upstreamDuration, m.upstreamErrors, m.inflight, m.tunnels, m.ruleHits, m.shadow, m.apiKeyUse)
+	reg.MustRegister(m.requests, m.overhead, m.upstreamDuration, m.upstreamErrors, m.inflight, m.ruleHits, m.shadow, m.apiKeyUse)
+	m.tunnels = newTunnelMetrics(reg)
 	for _, k := range upstreamErrorKinds {
 		m.upstreamErrors.WithLabelValues(k)
 	}

@@ -102,13 +102,16 @@ func looseLimits() Limits {
 func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clk: statetest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), users: &users.Store{}}
-	f.users.Swap(parseUsers(t, usersYAML))
 	mem, err := state.NewMemory(state.MemoryOptions{Now: f.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mem.Close() })
 	f.mem = mem
+	if err := f.users.Track(mem, users.TrackOptions{Keep: 48 * time.Hour, Now: f.clk.Now}); err != nil {
+		t.Fatal(err)
+	}
+	f.users.Swap(parseUsers(t, usersYAML))
 	ks, err := token.NewKeySet(token.Key{ID: "k1", Secret: []byte(strings.Repeat("s", 32))})
 	if err != nil {
 		t.Fatal(err)

@@ -37,10 +37,17 @@ import (
 
 // Defaults applied by New to zero-valued Options fields.
 const (
-	DefaultAccessTTL    = 15 * time.Minute
-	DefaultRefreshTTL   = 24 * time.Hour
-	DefaultMaxBodyBytes = 4096
-	DefaultStateTimeout = 500 * time.Millisecond
+	DefaultAccessTTL  = 15 * time.Minute
+	DefaultRefreshTTL = 24 * time.Hour
+	// DefaultRefreshMaxAge is the absolute lifetime of a session: a week
+	// after the login, however often it is refreshed, the user logs in
+	// again. It is oauth2-proxy's cookie_expire default; Keycloak's SSO
+	// Session Max (10h) suits browser SSO, where a new login is one
+	// redirect away, and Auth0's 30 days suits consumer apps. A stolen
+	// refresh token that keeps rotating is bounded by it.
+	DefaultRefreshMaxAge = 7 * 24 * time.Hour
+	DefaultMaxBodyBytes  = 4096
+	DefaultStateTimeout  = 500 * time.Millisecond
 	// DefaultBcryptWait is how long a login waits for a bcrypt slot before
 	// it is answered 503.
 	DefaultBcryptWait = 2 * time.Second
@@ -67,9 +74,13 @@ type Options struct {
 	State state.Store
 	// AccessTTL is the access token lifetime; zero means DefaultAccessTTL.
 	AccessTTL time.Duration
-	// RefreshTTL is the refresh token lifetime, renewed on every rotation;
-	// zero means DefaultRefreshTTL.
+	// RefreshTTL is the refresh token lifetime, renewed on every rotation
+	// (an idle timeout); zero means DefaultRefreshTTL.
 	RefreshTTL time.Duration
+	// RefreshMaxAge is the absolute lifetime of a session since its login:
+	// no refresh is granted after it and no token outlives it. Zero means
+	// DefaultRefreshMaxAge; it must not be shorter than RefreshTTL.
+	RefreshMaxAge time.Duration
 	// Limits are the rate limits; zero fields take DefaultLimits.
 	Limits Limits
 	// Trusted are the proxies whose X-Forwarded-For is believed. The zero
@@ -108,15 +119,17 @@ type Issuer struct {
 	state      state.Store
 	accessTTL  time.Duration
 	refreshTTL time.Duration
-	limits     Limits
-	login      state.LoginLimits // limits.login()
-	trusted    clientip.Trusted
-	maxBody    int64
-	bcryptWait time.Duration
-	stateTO    time.Duration
-	now        func() time.Time
-	log        *zap.Logger
-	m          *metrics
+	// refreshMaxAge is the absolute session lifetime.
+	refreshMaxAge time.Duration
+	limits        Limits
+	login         state.LoginLimits // limits.login()
+	trusted       clientip.Trusted
+	maxBody       int64
+	bcryptWait    time.Duration
+	stateTO       time.Duration
+	now           func() time.Time
+	log           *zap.Logger
+	m             *metrics
 
 	sem chan struct{}
 
@@ -168,10 +181,13 @@ func newIssuer(o Options, h hooks) (*Issuer, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"access ttl", o.AccessTTL}, {"refresh ttl", o.RefreshTTL}, {"state timeout", o.StateTimeout}, {"bcrypt wait", o.BcryptWait}} {
+	}{{"access ttl", o.AccessTTL}, {"refresh ttl", o.RefreshTTL}, {"refresh max age", o.RefreshMaxAge}, {"state timeout", o.StateTimeout}, {"bcrypt wait", o.BcryptWait}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("issuer: %s must not be negative, got %s", d.name, d.v))
 		}
+	}
+	if rt, ma := orDefault(o.RefreshTTL, DefaultRefreshTTL), orDefault(o.RefreshMaxAge, DefaultRefreshMaxAge); rt > ma {
+		errs = append(errs, fmt.Errorf("issuer: refresh ttl %s is longer than the refresh max age %s", rt, ma))
 	}
 	if o.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("issuer: max body bytes must not be negative, got %d", o.MaxBodyBytes))
@@ -187,21 +203,22 @@ func newIssuer(o Options, h hooks) (*Issuer, error) {
 		return nil, err
 	}
 	is := &Issuer{
-		users:      o.Users,
-		signer:     o.Signer,
-		verifier:   o.Verifier,
-		state:      o.State,
-		accessTTL:  orDefault(o.AccessTTL, DefaultAccessTTL),
-		refreshTTL: orDefault(o.RefreshTTL, DefaultRefreshTTL),
-		limits:     limits,
-		login:      limits.login(),
-		trusted:    o.Trusted,
-		maxBody:    orDefault(o.MaxBodyBytes, DefaultMaxBodyBytes),
-		bcryptWait: orDefault(o.BcryptWait, DefaultBcryptWait),
-		stateTO:    orDefault(o.StateTimeout, DefaultStateTimeout),
-		now:        o.Now,
-		log:        o.Logger,
-		compare:    h.compare,
+		users:         o.Users,
+		signer:        o.Signer,
+		verifier:      o.Verifier,
+		state:         o.State,
+		accessTTL:     orDefault(o.AccessTTL, DefaultAccessTTL),
+		refreshTTL:    orDefault(o.RefreshTTL, DefaultRefreshTTL),
+		refreshMaxAge: orDefault(o.RefreshMaxAge, DefaultRefreshMaxAge),
+		limits:        limits,
+		login:         limits.login(),
+		trusted:       o.Trusted,
+		maxBody:       orDefault(o.MaxBodyBytes, DefaultMaxBodyBytes),
+		bcryptWait:    orDefault(o.BcryptWait, DefaultBcryptWait),
+		stateTO:       orDefault(o.StateTimeout, DefaultStateTimeout),
+		now:           o.Now,
+		log:           o.Logger,
+		compare:       h.compare,
 	}
 	if is.now == nil {
 		is.now = time.Now

@@ -133,7 +133,8 @@ func TestMintFor(t *testing.T) {
 		wantVer   bool
 	}{
 		{"user takes roles and ver from the file", "Alice", nil, "", []string{"admin", "user"}, true},
-		{"user with explicit roles", "alice", []string{"admin"}, "its roles come from the users file", nil, false},
+		{"user with a subset of their roles", "alice", []string{"user"}, "", []string{"user"}, true},
+		{"user with a role they do not hold", "alice", []string{"user", "auditor"}, `does not hold role "auditor"`, nil, false},
 		{"disabled user", "bob", nil, "is disabled", nil, false},
 		{"service", "billing", []string{"reader"}, "", []string{"reader"}, false},
 		{"service without roles", "billing", nil, "needs at least one --role", nil, false},

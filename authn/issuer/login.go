@@ -205,7 +205,11 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	resp, rc, err := is.mintPair(u, token.NewID())
+	if e := is.awaitValidFrom(ctx, u); e != nil {
+		fail(name, outcomeUnavailable, reasonTokensRevoked, e)
+		return
+	}
+	resp, rc, err := is.mintPair(u, token.NewID(), is.now())
 	if err != nil {
 		fail(name, outcomeUnavailable, reasonMintFailed, unavailable(retryStateUnavailable))
 		return
@@ -220,26 +224,4 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	is.m.logins.WithLabelValues(outcomeSuccess).Inc()
 	is.audit(eventLogin, "username", name, ip, outcomeSuccess, "")
 	writeJSON(w, http.StatusOK, resp)
-}
-
-// mintPair mints an access and a refresh token for u in family.
-func (is *Issuer) mintPair(u *users.User, family string) (tokenResponse, *token.Claims, error) {
-	access, _, err := is.signer.Mint(token.Grant{
-		Subject: u.Username, Roles: u.Roles, Type: token.TypeAccess, TTL: is.accessTTL, Ver: u.Ver(),
-	})
-	if err != nil {
-		return tokenResponse{}, nil, err
-	}
-	refresh, rc, err := is.signer.Mint(token.Grant{
-		Subject: u.Username, Type: token.TypeRefresh, TTL: is.refreshTTL, Ver: u.Ver(), Family: family,
-	})
-	if err != nil {
-		return tokenResponse{}, nil, err
-	}
-	return tokenResponse{
-		AccessToken:  access,
-		TokenType:    "bearer",
-		ExpiresIn:    int64(is.accessTTL / time.Second),
-		RefreshToken: refresh,
-	}, rc, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/state"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
@@ -16,34 +17,48 @@ const descInvalidRefresh = "refresh token is invalid, expired or revoked"
 // bindingReason maps a token verification failure to an audit reason.
 func bindingReason(err error) string {
 	switch {
+	case errors.Is(err, authn.ErrUnavailable):
+		return reasonStateUnavailable
 	case errors.Is(err, users.ErrStale):
 		return reasonCredsChanged
 	case errors.Is(err, users.ErrDisabled):
 		return reasonDisabled
+	case errors.Is(err, users.ErrRevoked):
+		return reasonTokensRevoked
 	case errors.Is(err, users.ErrUnknownUser), errors.Is(err, users.ErrNotService):
 		return reasonUnknownUser
 	}
 	return reasonInvalidToken
 }
 
+// refusal is the answer to a refresh token that fails verification: 503
+// while the user's standing cannot be confirmed (the client keeps its
+// token and retries), invalid_grant otherwise.
+func refusal(err error) (outcome string, e *oauthError) {
+	if errors.Is(err, authn.ErrUnavailable) {
+		return outcomeUnavailable, unavailable(retryStateUnavailable)
+	}
+	return outcomeFailure, invalidGrant(descInvalidRefresh)
+}
+
 // currentUser returns the user a refresh token was minted for, if the token
 // is still bound to the user's current credentials. It checks the binding
 // itself even when the Verifier already did, so a Verifier built without
 // the users store cannot extend a token past a password change.
-func (is *Issuer) currentUser(ctx context.Context, c *token.Claims) (*users.User, string) {
+func (is *Issuer) currentUser(ctx context.Context, c *token.Claims) (*users.User, error) {
 	if c.Ver == "" {
 		// Refresh tokens are minted for users only; a service token has
 		// no credentials to re-check.
-		return nil, reasonInvalidToken
+		return nil, users.ErrNotService
 	}
-	if err := is.users.CheckBinding(ctx, c.Subject, c.Ver); err != nil {
-		return nil, bindingReason(err)
+	if err := is.users.CheckBinding(ctx, c); err != nil {
+		return nil, err
 	}
 	u, ok := is.users.Load().Lookup(c.Subject)
 	if !ok {
-		return nil, reasonUnknownUser
+		return nil, users.ErrUnknownUser
 	}
-	return u, ""
+	return u, nil
 }
 
 func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
@@ -82,17 +97,30 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 	// (token-type confusion).
 	c, err := is.verifier.Parse(ctx, raw, token.TypeRefresh)
 	if err != nil {
-		fail("", outcomeFailure, bindingReason(err), invalidGrant(descInvalidRefresh))
+		outcome, e := refusal(err)
+		fail("", outcome, bindingReason(err), e)
 		return
 	}
-	u, reason := is.currentUser(ctx, c)
-	if reason != "" {
-		fail(c.Subject, outcomeFailure, reason, invalidGrant(descInvalidRefresh))
+	u, err := is.currentUser(ctx, c)
+	if err != nil {
+		outcome, e := refusal(err)
+		fail(c.Subject, outcome, bindingReason(err), e)
+		return
+	}
+	// A session has an absolute end: rotation renews the refresh token,
+	// never the login it descends from (OWASP absolute session timeout).
+	authTime, ok := sessionStart(c)
+	if !ok || !is.now().Before(authTime.Add(is.refreshMaxAge)) {
+		fail(c.Subject, outcomeFailure, reasonSessionExpired, invalidGrant(descInvalidRefresh))
+		return
+	}
+	if e := is.awaitValidFrom(ctx, u); e != nil {
+		fail(c.Subject, outcomeUnavailable, reasonTokensRevoked, e)
 		return
 	}
 	// Roles come from the current users file, so a role change applies at
 	// the next refresh.
-	resp, rc, err := is.mintPair(u, c.Family)
+	resp, rc, err := is.mintPair(u, c.Family, authTime)
 	if err != nil {
 		fail(c.Subject, outcomeUnavailable, reasonMintFailed, unavailable(retryStateUnavailable))
 		return
@@ -129,11 +157,16 @@ type logoutResponse struct {
 	Status string `json:"status"`
 }
 
-// serveLogout revokes the family of the presented refresh token and, when
-// an access token is sent as a bearer credential, that token too. As in
-// RFC 7009 §2.2, a token that does not verify (unknown, expired, already
-// dead) is answered 200: there is nothing left to revoke, and the answer
-// does not tell a prober which tokens are live.
+// serveLogout revokes the family of the presented refresh token (and with
+// it, where access tokens are checked against the revocation list, every
+// access token of the session) and, when an access token is sent as a
+// bearer credential, that token too. Tokens are checked for signature,
+// type and expiry but not against the user's current standing: a logout
+// while the user is disabled, deleted or has a new password still revokes,
+// or re-enabling the user would bring the session back. As in RFC 7009
+// §2.2, a token that does not verify (forged, expired) is answered 200:
+// there is nothing left to revoke, and the answer does not tell a prober
+// which tokens are live.
 func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 	ip := is.trusted.ClientIP(r)
 	fail := func(subject, outcome, reason string, e *oauthError) {
@@ -156,8 +189,8 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	subject, reason := "", ""
-	if c, err := is.verifier.Parse(ctx, raw, token.TypeRefresh); err != nil {
-		reason = bindingReason(err)
+	if c, err := is.verifier.ParseUnbound(raw, token.TypeRefresh); err != nil {
+		reason = reasonInvalidToken
 	} else {
 		subject = c.Subject
 		sctx, cancel := is.stateCtx(ctx)
@@ -170,7 +203,7 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	if bearer, ok := bearerToken(r); ok {
 		// Holding an access token is the right to revoke it.
-		if c, err := is.verifier.Parse(ctx, bearer, token.TypeAccess); err == nil {
+		if c, err := is.verifier.ParseUnbound(bearer, token.TypeAccess); err == nil {
 			sctx, cancel := is.stateCtx(ctx)
 			err := is.state.Revoke(sctx, c.ID, c.ExpiresAt.Time)
 			cancel()

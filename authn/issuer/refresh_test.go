@@ -171,7 +171,13 @@ func TestCredentialChangesEndTokens(t *testing.T) {
 				t.Errorf("login with the old password = %d, want 400", w.Code)
 			}
 			if tt.relogin != "" {
-				f.mustTokens(f.login("alice", tt.relogin))
+				// The change was observed in this second; a login in the
+				// next one is not refused for it.
+				f.clk.Advance(time.Second)
+				next := f.mustTokens(f.login("alice", tt.relogin))
+				if _, err := f.verifier.Verify(context.Background(), next.AccessToken); err != nil {
+					t.Errorf("Verify(access token after the change) error = %v", err)
+				}
 			}
 		})
 	}

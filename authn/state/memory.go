@@ -52,6 +52,7 @@ type Memory struct {
 	closed    bool
 	families  map[string]*family
 	revoked   map[string]time.Time
+	notBefore map[string]notBefore
 	lastSweep time.Time
 	dirty     bool        // state differs from the file
 	timer     *time.Timer // pending debounced flush, or nil
@@ -271,6 +272,12 @@ func (m *Memory) maybeSweep(now time.Time) {
 	for k, exp := range m.revoked {
 		if !exp.After(now) {
 			delete(m.revoked, k)
+			n++
+		}
+	}
+	for k, nb := range m.notBefore {
+		if !nb.exp.After(now) {
+			delete(m.notBefore, k)
 			n++
 		}
 	}

@@ -237,6 +237,8 @@ func TestMemoryCorruptStateFile(t *testing.T) {
 		{"bad time", `{"version":1,"families":{},"revoked":{"j":"yesterday"}}`},
 		{"family without token", `{"version":1,"families":{"f":{"exp":"` + exp + `"}},"revoked":{}}`},
 		{"empty revocation id", `{"version":1,"families":{},"revoked":{"":"` + exp + `"}}`},
+		{"not-before without instant", `{"version":1,"families":{},"revoked":{},"not_before":{"alice":{"exp":"` + exp + `"}}}`},
+		{"not-before for no one", `{"version":1,"families":{},"revoked":{},"not_before":{"":{"at":"` + exp + `","exp":"` + exp + `"}}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,12 +17,20 @@ const fileVersion = 1
 // maxStateFile bounds the state file read at startup.
 const maxStateFile = 256 << 20
 
-// stateFile is the on-disk form of a Memory's families and revocations. It
-// holds token ids only, never token values.
+// stateFile is the on-disk form of a Memory's families, revocations and
+// not-before records. It holds token ids and usernames only, never token
+// values.
 type stateFile struct {
-	Version  int                   `json:"version"`
-	Families map[string]fileFamily `json:"families"`
-	Revoked  map[string]time.Time  `json:"revoked"`
+	Version   int                      `json:"version"`
+	Families  map[string]fileFamily    `json:"families"`
+	Revoked   map[string]time.Time     `json:"revoked"`
+	NotBefore map[string]fileNotBefore `json:"not_before,omitempty"`
+}
+
+// fileNotBefore is one subject's not-before record in the state file.
+type fileNotBefore struct {
+	At  time.Time `json:"at"`
+	Exp time.Time `json:"exp"`
 }
 
 // fileFamily is one family in the state file.
@@ -74,6 +82,14 @@ func (m *Memory) load() error {
 			m.revoked[k] = exp
 		}
 	}
+	for k, nb := range f.NotBefore {
+		if k == "" || nb.At.IsZero() || nb.Exp.Before(nb.At) {
+			return fmt.Errorf("state: load %s: invalid not-before entry", m.path)
+		}
+		if nb.Exp.After(now) {
+			m.setNotBefore(k, notBefore{at: nb.At, exp: nb.Exp})
+		}
+	}
 	return nil
 }
 
@@ -99,6 +115,12 @@ func (m *Memory) flush() error {
 	}
 	for k, v := range m.revoked {
 		f.Revoked[k] = v
+	}
+	if len(m.notBefore) > 0 {
+		f.NotBefore = make(map[string]fileNotBefore, len(m.notBefore))
+		for k, v := range m.notBefore {
+			f.NotBefore[k] = fileNotBefore{At: v.at, Exp: v.exp}
+		}
 	}
 	m.dirty = false
 	m.mu.Unlock()

@@ -61,6 +61,7 @@ type Redis struct {
 	startScript  *redis.Script
 	rotateScript *redis.Script
 	revokeScript *redis.Script
+	raiseScript  *redis.Script
 
 	closeOnce sync.Once
 	closeErr  error
@@ -162,6 +163,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		startScript:  redis.NewScript(startSrc),
 		rotateScript: redis.NewScript(rotateSrc),
 		revokeScript: redis.NewScript(revokeFamilySrc),
+		raiseScript:  redis.NewScript(raiseNotBeforeSrc),
 	}
 	// Each PING is bounded by the per-command timeout. A PING that timed
 	// out is retried (a few times, within ctx) so a slow first answer on a

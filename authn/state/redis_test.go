@@ -59,6 +59,11 @@ func storeOps(s Store, exp time.Time) []opResult {
 		{"RevokeFamily", func() error { return s.RevokeFamily(ctx, "g", exp) }},
 		{"Revoke", func() error { return s.Revoke(ctx, "j", exp) }},
 		{"IsRevoked", func() error { _, err := s.IsRevoked(ctx, "j"); return err }},
+		{"AccessRevoked", func() error { _, err := s.AccessRevoked(ctx, "j", "g"); return err }},
+		{"RaiseNotBefore", func() error {
+			return s.RaiseNotBefore(ctx, map[string]time.Time{"alice": time.Now()}, time.Hour)
+		}},
+		{"NotBefore", func() error { _, err := s.NotBefore(ctx, []string{"alice"}); return err }},
 	}
 	var res []opResult
 	for _, op := range ops {

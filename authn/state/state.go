@@ -1,6 +1,7 @@
 // Package state holds the gateway's shared mutable security state: login and
-// request rate-limit buckets, refresh-token families, and the token
-// revocation list.
+// request rate-limit buckets, refresh-token families, the token revocation
+// list, and per-user "not before" instants that end every token issued
+// before a user was disabled or deleted.
 //
 // Two implementations sit behind the Store interface: Memory, embedded and
 // meant for a single replica (optionally persisted to a file), and Redis,
@@ -94,6 +95,19 @@ type Store interface {
 	Revoke(ctx context.Context, jti string, exp time.Time) error
 	// IsRevoked reports whether jti is on the revocation list.
 	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// AccessRevoked reports, in one round trip, whether jti is on the
+	// revocation list or the refresh-token family sid was revoked (logout
+	// or reuse), so every access token of a revoked family is refused. An
+	// empty sid checks jti alone. An unknown family is not revoked.
+	AccessRevoked(ctx context.Context, jti, sid string) (bool, error)
+	// RaiseNotBefore raises the recorded not-before instant of each
+	// subject in at to at least the given instant, and keeps each record
+	// until at least that instant plus keep. It never lowers a record.
+	// Tokens of a subject issued before its instant are no longer valid.
+	RaiseNotBefore(ctx context.Context, at map[string]time.Time, keep time.Duration) error
+	// NotBefore returns the recorded not-before instants of subjects; a
+	// subject without a live record is absent from the map.
+	NotBefore(ctx context.Context, subjects []string) (map[string]time.Time, error)
 	// Ping reports the store's health (nil = healthy).
 	Ping(ctx context.Context) error
 	// Close releases the store's resources. Later calls fail with

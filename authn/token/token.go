@@ -48,6 +48,14 @@ type Claims struct {
 	Ver string `json:"ver,omitempty"`
 	// Family identifies a chain of rotated refresh tokens.
 	Family string `json:"fam,omitempty"`
+	// SessionID is the refresh-token family an access token was minted
+	// in (the OpenID Connect "sid" claim), so that revoking the family
+	// revokes its access tokens too. Empty for tokens of the admin tool.
+	SessionID string `json:"sid,omitempty"`
+	// AuthTime is when the user logged in (the OpenID Connect "auth_time"
+	// claim). A session ends at AuthTime plus the refresh max age however
+	// often it is refreshed; rotations carry it over unchanged.
+	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
 }
 
 // Key is one HMAC key with its key id.
@@ -103,14 +111,6 @@ type Settings struct {
 	Audience string
 	// Leeway is the clock skew tolerated on exp, nbf and iat.
 	Leeway time.Duration
-}
-
-// Binding checks that a token still matches its subject's current
-// credentials. It returns an error when the user was deleted, disabled or
-// changed their password after the token was minted. Implementations must be
-// safe for concurrent use.
-type Binding interface {
-	CheckBinding(ctx context.Context, subject, ver string) error
 }
 
 // Verifier verifies gateway tokens. It implements authn.TokenVerifier for
@@ -171,6 +171,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, err
 		Method:  authn.MethodJWT,
 		Issuer:  c.Issuer,
 		TokenID: c.ID,
+		Session: c.SessionID,
 	}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
@@ -206,17 +207,19 @@ func (v *Verifier) Parse(ctx context.Context, raw, typ string) (*Claims, error) 
 	return c, nil
 }
 
-func (v *Verifier) checkBinding(ctx context.Context, c *Claims) error {
-	if v.binding == nil {
-		return nil
+func (v *Verifier) parse(ctx context.Context, raw, typ string) (*Claims, error) {
+	c, err := v.parseUnbound(raw, typ)
+	if err != nil {
+		return nil, err
 	}
-	if err := v.binding.CheckBinding(ctx, c.Subject, c.Ver); err != nil {
-		return fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
+	if err := v.checkBinding(ctx, c); err != nil {
+		return nil, err
 	}
-	return nil
+	return c, nil
 }
 
-func (v *Verifier) parse(ctx context.Context, raw, typ string) (*Claims, error) {
+// parseUnbound verifies raw's signature and claims, but not its binding.
+func (v *Verifier) parseUnbound(raw, typ string) (*Claims, error) {
 	var c Claims
 	_, err := v.parser.ParseWithClaims(raw, &c, v.keyFunc)
 	if err != nil {
@@ -235,9 +238,6 @@ func (v *Verifier) parse(ctx context.Context, raw, typ string) (*Claims, error) 
 	}
 	if typ == TypeRefresh && c.Family == "" {
 		return nil, fmt.Errorf("%w: refresh token without family", authn.ErrInvalidToken)
-	}
-	if err := v.checkBinding(ctx, &c); err != nil {
-		return nil, err
 	}
 	c.Roles = NormalizeRoles(c.Roles)
 	return &c, nil
@@ -277,6 +277,13 @@ type Grant struct {
 	TTL     time.Duration
 	Ver     string
 	Family  string
+	// SessionID is the "sid" claim of an access token (see Claims).
+	SessionID string
+	// AuthTime, if set, is the "auth_time" claim: when the session began.
+	AuthTime time.Time
+	// NotAfter, if set, caps the expiry: the token ends at the earlier of
+	// now+TTL and NotAfter (the end of its session).
+	NotAfter time.Time
 }
 
 // Mint signs a new token and returns it with its claims.
@@ -288,20 +295,31 @@ func (s *Signer) Mint(g Grant) (string, *Claims, error) {
 		return "", nil, errors.New("token: grant needs a subject and a positive ttl")
 	}
 	now := s.now().Truncate(time.Second)
+	exp := now.Add(g.TTL)
+	if !g.NotAfter.IsZero() && g.NotAfter.Before(exp) {
+		exp = g.NotAfter
+	}
+	if !exp.After(now) {
+		return "", nil, errors.New("token: grant ends before it begins")
+	}
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.settings.Issuer,
 			Subject:   g.Subject,
 			Audience:  jwt.ClaimStrings{s.settings.Audience},
-			ExpiresAt: jwt.NewNumericDate(now.Add(g.TTL)),
+			ExpiresAt: jwt.NewNumericDate(exp),
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
 			ID:        NewID(),
 		},
-		Roles:  NormalizeRoles(g.Roles),
-		Type:   g.Type,
-		Ver:    g.Ver,
-		Family: g.Family,
+		Roles:     NormalizeRoles(g.Roles),
+		Type:      g.Type,
+		Ver:       g.Ver,
+		Family:    g.Family,
+		SessionID: g.SessionID,
+	}
+	if !g.AuthTime.IsZero() {
+		c.AuthTime = jwt.NewNumericDate(g.AuthTime)
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	t.Header["kid"] = s.keys.current.ID

@@ -272,11 +272,11 @@ type recordingBinding struct {
 	err      error
 }
 
-func (b *recordingBinding) CheckBinding(_ context.Context, subject, ver string) error {
+func (b *recordingBinding) CheckBinding(_ context.Context, c *token.Claims) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.subjects = append(b.subjects, subject)
-	b.vers = append(b.vers, ver)
+	b.subjects = append(b.subjects, c.Subject)
+	b.vers = append(b.vers, c.Ver)
 	return b.err
 }
 

@@ -3,25 +3,26 @@
 //
 // The file is parsed strictly (an unknown field is an error), validated as a
 // whole with file:line messages, and swapped atomically on reload. A Store
-// also binds tokens to the credentials they were minted for: each user has a
-// credential fingerprint (Ver) that changes with the password hash, so a
-// password change, a disable or a delete ends every older token at the next
-// request after the reload.
+// also binds tokens to the standing of the user they were minted for (see
+// Store.CheckBinding): the credential fingerprint (Ver) that changes with
+// the password hash, the disabled flag, the roles, and a per-user "not
+// before" instant recorded in the shared state store, so that a disable, a
+// delete or a password change ends every older token for good, also after
+// the edit is undone, after a restart and on every replica.
 package users
 
 import (
-	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
+	"time"
 	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/yamlx"
 )
@@ -54,6 +55,16 @@ var (
 	// ErrNotService is a token without a credential version whose subject
 	// is a user: a service token may not name an existing user.
 	ErrNotService = errors.New("users: token without credential version names a user")
+	// ErrRevoked is a token issued before the user's not-before instant:
+	// before the user was disabled, deleted or changed password (even if
+	// that was undone since), or before their tokens_valid_after.
+	ErrRevoked = errors.New("users: token issued before the user's tokens were revoked")
+	// ErrRoleRemoved is a token carrying a role the user no longer holds.
+	ErrRoleRemoved = errors.New("users: token carries a role the user no longer holds")
+	// ErrPending is a token of a user whose standing is not yet recorded
+	// in (or read from) the shared state store. It wraps
+	// authn.ErrUnavailable: the user is refused until the store answers.
+	ErrPending = fmt.Errorf("users: user's token revocations not yet recorded in the state store: %w", authn.ErrUnavailable)
 )
 
 // User is one entry of the users file. A User is immutable once parsed and
@@ -68,6 +79,11 @@ type User struct {
 	Disabled bool
 	// Line is the user's line in the file.
 	Line int
+	// TokensValidAfter, if set, refuses every token of the user issued
+	// before it (the tokens_valid_after field): an operator's explicit
+	// "log this user out everywhere", for edits the gateway cannot observe
+	// (see Store).
+	TokensValidAfter time.Time
 
 	hash string
 	cost int
@@ -157,6 +173,9 @@ type fileUser struct {
 	PasswordHash string   `yaml:"password_hash"`
 	Roles        []string `yaml:"roles"`
 	Disabled     bool     `yaml:"disabled"`
+	// TokensValidAfter is an RFC 3339 time; decoded as text so a bad
+	// value is reported with its line like every other field error.
+	TokensValidAfter string `yaml:"tokens_valid_after"`
 }
 
 type file struct {
@@ -211,14 +230,21 @@ func Parse(filename string, data []byte) (*Set, error) {
 			// and so reveal that the name exists.
 			bad("field password_hash: bcrypt cost %d differs from the cost %d of the users above; give every user the same cost (re-hash with `authgate hash-password --cost N`)", cost, s.maxCost)
 		}
+		var validAfter time.Time
+		if fu.TokensValidAfter != "" {
+			if validAfter, err = time.Parse(time.RFC3339, fu.TokensValidAfter); err != nil {
+				bad("field tokens_valid_after: want an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", fu.TokensValidAfter)
+			}
+		}
 		u := &User{
-			Username: name,
-			Roles:    token.NormalizeRoles(fu.Roles),
-			Disabled: fu.Disabled,
-			Line:     line,
-			hash:     fu.PasswordHash,
-			cost:     cost,
-			ver:      Fingerprint(fu.PasswordHash),
+			Username:         name,
+			Roles:            token.NormalizeRoles(fu.Roles),
+			Disabled:         fu.Disabled,
+			Line:             line,
+			TokensValidAfter: validAfter,
+			hash:             fu.PasswordHash,
+			cost:             cost,
+			ver:              Fingerprint(fu.PasswordHash),
 		}
 		s.byName[name] = u
 		s.names = append(s.names, name)
@@ -244,46 +270,6 @@ func checkUsername(name string) error {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
 			return errors.New("must not contain control characters or invalid UTF-8")
 		}
-	}
-	return nil
-}
-
-// Store holds the current Set and swaps it atomically on reload. The zero
-// value holds no users: every login fails and only tokens without a
-// credential version (service tokens) pass CheckBinding. It is safe for
-// concurrent use.
-type Store struct {
-	p atomic.Pointer[Set]
-}
-
-// Load returns the current set, or nil.
-func (st *Store) Load() *Set { return st.p.Load() }
-
-// Swap replaces the current set.
-func (st *Store) Swap(s *Set) { st.p.Store(s) }
-
-var _ token.Binding = (*Store)(nil)
-
-// CheckBinding implements token.Binding. A token minted for a user carries
-// the user's Ver and is accepted only while the user exists, is enabled and
-// has the same password hash. A token with an empty ver was minted for a
-// service name by the admin tool and is accepted only while no user of that
-// name exists, so a service token can never act as a user.
-func (st *Store) CheckBinding(_ context.Context, subject, ver string) error {
-	u, ok := st.Load().Lookup(subject)
-	if ver == "" {
-		if ok {
-			return fmt.Errorf("%w: %q", ErrNotService, u.Username)
-		}
-		return nil
-	}
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: %q", ErrUnknownUser, Normalize(subject))
-	case u.Disabled:
-		return fmt.Errorf("%w: %q", ErrDisabled, u.Username)
-	case subtle.ConstantTimeCompare([]byte(ver), []byte(u.ver)) != 1:
-		return fmt.Errorf("%w: %q", ErrStale, u.Username)
 	}
 	return nil
 }

@@ -6,9 +6,23 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authgate/authgate/authn/token"
 )
+
+// claims are the claims of a token for subject with ver, issued at iat
+// and carrying roles.
+func claims(subject, ver string, iat time.Time, roles ...string) *token.Claims {
+	return &token.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: subject, IssuedAt: jwt.NewNumericDate(iat)},
+		Ver:              ver,
+		Roles:            token.NormalizeRoles(roles),
+	}
+}
 
 // Cost-10 hashes computed once, so tests do not pay for bcrypt.
 const (
@@ -17,7 +31,7 @@ const (
 	hashBob      = "$2a$10$gzyIN2BCCbRMQ/MC1fVsG.jNNbks6HbE2v4mAcodQclqnuOK7zBXO" // bob-pw
 )
 
-func mustParse(t *testing.T, data string) *Set {
+func mustParse(t testing.TB, data string) *Set {
 	t.Helper()
 	s, err := Parse("users.yaml", []byte(data))
 	if err != nil {
@@ -147,7 +161,7 @@ func TestCheckBinding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.store.CheckBinding(context.Background(), tt.subject, tt.ver)
+			err := tt.store.CheckBinding(context.Background(), claims(tt.subject, tt.ver, time.Now()))
 			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
 				t.Errorf("CheckBinding(%q, %q) = %v, want %v", tt.subject, tt.ver, err, tt.want)
 			}
@@ -161,7 +175,7 @@ func TestCheckBindingAfterPasswordChange(t *testing.T) {
 	old, _ := st.Load().Lookup("alice")
 	oldVer := old.Ver()
 	st.Swap(mustParse(t, "users:\n  - username: alice\n    password_hash: \""+hashAliceNew+"\"\n"))
-	if err := st.CheckBinding(context.Background(), "alice", oldVer); !errors.Is(err, ErrStale) {
+	if err := st.CheckBinding(context.Background(), claims("alice", oldVer, time.Now())); !errors.Is(err, ErrStale) {
 		t.Errorf("CheckBinding(alice, old ver) after password change = %v, want ErrStale", err)
 	}
 }

@@ -134,6 +134,14 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	} else if a.state, err = openState(cfg, sec, d); err != nil {
 		return nil, err
 	}
+	// Disables, deletes and password changes are recorded in the state
+	// store, so old tokens stay dead after an undo, a restart and on every
+	// replica; a record outlives every token it refuses.
+	if err := a.users.Track(a.state, users.TrackOptions{Keep: max(cfg.JWT.AccessTTL, cfg.JWT.RefreshTTL, issuer.MaxAdminTokenTTL) + cfg.JWT.Leeway,
+		Timeout: cfg.Auth.StateTimeout, Interval: cfg.ReloadInterval, Now: d.Now,
+		OnError: func(err error) { a.log.Warn("users: state store", zap.Error(err)) }}); err != nil {
+		a.log.Warn("users: not-before records not synchronized; affected users are refused until they are", zap.Error(err))
+	}
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "authgate_state_store_up", Help: "1 if the shared state store (embedded or Redis) answers, else 0.",
 	}, func() float64 {
@@ -187,7 +195,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	if cfg.UsersFile != "" {
 		a.issuer, err = issuer.New(issuer.Options{
 			Users: a.users, Signer: a.signer, Verifier: a.verifier, State: a.state,
-			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, Limits: cfg.Auth.Limits, Trusted: trusted,
+			AccessTTL: cfg.JWT.AccessTTL, RefreshTTL: cfg.JWT.RefreshTTL, RefreshMaxAge: cfg.JWT.RefreshMaxAge, Limits: cfg.Auth.Limits, Trusted: trusted,
 			MaxBodyBytes: cfg.Auth.MaxBodyBytes, BcryptConcurrency: cmp.Or(d.BcryptConcurrency, cfg.Auth.BcryptConcurrency), StateTimeout: cfg.Auth.StateTimeout,
 			LimitedDelay: cfg.Auth.LimitedDelay, Now: d.Now, Logger: a.log.With(zap.String("component", "issuer")), Registerer: a.reg,
 		})
@@ -215,6 +223,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		MaxInFlight:          cfg.Listen.MaxInFlight,
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
 		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
+		TunnelRecheck:        cfg.ReloadInterval,
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,
@@ -293,6 +302,9 @@ func (a *App) Config() *config.Config { return a.cfg }
 
 // Signer signs the gateway's own tokens.
 func (a *App) Signer() *token.Signer { return a.signer }
+
+// Users is the users file's store.
+func (a *App) Users() *users.Store { return a.users }
 
 // Registry is the app's own metrics registry.
 func (a *App) Registry() *prometheus.Registry { return a.reg }

@@ -16,11 +16,13 @@ import (
 	"github.com/authgate/authgate/internal/config"
 )
 
-// StartBackground starts the file watcher and, with external issuers, the
-// key refresh; both stop when ctx ends. The returned function releases the
+// StartBackground starts the file watcher, the users' not-before
+// synchronisation and, with external issuers, the key refresh; all stop
+// when ctx ends. The returned function releases the
 // key sets. Run calls it; so do tests that serve the handlers themselves.
 func (a *App) StartBackground(ctx context.Context) (stop func()) {
 	go a.watcher.Run(ctx)
+	go a.users.Run(ctx)
 	if a.external != nil {
 		a.external.Start(ctx)
 		return a.external.Close

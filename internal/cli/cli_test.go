@@ -446,11 +446,11 @@ var goldenCases = []goldenCase{
 		code:    2,
 	},
 	{
-		golden: "token_user_with_roles", fixture: "users",
-		args:        []string{"token", "--config", "$DIR/config.yaml", "--subject", "alice", "--role", "admin"},
+		golden: "token_user_role_not_held", fixture: "users",
+		args:        []string{"token", "--config", "$DIR/config.yaml", "--subject", "alice", "--role", "reader"},
 		environ:     []string{"AUTHGATE_JWT_SECRET=" + testSecret},
 		code:        1,
-		mustContain: []string{`"alice" is a user; its roles come from the users file`},
+		mustContain: []string{`user "alice" does not hold role "reader"`},
 	},
 }
 

@@ -240,6 +240,7 @@ func TestCLIToken(t *testing.T) {
 		{"service, roles repeated and comma-separated", []string{"--subject", "billing", "--role", "writer, reader", "--role", "reader"}, "billing", []string{"reader", "writer"}, time.Hour, false},
 		{"flags after --config, ttl", []string{"--config", cfg, "--ttl", "10m", "--subject", "billing", "--role", "reader"}, "billing", []string{"reader"}, 10 * time.Minute, false},
 		{"user takes the file's roles", []string{"--subject", "Alice"}, "alice", []string{"admin"}, time.Hour, true},
+		{"user, a subset of the file's roles", []string{"--subject", "alice", "--role", "admin", "--ttl", "24h"}, "alice", []string{"admin"}, 24 * time.Hour, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"token", "--config", cfg}, tc.args...)
@@ -275,7 +276,8 @@ func TestCLIToken(t *testing.T) {
 		{"bad ttl", []string{"--subject", "x", "--role", "r", "--ttl", "soon"}, environ, 2},
 		{"role the policy cannot name", []string{"--subject", "x", "--role", "ops team"}, environ, 2},
 		{"no secret", []string{"--subject", "x", "--role", "r"}, nil, 1},
-		{"user with roles", []string{"--subject", "alice", "--role", "admin"}, environ, 1},
+		{"user given a role the file does not grant", []string{"--subject", "alice", "--role", "reader"}, environ, 1},
+		{"ttl over the maximum", []string{"--subject", "x", "--role", "r", "--ttl", "24h1s"}, environ, 2},
 		{"disabled user", []string{"--subject", "bob"}, environ, 1},
 		{"service without roles", []string{"--subject", "billing"}, environ, 1},
 	} {

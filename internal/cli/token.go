@@ -42,7 +42,7 @@ subject is a service, which needs at least one --role.`,
 	addConfigFlag(cmd, &f.config)
 	cmd.Flags().StringVar(&f.subject, "subject", "", "the user (of the users file) or service `NAME` the token is for (required)")
 	cmd.Flags().StringArrayVar(&f.roles, "role", nil, "a `ROLE` of a service token (repeatable or comma-separated); users take theirs from the users file")
-	cmd.Flags().DurationVar(&f.ttl, "ttl", issuer.DefaultAdminTokenTTL, "token lifetime")
+	cmd.Flags().DurationVar(&f.ttl, "ttl", issuer.DefaultAdminTokenTTL, "token lifetime, at most "+issuer.MaxAdminTokenTTL.String())
 	return cmd
 }
 
@@ -50,8 +50,8 @@ func runToken(cmd *cobra.Command, f tokenFlags, environ []string) error {
 	if f.subject == "" {
 		return usagef("--subject is required")
 	}
-	if f.ttl <= 0 {
-		return usagef("--ttl must be positive, got %s", f.ttl)
+	if f.ttl <= 0 || f.ttl > issuer.MaxAdminTokenTTL {
+		return usagef("--ttl must be positive and at most %s, got %s (use an API key for a long-lived credential)", issuer.MaxAdminTokenTTL, f.ttl)
 	}
 	roles, err := roleArgs(f.roles)
 	if err != nil {

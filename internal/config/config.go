@@ -125,6 +125,8 @@ type JWTConfig struct {
 	AccessTTL  time.Duration `yaml:"access_ttl"`
 	RefreshTTL time.Duration `yaml:"refresh_ttl"`
 	CacheSize  int           `yaml:"cache_size"`
+	// RefreshMaxAge is the absolute lifetime of a session since its login.
+	RefreshMaxAge time.Duration `yaml:"refresh_max_age"`
 }
 
 // AuthConfig configures the login, refresh and logout endpoints, served
@@ -191,7 +193,7 @@ func Default() Config {
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
 			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
 		ReloadInterval: time.Second,
-		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000},
+		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge},
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
@@ -350,6 +352,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
 		bad("trusted_proxies", "%v", err)
+	}
+	if c.JWT.RefreshMaxAge <= 0 || c.JWT.RefreshMaxAge < c.JWT.RefreshTTL {
+		bad("jwt.refresh_max_age", "must be positive and at least jwt.refresh_ttl (%s)", c.JWT.RefreshTTL)
 	}
 	if c.JWT.CacheSize < 0 {
 		bad("jwt.cache_size", "must not be negative (0 disables the cache)")

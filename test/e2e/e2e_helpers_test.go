@@ -19,6 +19,7 @@ import (
 	"github.com/authgate/authgate/internal/app"
 	"github.com/authgate/authgate/internal/apptest"
 	"github.com/authgate/authgate/internal/config"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -290,4 +291,36 @@ func testUsers(t *testing.T, alicePassword string) string {
 		"  - username: alice\n    password_hash: \"" + hashOf(t, alicePassword) + "\"\n    roles: [admin, user]\n" +
 		"  - username: bob\n    password_hash: \"" + hashOf(t, "bob-password-1") + "\"\n    roles: [user]\n" +
 		"  - username: mallory\n    password_hash: \"" + hashOf(t, "mallory-password-1") + "\"\n    roles: [admin]\n    disabled: true\n"
+}
+
+// counterValue returns the value of the sample of metric name whose labels
+// include every pair in labels, or 0.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
