@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/authgate/authgate/authn/jose"
 )
 
 // fakeVerifier records every token it is given and answers with p or err.
@@ -106,6 +108,11 @@ func TestBearerPicksVerifierByIssuer(t *testing.T) {
 		{name: "token with a space", header: "Bearer " + tokA + " " + tokB, wantErr: ErrMalformed},
 		{name: "token with a tab", header: "Bearer " + tokA + "\t" + tokB, wantErr: ErrMalformed},
 		{name: "tab after scheme", header: "Bearer\t" + tokA, wantErr: ErrMalformed},
+		{name: "trailing tab", header: "Bearer " + tokA + "\t", wantErr: ErrMalformed},
+		{name: "no-break space after token", header: "Bearer " + tokA + "\u00a0", wantErr: ErrMalformed},
+		{name: "token not token68", header: "Bearer " + tokA + ",x", wantErr: ErrMalformed},
+		{name: "only padding", header: "Bearer ==", wantErr: ErrMalformed},
+		{name: "too large", header: "Bearer " + jws(map[string]any{"iss": "a", "pad": strings.Repeat("x", jose.MaxTokenBytes)}), wantErr: ErrInvalidToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +170,17 @@ func TestBearerVerifierError(t *testing.T) {
 	}
 }
 
+// setPaddingBit returns the canonical base64url s with its lowest unused
+// bit set: the same bytes, spelled differently.
+func setPaddingBit(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	if len(s)%4 == 0 {
+		panic("setPaddingBit: " + s + " has no unused bits")
+	}
+	i := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + alphabet[i+1:i+2]
+}
+
 func TestPeekIssuer(t *testing.T) {
 	enc := base64.RawURLEncoding.EncodeToString
 	tests := []struct {
@@ -180,7 +198,10 @@ func TestPeekIssuer(t *testing.T) {
 		{name: "payload an array", raw: "a." + enc([]byte(`["iss"]`)) + ".c", wantErr: true},
 		{name: "payload not json", raw: "a." + enc([]byte(`iss=a`)) + ".c", wantErr: true},
 		{name: "issuer a number", raw: "a." + enc([]byte(`{"iss":5}`)) + ".c", wantErr: true},
-		{name: "too large", raw: jws(map[string]string{"iss": "a", "pad": strings.Repeat("x", maxTokenBytes)}), wantErr: true},
+		{name: "too large", raw: jws(map[string]string{"iss": "a", "pad": strings.Repeat("x", jose.MaxTokenBytes)}), wantErr: true},
+		{name: "issuer twice", raw: "a." + enc([]byte(`{"iss":"b","iss":"a"}`)) + ".c", wantErr: true},
+		{name: "issuer and a case variant", raw: "a." + enc([]byte(`{"iss":"b","ISS":"a"}`)) + ".c", wantErr: true},
+		{name: "payload with padding bits set", raw: "a." + setPaddingBit(enc([]byte(`{"iss":"a"}`))) + ".c", wantErr: true},
 		{name: "extra segments", raw: "a." + enc([]byte(`{"iss":"a"}`)) + ".b.c", wantErr: true},
 	}
 	for _, tt := range tests {
