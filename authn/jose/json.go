@@ -3,8 +3,10 @@ package jose
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth bounds the nesting of objects and arrays in a header or claims
@@ -45,12 +47,15 @@ type member struct {
 type scanner struct {
 	data []byte
 	pos  int
+	// names holds the member names of the objects being scanned, innermost
+	// last; each object checks and then drops its own.
+	names []string
 }
 
 // scanObject checks that data is exactly one JSON object and returns its
 // members.
 func scanObject(data []byte) ([]member, error) {
-	s := scanner{data: data}
+	s := scanner{data: data, names: make([]string, 0, smallObject)}
 	s.skipSpace()
 	if s.pos >= len(s.data) || s.data[s.pos] != '{' {
 		return nil, errNotObject
@@ -113,10 +118,11 @@ func (s *scanner) object(depth int, top bool) ([]member, error) {
 		return nil, errTooDeep
 	}
 	s.pos++ // '{'
-	var (
-		members []member
-		names   []string
-	)
+	var members []member
+	if top {
+		members = make([]member, 0, 8)
+	}
+	first := len(s.names)
 	s.skipSpace()
 	if s.pos < len(s.data) && s.data[s.pos] == '}' {
 		s.pos++
@@ -148,7 +154,7 @@ func (s *scanner) object(depth int, top bool) ([]member, error) {
 			members = append(members, member{name: name, kind: k, raw: s.data[vstart:s.pos],
 				strings: k == kindArray && flag, escaped: k == kindString && flag})
 		}
-		names = append(names, name)
+		s.names = append(s.names, name)
 		s.skipSpace()
 		if s.pos >= len(s.data) {
 			return nil, errSyntax
@@ -162,9 +168,10 @@ func (s *scanner) object(depth int, top bool) ([]member, error) {
 		}
 		s.pos++
 	}
-	if err := checkNames(names, top); err != nil {
+	if err := checkNames(s.names[first:], top); err != nil {
 		return nil, err
 	}
+	s.names = s.names[:first]
 	return members, nil
 }
 
@@ -309,9 +316,16 @@ func (s *scanner) literal(lit string) error {
 // Escaped strings are decoded by encoding/json itself, so a name is
 // compared exactly as the claims decoder will see it ("\u0072oles" is
 // "roles").
+//
+// An unescaped string is returned as a view of q, without a copy: callers
+// never modify the bytes they scan, and the views live no longer than the
+// Token that owns them.
 func decodeString(q []byte, escaped bool) string {
 	if !escaped {
-		return string(q[1 : len(q)-1])
+		if len(q) == 2 {
+			return ""
+		}
+		return unsafe.String(&q[1], len(q)-2)
 	}
 	var v string
 	if json.Unmarshal(q, &v) != nil {
@@ -331,27 +345,24 @@ func checkNames(names []string, fold bool) error {
 	if len(names) < 2 {
 		return nil
 	}
-	keys := names
-	if fold {
-		keys = make([]string, len(names))
-		for i, n := range names {
-			keys[i] = foldName(n)
-		}
-	}
-	if len(keys) <= smallObject {
-		for i := 1; i < len(keys); i++ {
+	if len(names) <= smallObject {
+		for i := 1; i < len(names); i++ {
 			for j := range i {
-				if keys[i] == keys[j] {
-					return dupError(names[i], fold && names[i] != names[j])
+				if names[i] == names[j] || (fold && strings.EqualFold(names[i], names[j])) {
+					return dupError(names[i], names[i] != names[j])
 				}
 			}
 		}
 		return nil
 	}
-	seen := make(map[string]int, len(keys))
-	for i, k := range keys {
+	seen := make(map[string]int, len(names))
+	for i, n := range names {
+		k := n
+		if fold {
+			k = foldName(n)
+		}
 		if j, dup := seen[k]; dup {
-			return dupError(names[i], fold && names[i] != names[j])
+			return dupError(names[i], names[i] != names[j])
 		}
 		seen[k] = i
 	}
