@@ -308,7 +308,9 @@ func decodeHeader(members []member) (Header, error) {
 		if m.kind != kindString {
 			return Header{}, &memberError{err: ErrHeader, what: "parameter is not a string:", name: m.name}
 		}
-		*dst = decodeString(m.raw, m.escaped)
+		// A copy, not a view of the token: callers keep these strings
+		// (in caches) without keeping the whole decoded token alive.
+		*dst = strings.Clone(decodeString(m.raw, m.escaped))
 		if *dst == "" && m.name != "typ" {
 			return Header{}, &memberError{err: ErrHeader, what: "parameter is empty:", name: m.name}
 		}
