@@ -85,7 +85,7 @@ func newApp(cfg *Config, sec Secrets, d deps) (*app, error) {
 	}
 	a := &app{cfg: cfg, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
-	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
+	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload, filewatch.WithSettle(cfg.ReloadSettle))
 
 	// Load every file before anything serves; each failure is reported.
 	var errs []error
