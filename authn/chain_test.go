@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/authgate/authgate/authn/jose"
+	"github.com/authgate/authgate/authn/jose/josetest"
 )
 
 // fakeVerifier records every token it is given and answers with p or err.
@@ -170,17 +171,6 @@ func TestBearerVerifierError(t *testing.T) {
 	}
 }
 
-// setPaddingBit returns the canonical base64url s with its lowest unused
-// bit set: the same bytes, spelled differently.
-func setPaddingBit(s string) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	if len(s)%4 == 0 {
-		panic("setPaddingBit: " + s + " has no unused bits")
-	}
-	i := strings.IndexByte(alphabet, s[len(s)-1])
-	return s[:len(s)-1] + alphabet[i+1:i+2]
-}
-
 func TestPeekIssuer(t *testing.T) {
 	enc := base64.RawURLEncoding.EncodeToString
 	tests := []struct {
@@ -201,7 +191,7 @@ func TestPeekIssuer(t *testing.T) {
 		{name: "too large", raw: jws(map[string]string{"iss": "a", "pad": strings.Repeat("x", jose.MaxTokenBytes)}), wantErr: true},
 		{name: "issuer twice", raw: "a." + enc([]byte(`{"iss":"b","iss":"a"}`)) + ".c", wantErr: true},
 		{name: "issuer and a case variant", raw: "a." + enc([]byte(`{"iss":"b","ISS":"a"}`)) + ".c", wantErr: true},
-		{name: "payload with padding bits set", raw: "a." + setPaddingBit(enc([]byte(`{"iss":"a"}`))) + ".c", wantErr: true},
+		{name: "payload with padding bits set", raw: "a." + josetest.SetPaddingBit(t, enc([]byte(`{"iss":"a"}`))) + ".c", wantErr: true},
 		{name: "extra segments", raw: "a." + enc([]byte(`{"iss":"a"}`)) + ".b.c", wantErr: true},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/authgate/authgate/authn/jose/josetest"
 )
 
 var b64 = base64.RawURLEncoding.EncodeToString
@@ -13,17 +15,6 @@ var b64 = base64.RawURLEncoding.EncodeToString
 // signature that is never checked by Decode.
 func tok(header, claims string) string {
 	return b64([]byte(header)) + "." + b64([]byte(claims)) + "." + b64([]byte("signature!"))
-}
-
-// setPaddingBit returns the canonical base64url s with its lowest unused
-// bit set: the same bytes, spelled differently.
-func setPaddingBit(s string) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	if len(s)%4 == 0 {
-		panic("setPaddingBit: " + s + " has no unused bits")
-	}
-	i := strings.IndexByte(alphabet, s[len(s)-1])
-	return s[:len(s)-1] + alphabet[i+1:i+2]
 }
 
 const (
@@ -105,9 +96,9 @@ func TestDecodeRefuses(t *testing.T) {
 		{"JWS JSON serialization", `{"payload":"` + segs[1] + `","signatures":[]}`, ErrMalformed},
 		// One token, one spelling.
 		{"padding", segs[0] + "." + base64.URLEncoding.EncodeToString([]byte(`{"sub":"a"}`)) + "." + segs[2], ErrMalformed},
-		{"padding bits set in the payload", segs[0] + "." + setPaddingBit(segs[1]) + "." + segs[2], ErrMalformed},
-		{"padding bits set in the header", setPaddingBit(segs[0]) + "." + segs[1] + "." + segs[2], ErrMalformed},
-		{"padding bits set in the signature", segs[0] + "." + segs[1] + "." + setPaddingBit(segs[2]), ErrMalformed},
+		{"padding bits set in the payload", segs[0] + "." + josetest.SetPaddingBit(t, segs[1]) + "." + segs[2], ErrMalformed},
+		{"padding bits set in the header", josetest.SetPaddingBit(t, segs[0]) + "." + segs[1] + "." + segs[2], ErrMalformed},
+		{"padding bits set in the signature", segs[0] + "." + segs[1] + "." + josetest.SetPaddingBit(t, segs[2]), ErrMalformed},
 		{"impossible length", segs[0] + "." + impossibleLength(segs[1]) + "." + segs[2], ErrMalformed},
 		{"standard alphabet +", segs[0] + "." + segs[1] + "." + segs[2][:4] + "+" + segs[2][5:], ErrMalformed},
 		{"standard alphabet /", segs[0] + "." + segs[1] + "." + segs[2][:4] + "/" + segs[2][5:], ErrMalformed},

@@ -13,19 +13,8 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/jose"
+	"github.com/authgate/authgate/authn/jose/josetest"
 )
-
-// setPaddingBit returns the canonical base64url s with its lowest unused
-// bit set: the same bytes, spelled differently.
-func setPaddingBit(t *testing.T, s string) string {
-	t.Helper()
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	if len(s)%4 == 0 {
-		t.Fatalf("setPaddingBit(%q): no unused bits", s)
-	}
-	i := strings.IndexByte(alphabet, s[len(s)-1])
-	return s[:len(s)-1] + alphabet[i+1:i+2]
-}
 
 // headerJSON is a header for alg with the fixture's kid and extra members.
 func (f *fixture) headerJSON(t *testing.T, alg string, extra map[string]any) string {
@@ -76,14 +65,14 @@ func TestVerifyRefusesNonStrictTokens(t *testing.T) {
 		{"empty kid", f.idp.SignWithHeader(f.claims(nil), "RS256", map[string]any{"kid": ""}), jose.ErrHeader},
 		{"duplicate kid", f.idp.SignSegments(b64([]byte(`{"alg":"ES256","kid":"nope","kid":"`+f.idp.Kid("ES256")+`"}`)), b64([]byte(good)), "ES256"), jose.ErrDuplicate},
 		{"case-variant alg", f.idp.SignSegments(b64([]byte(`{"alg":"ES256","ALG":"none","kid":"`+f.idp.Kid("ES256")+`"}`)), b64([]byte(good)), "ES256"), jose.ErrDuplicate},
-		{"payload padding bits set", f.idp.SignSegments(b64([]byte(hdr)), setPaddingBit(t, b64([]byte(padded))), "ES256"), jose.ErrMalformed},
+		{"payload padding bits set", f.idp.SignSegments(b64([]byte(hdr)), josetest.SetPaddingBit(t, b64([]byte(padded))), "ES256"), jose.ErrMalformed},
 		{"padded payload", f.idp.SignSegments(b64([]byte(hdr)), base64.URLEncoding.EncodeToString([]byte(padded)), "ES256"), jose.ErrMalformed},
 		{"header padding bits set", func() string {
 			h := hdr
 			for n := 0; len(h)%3 == 0; n++ {
 				h = f.headerJSON(t, "ES256", map[string]any{"p": strings.Repeat("q", n)})
 			}
-			return f.idp.SignSegments(setPaddingBit(t, b64([]byte(h))), b64([]byte(good)), "ES256")
+			return f.idp.SignSegments(josetest.SetPaddingBit(t, b64([]byte(h))), b64([]byte(good)), "ES256")
 		}(), jose.ErrMalformed},
 		{"exp as a numeric string", f.idp.Sign(f.claims(jwt.MapClaims{"exp": fmt.Sprint(exp)}), "RS256"), jose.ErrClaim},
 		{"exp 1e400", f.idp.SignPayload([]byte(strings.Replace(good, fmt.Sprintf(`"exp":%d`, exp), `"exp":1e400`, 1)), "ES256"), jose.ErrClaim},

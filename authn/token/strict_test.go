@@ -14,6 +14,7 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/jose"
+	"github.com/authgate/authgate/authn/jose/josetest"
 	"github.com/authgate/authgate/authn/token"
 )
 
@@ -45,18 +46,6 @@ func claimsJSON(t *testing.T, extra string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSuffix(string(b), "}") + extra + "}"
-}
-
-// setPaddingBit returns the canonical base64url s with its lowest unused
-// bit set: the same bytes, spelled differently.
-func setPaddingBit(t *testing.T, s string) string {
-	t.Helper()
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	if len(s)%4 == 0 {
-		t.Fatalf("setPaddingBit(%q): no unused bits", s)
-	}
-	i := strings.IndexByte(alphabet, s[len(s)-1])
-	return s[:len(s)-1] + alphabet[i+1:i+2]
 }
 
 // TestStrictDecoding covers the forms the gateway's own verifier refuses
@@ -91,10 +80,10 @@ func TestStrictDecoding(t *testing.T) {
 		{"case-variant type", signJSON(t, hdr, claimsJSON(t, `,"Type":"refresh"`)), jose.ErrDuplicate},
 		{"duplicate kid", signJSON(t, `{"alg":"HS256","kid":"b","kid":"a"}`, good), jose.ErrDuplicate},
 		{"lone upper-case ROLES", signJSON(t, hdr, fmt.Sprintf(`{"iss":"authgate","sub":"alice","aud":"gateway","exp":%d,"jti":"j","type":"access","ROLES":["admin"]}`, exp)), jose.ErrDuplicate},
-		{"payload padding bits set", signSegments(t, b64([]byte(hdr)), setPaddingBit(t, b64([]byte(padded)))), jose.ErrMalformed},
+		{"payload padding bits set", signSegments(t, b64([]byte(hdr)), josetest.SetPaddingBit(t, b64([]byte(padded)))), jose.ErrMalformed},
 		{"signature padding bits set", func() string {
 			raw := signJSON(t, hdr, good)
-			return raw[:strings.LastIndexByte(raw, '.')+1] + setPaddingBit(t, raw[strings.LastIndexByte(raw, '.')+1:])
+			return raw[:strings.LastIndexByte(raw, '.')+1] + josetest.SetPaddingBit(t, raw[strings.LastIndexByte(raw, '.')+1:])
 		}(), jose.ErrMalformed},
 		{"padded payload", signSegments(t, b64([]byte(hdr)), base64.URLEncoding.EncodeToString([]byte(padded))), jose.ErrMalformed},
 		{"exp as a string", signJSON(t, hdr, strings.Replace(good, fmt.Sprintf(`"exp":%d`, exp), fmt.Sprintf(`"exp":"%d"`, exp), 1)), jose.ErrClaim},

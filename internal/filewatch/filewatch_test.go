@@ -224,18 +224,6 @@ func TestCheck(t *testing.T) {
 			t.Errorf("Check() reported %+v, want one successful change of %s", got, path)
 		}
 	})
-	t.Run("write and rename reloads", func(t *testing.T) {
-		w, l, _, path := setup(t)
-		tmp := path + ".tmp"
-		write(t, tmp, "v2")
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-		w.Check(false)
-		if l.good != "v2" {
-			t.Errorf("after rename, loaded %q, want v2", l.good)
-		}
-	})
 	t.Run("forced check reloads unchanged file", func(t *testing.T) {
 		w, l, res, _ := setup(t)
 		w.Check(true)
