@@ -154,6 +154,9 @@ func newEnvSecrets(t *testing.T, sec Secrets, policyText string, handler http.Ha
 	cfg.PolicyFile = filepath.Join(e.dir, "policy.yaml")
 	cfg.APIKeysFile = filepath.Join(e.dir, "keys.yaml")
 	cfg.ReloadInterval = 50 * time.Millisecond
+	// The files were written just now: a short settle interval keeps the
+	// startup wait for a fresh file (and in-place edits) quick.
+	cfg.ReloadSettle = 100 * time.Millisecond
 	for _, o := range opts {
 		o(&cfg)
 	}
