@@ -135,15 +135,19 @@ func isToken68(s string) bool {
 		return false
 	}
 	for i := 0; i < end; i++ {
-		switch c := s[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
-		default:
+		if token68[s[i]] != '1' {
 			return false
 		}
 	}
 	return true
 }
+
+// token68 marks with '1' the bytes a token68 may hold: letters, digits and
+// "-._~+/" (RFC 7235 §2.1), one entry per byte value.
+const token68 = "0000000000000000000000000000000000000000000101111111111111000000" +
+	"0111111111111111111111111110000101111111111111111111111111100010" +
+	"0000000000000000000000000000000000000000000000000000000000000000" +
+	"0000000000000000000000000000000000000000000000000000000000000000"
 
 // peekIssuer returns the unverified "iss" of raw, after the same strict
 // decoding every verifier applies, so a token with two "iss" members (or

@@ -69,11 +69,11 @@ import (
 
 // MaxTokenBytes is the largest token, in bytes of its compact form, that
 // any verifier of the gateway accepts. 16 KiB holds the largest tokens real
-// providers issue (Entra ID switches to a groups overage claim before it
-// passes about 8 KiB; Keycloak tokens with hundreds of roles stay under 16
-// KiB) and bounds the hashing, decoding and memory spent on an unverified
-// token. nginx's default large_client_header_buffers (8 KiB) is smaller, so
-// behind nginx the front proxy refuses larger headers first.
+// providers issue (Entra ID replaces the groups claim by an overage claim
+// beyond 200 groups, which keeps its tokens near 12 KiB at most) and bounds
+// the hashing, decoding and memory spent on an unverified token. It is
+// above nginx's default header line limit (large_client_header_buffers,
+// 8 KiB) and far below Envoy's default request header limit (60 KiB).
 const MaxTokenBytes = 16 << 10
 
 // The errors of the strict decoding step. Every error returned by Decode
