@@ -5,7 +5,8 @@
 // iat is checked and the leeway is bounded. Tokens are decoded by the strict
 // step of package jose, shared with external issuers: crit, duplicate or
 // case-variant claims, non-canonical base64url, an unexpected typ and tokens
-// over jose.MaxTokenBytes are refused before the signature is checked. A "type" claim keeps refresh
+// over jose.MaxTokenBytes are refused before the signature is checked. A
+// "type" claim keeps refresh
 // tokens from being used as access tokens and the other way round, and an
 // optional "ver" claim binds a token to the user's current credentials so a
 // password change ends every older token.
