@@ -42,10 +42,14 @@
 // read again after the interval, and loaded only when it did not change in
 // between; the wait is bounded.
 //
-// A writer that pauses for longer than the settle interval in the middle of
-// an in-place write can still be seen half-way. Writing the new version to
-// a temporary file in the same directory and renaming it over the old one
-// avoids the question entirely and is applied without delay.
+// Two cases remain that no reader can tell apart from a complete file: a
+// writer that pauses for longer than the settle interval in the middle of
+// an in-place write, and one that deletes the file and then writes a new
+// one at the same path slowly (the new inode looks like a rename; editors
+// that do this, such as vim and emacs with their default backup settings,
+// write it in one burst). Writing the new version to a temporary file in
+// the same directory and renaming it over the old one avoids the question
+// entirely and is applied without delay.
 package filewatch
 
 import (
