@@ -2,7 +2,6 @@ package authn
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/authgate/authgate/authn/jose"
 	"github.com/authgate/authgate/internal/lru"
 )
 
@@ -59,6 +59,11 @@ func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
 	if err != nil {
 		return Principal{}, false, err
 	}
+	if len(raw) > jose.MaxTokenBytes {
+		// One cap for every verifier, checked before any hashing or
+		// decoding of an unverified token.
+		return Principal{}, false, fmt.Errorf("%w: %w", ErrInvalidToken, jose.ErrTooLarge)
+	}
 	v := b.only
 	if v == nil {
 		var err error
@@ -75,9 +80,6 @@ func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
 
 // choose returns the verifier of the issuer raw names.
 func (b *Bearer) choose(raw string) (TokenVerifier, error) {
-	if len(raw) > maxTokenBytes {
-		return nil, fmt.Errorf("%w: token too large", ErrInvalidToken)
-	}
 	// Sum256 neither keeps nor changes its input: no copy of the token.
 	digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 	now := time.Now()
@@ -98,7 +100,11 @@ func (b *Bearer) choose(raw string) (TokenVerifier, error) {
 
 // BearerToken returns the bearer token of r. present reports whether r has
 // an Authorization header at all; err is set when it is not a single
-// well-formed bearer credential.
+// well-formed bearer credential: the scheme "Bearer" in any case, spaces,
+// and one token68 (RFC 6750 §2.1: letters, digits and "-._~+/", then
+// optional "="). Anything else, such as a second token, a tab or a
+// non-ASCII space inside or around it, is malformed rather than trimmed, so
+// the token checked is byte for byte the one an upstream would see.
 func BearerToken(r *http.Request) (tok string, present bool, err error) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
@@ -112,36 +118,54 @@ func BearerToken(r *http.Request) (tok string, present bool, err error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", true, fmt.Errorf("%w: not a bearer credential", ErrMalformed)
 	}
-	tok = strings.TrimSpace(tok)
-	if tok == "" || strings.ContainsAny(tok, " \t") {
+	tok = strings.Trim(tok, " ")
+	if !isToken68(tok) {
 		return "", true, fmt.Errorf("%w: empty or malformed bearer token", ErrMalformed)
 	}
 	return tok, true, nil
 }
 
-// maxTokenBytes bounds the work done on an unverified token.
-const maxTokenBytes = 16 << 10
+// isToken68 reports whether s is a non-empty token68 (RFC 7235 §2.1).
+func isToken68(s string) bool {
+	end := len(s)
+	for end > 0 && s[end-1] == '=' {
+		end--
+	}
+	if end == 0 {
+		return false
+	}
+	for i := 0; i < end; i++ {
+		if token68[s[i]] != '1' {
+			return false
+		}
+	}
+	return true
+}
 
+// token68 marks with '1' the bytes a token68 may hold: letters, digits and
+// "-._~+/" (RFC 7235 §2.1), one entry per byte value.
+const token68 = "0000000000000000000000000000000000000000000101111111111111000000" +
+	"0111111111111111111111111110000101111111111111111111111111100010" +
+	"0000000000000000000000000000000000000000000000000000000000000000" +
+	"0000000000000000000000000000000000000000000000000000000000000000"
+
+// peekIssuer returns the unverified "iss" of raw, after the same strict
+// decoding every verifier applies, so a token with two "iss" members (or
+// "iss" and "ISS") cannot be sent to one issuer's verifier while another
+// reader sees the other value.
 func peekIssuer(raw string) (string, error) {
-	if len(raw) > maxTokenBytes {
-		return "", fmt.Errorf("%w: token too large", ErrInvalidToken)
-	}
-	first := strings.IndexByte(raw, '.')
-	last := strings.LastIndexByte(raw, '.')
-	if first < 0 || first == last {
-		return "", fmt.Errorf("%w: not a JWS compact token", ErrInvalidToken)
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(raw[first+1 : last])
+	t, err := jose.Decode(raw)
 	if err != nil {
-		return "", fmt.Errorf("%w: payload is not base64url", ErrInvalidToken)
+		return "", fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	var c struct {
-		Iss string `json:"iss"`
+	var iss string
+	if v, ok := t.Claim("iss"); ok {
+		// Decode checked that iss is a string.
+		if err := json.Unmarshal(v, &iss); err != nil {
+			return "", fmt.Errorf("%w: iss is not a string", ErrInvalidToken)
+		}
 	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return "", fmt.Errorf("%w: payload is not a JSON object", ErrInvalidToken)
-	}
-	return c.Iss, nil
+	return iss, nil
 }
 
 // Chain is the gateway's authenticator: a bearer token or an API key.

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/authgate/authgate/authn/jose"
+	"github.com/authgate/authgate/authn/jose/josetest"
 )
 
 // fakeVerifier records every token it is given and answers with p or err.
@@ -106,6 +109,11 @@ func TestBearerPicksVerifierByIssuer(t *testing.T) {
 		{name: "token with a space", header: "Bearer " + tokA + " " + tokB, wantErr: ErrMalformed},
 		{name: "token with a tab", header: "Bearer " + tokA + "\t" + tokB, wantErr: ErrMalformed},
 		{name: "tab after scheme", header: "Bearer\t" + tokA, wantErr: ErrMalformed},
+		{name: "trailing tab", header: "Bearer " + tokA + "\t", wantErr: ErrMalformed},
+		{name: "no-break space after token", header: "Bearer " + tokA + "\u00a0", wantErr: ErrMalformed},
+		{name: "token not token68", header: "Bearer " + tokA + ",x", wantErr: ErrMalformed},
+		{name: "only padding", header: "Bearer ==", wantErr: ErrMalformed},
+		{name: "too large", header: "Bearer " + jws(map[string]any{"iss": "a", "pad": strings.Repeat("x", jose.MaxTokenBytes)}), wantErr: ErrInvalidToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,7 +188,10 @@ func TestPeekIssuer(t *testing.T) {
 		{name: "payload an array", raw: "a." + enc([]byte(`["iss"]`)) + ".c", wantErr: true},
 		{name: "payload not json", raw: "a." + enc([]byte(`iss=a`)) + ".c", wantErr: true},
 		{name: "issuer a number", raw: "a." + enc([]byte(`{"iss":5}`)) + ".c", wantErr: true},
-		{name: "too large", raw: jws(map[string]string{"iss": "a", "pad": strings.Repeat("x", maxTokenBytes)}), wantErr: true},
+		{name: "too large", raw: jws(map[string]string{"iss": "a", "pad": strings.Repeat("x", jose.MaxTokenBytes)}), wantErr: true},
+		{name: "issuer twice", raw: "a." + enc([]byte(`{"iss":"b","iss":"a"}`)) + ".c", wantErr: true},
+		{name: "issuer and a case variant", raw: "a." + enc([]byte(`{"iss":"b","ISS":"a"}`)) + ".c", wantErr: true},
+		{name: "payload with padding bits set", raw: "a." + josetest.SetPaddingBit(t, enc([]byte(`{"iss":"a"}`))) + ".c", wantErr: true},
 		{name: "extra segments", raw: "a." + enc([]byte(`{"iss":"a"}`)) + ".b.c", wantErr: true},
 	}
 	for _, tt := range tests {

@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
-)
 
-// maxClaimKeys bounds the number of members in one claims object, so that a
-// crafted token cannot make decoding arbitrarily expensive.
-const maxClaimKeys = 1024
+	"github.com/authgate/authgate/authn/jose"
+)
 
 // tokenClaims is the typed claim set of a token plus the raw members needed
 // for the configurable subject and roles claims.
@@ -27,9 +24,10 @@ type tokenClaims struct {
 // UnmarshalJSON decodes the claims strictly. encoding/json matches struct
 // fields case-insensitively and lets the last duplicate win, so
 // {"roles":["user"],"ROLES":["admin"]} would silently grant "admin"
-// (claim-smuggling / parser-differential attack). A claims object with two
-// members whose names are equal under Unicode case folding is rejected, and
-// registered claims are read by their exact names only.
+// (claim-smuggling / parser-differential attack). The claims object is
+// checked by jose.CheckObject (no duplicate names, no two top-level names
+// equal under Unicode case folding), and registered claims are read by
+// their exact names only.
 func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	raw, err := decodeStrictObject(b)
 	if err != nil {
@@ -60,67 +58,18 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// decodeStrictObject decodes a JSON object into its members, rejecting
-// members whose names are equal under strings.EqualFold.
+// decodeStrictObject decodes a JSON object into its members after
+// jose.CheckObject: no duplicate member names, and no two names equal under
+// strings.EqualFold.
 func decodeStrictObject(b []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
+	if err := jose.CheckObject(b); err != nil {
+		return nil, fmt.Errorf("jwks: claims: %w", err)
+	}
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, errors.New("jwks: claims: malformed JSON")
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("jwks: claims: not a JSON object")
-	}
-	out := make(map[string]json.RawMessage)
-	folded := make(map[string]struct{})
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("jwks: claims: malformed JSON")
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("jwks: claims: malformed JSON")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, errors.New("jwks: claims: malformed JSON")
-		}
-		if len(out) >= maxClaimKeys {
-			return nil, errors.New("jwks: claims: too many members")
-		}
-		f := foldKey(key)
-		if _, dup := folded[f]; dup {
-			return nil, errors.New("jwks: claims: duplicate or case-variant member names")
-		}
-		folded[f] = struct{}{}
-		out[key] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, errors.New("jwks: claims: malformed JSON")
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("jwks: claims: trailing data")
 	}
 	return out, nil
-}
-
-// foldKey maps s to a canonical form such that foldKey(a) == foldKey(b)
-// exactly when strings.EqualFold(a, b): every rune is replaced by the
-// smallest rune of its simple case-folding orbit.
-func foldKey(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		m := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			if f < m {
-				m = f
-			}
-		}
-		b.WriteRune(m)
-	}
-	return b.String()
 }
 
 // splitClaimPath splits a dotted claim path. A literal dot inside a name is

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/authgate/authgate/authn/jose"
 )
 
 // IssuerConfig describes one trusted external identity provider. It is
@@ -41,6 +43,23 @@ type IssuerConfig struct {
 	// it is non-empty only mapped roles are granted: a provider role with no
 	// entry grants nothing.
 	RoleMap map[string][]string `yaml:"role_map"`
+	// RequireTyp, when "at+jwt", accepts only tokens whose "typ" header is
+	// "at+jwt" or "application/at+jwt" in any case (RFC 9068 §4): the
+	// provider's ID tokens, JWT refresh tokens and other JWTs are refused
+	// even when they carry the same issuer and audience. Empty, the
+	// default, accepts a token without "typ" or with "JWT" or "at+jwt",
+	// because most providers (Keycloak, Entra ID, Auth0's default
+	// profile) type access tokens "JWT" and Okta's custom authorization
+	// servers send no "typ" at all.
+	RequireTyp string `yaml:"require_typ"`
+}
+
+// typePolicy returns the "typ" rule of the issuer.
+func (c *IssuerConfig) typePolicy() jose.TypePolicy {
+	if c.RequireTyp != "" {
+		return jose.TypeAccessToken
+	}
+	return jose.TypeJWT
 }
 
 // isSupportedAlgorithm reports whether alg is in the closed set of
@@ -97,6 +116,11 @@ func (c *IssuerConfig) Validate() error {
 		case !isSupportedAlgorithm(alg):
 			add("algorithms[%d]: unsupported algorithm %q", i, alg)
 		}
+	}
+	switch strings.ToLower(c.RequireTyp) {
+	case "", "at+jwt", "application/at+jwt":
+	default:
+		add("require_typ: %q is not supported; the only value is at+jwt (RFC 9068)", c.RequireTyp)
 	}
 	if c.RolesClaim != "" {
 		if _, err := splitClaimPath(c.RolesClaim); err != nil {

@@ -12,6 +12,13 @@
 //
 // # What a token must satisfy
 //
+//   - It passes the strict decoding step of package jose, shared with the
+//     gateway's own tokens: at most jose.MaxTokenBytes, canonical
+//     base64url, no duplicate or case-variant member names, no "crit",
+//     "b64", "zip", "enc" or "cty" header, registered claims of their JSON
+//     types, and a "typ" that is absent, "JWT" or "at+jwt" — or, with
+//     IssuerConfig.RequireTyp "at+jwt", only "at+jwt" or
+//     "application/at+jwt" (RFC 9068).
 //   - "alg" is in the issuer's allow-list (RS*, PS*, ES*, EdDSA; never
 //     "none" or HS*), and the key's type matches the algorithm family: RSA
 //     for RS*/PS*, EC on the matching curve for ES*, Ed25519 for EdDSA.

@@ -16,11 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/authn/jose"
 )
-
-// maxTokenBytes bounds the size of a token accepted for verification, so
-// that hashing and decoding cost stays bounded per request.
-const maxTokenBytes = 64 << 10
 
 // Options holds the optional collaborators of a Set. The zero value is
 // valid: every nil field takes the default named on it.
@@ -116,15 +113,19 @@ func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
 			keys:         src,
 			cache:        tc,
 			now:          s.now,
-			parser: jwt.NewParser(
-				jwt.WithValidMethods(c.algorithms()),
-				jwt.WithIssuer(c.Issuer),
-				jwt.WithAudience(c.Audiences...),
-				jwt.WithExpirationRequired(),
-				jwt.WithIssuedAt(),
-				jwt.WithLeeway(cache.Leeway),
-				jwt.WithTimeFunc(s.now),
-			),
+			parser: jose.NewParser(jose.Options{
+				Algorithms: c.algorithms(),
+				Type:       c.typePolicy(),
+				Claims:     tokenClaims{},
+				Validation: []jwt.ParserOption{
+					jwt.WithIssuer(c.Issuer),
+					jwt.WithAudience(c.Audiences...),
+					jwt.WithExpirationRequired(),
+					jwt.WithIssuedAt(),
+					jwt.WithLeeway(cache.Leeway),
+					jwt.WithTimeFunc(s.now),
+				},
+			}),
 		}
 		if v.subjectClaim == "" {
 			v.subjectClaim = "sub"
@@ -232,7 +233,7 @@ type verifier struct {
 	subjectClaim string
 	rolesPath    []string
 	roleMap      map[string][]string
-	parser       *jwt.Parser
+	parser       *jose.Parser
 	keys         *keySource
 	cache        *tokenCache
 	metrics      *metrics
@@ -246,8 +247,8 @@ func (v *verifier) Issuer() string { return v.issuer }
 // or authn.ErrUnavailable when the issuer's keys cannot be obtained, and
 // never contain the token.
 func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, error) {
-	if len(token) > maxTokenBytes {
-		return authn.Principal{}, v.invalid(errors.New("token too large"))
+	if len(token) > jose.MaxTokenBytes {
+		return authn.Principal{}, v.invalid(jose.ErrTooLarge)
 	}
 	now := v.now()
 	digest := sha256.Sum256([]byte(token))
@@ -273,8 +274,8 @@ func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, e
 
 	var used *usedKey
 	claims := &tokenClaims{}
-	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		k, err := v.keyFor(ctx, t)
+	_, err := v.parser.Parse(token, claims, func(h jose.Header) (any, error) {
+		k, err := v.keyFor(ctx, h)
 		used = k
 		return k.pubOrNil(), err
 	})
@@ -321,31 +322,13 @@ func (k *usedKey) pubOrNil() any {
 	return k.pub
 }
 
-// keyFor selects the verification key for a parsed, unverified token.
-func (v *verifier) keyFor(ctx context.Context, t *jwt.Token) (*usedKey, error) {
-	// These JOSE header parameters point at or embed a key. Trusting them
-	// lets the token choose its own verification key, so a token carrying
-	// one is rejected outright (key injection, the CVE-2018-0114 class)
-	// rather than merely ignored.
-	for _, h := range [...]string{"jku", "x5u", "jwk", "x5c"} {
-		if _, ok := t.Header[h]; ok {
-			return nil, fmt.Errorf("token header carries %q, which is refused", h)
-		}
-	}
-	// RFC 7515 section 4.1.11: a token naming critical extensions we do
-	// not implement must be rejected.
-	if _, ok := t.Header["crit"]; ok {
-		return nil, errors.New("token header has crit extensions, which are not supported")
-	}
-	alg := t.Method.Alg()
-	kid := ""
-	if raw, ok := t.Header["kid"]; ok {
-		s, isStr := raw.(string)
-		if !isStr || s == "" {
-			return nil, errors.New("token kid is not a non-empty string")
-		}
-		kid = s
-	}
+// keyFor selects the verification key for the header of a token that
+// passed the strict decoding step. That step already refused a header
+// carrying "jku", "x5u", "jwk" or "x5c" (a token choosing its own key, the
+// CVE-2018-0114 class) or "crit" (RFC 7515 §4.1.11), and a "kid" that is
+// not a non-empty string.
+func (v *verifier) keyFor(ctx context.Context, h jose.Header) (*usedKey, error) {
+	alg, kid := h.Alg, h.Kid
 	st, err := v.keys.current(ctx)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/authn/jose"
 	"github.com/authgate/authgate/authn/jwks/jwkstest"
 )
 
@@ -264,7 +265,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"roles claim of wrong type", f.idp.Sign(f.claims(jwt.MapClaims{"roles": 42}), "RS256")},
 		{"garbage", "not.a.token"},
 		{"empty", ""},
-		{"too large", strings.Repeat("a", maxTokenBytes+1)},
+		{"too large", strings.Repeat("a", jose.MaxTokenBytes+1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,11 @@
 //
 // Every constraint of the parser is stated once, in NewVerifier: the only
 // valid method is HS256, the issuer and audience must match, exp is required,
-// iat is checked and the leeway is bounded. A "type" claim keeps refresh
+// iat is checked and the leeway is bounded. Tokens are decoded by the strict
+// step of package jose, shared with external issuers: crit, duplicate or
+// case-variant claims, non-canonical base64url, an unexpected typ and tokens
+// over jose.MaxTokenBytes are refused before the signature is checked. A
+// "type" claim keeps refresh
 // tokens from being used as access tokens and the other way round, and an
 // optional "ver" claim binds a token to the user's current credentials so a
 // password change ends every older token.
@@ -22,6 +26,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/authn/jose"
 	"github.com/authgate/authgate/internal/lru"
 )
 
@@ -118,7 +123,7 @@ type Settings struct {
 type Verifier struct {
 	keys     *KeySet
 	settings Settings
-	parser   *jwt.Parser
+	parser   *jose.Parser
 	binding  Binding
 	now      func() time.Time
 	cache    *lru.Cache[*Claims] // verified access tokens; nil = off
@@ -142,17 +147,25 @@ func NewVerifier(keys *KeySet, s Settings, o Options) *Verifier {
 	if now == nil {
 		now = time.Now
 	}
-	p := jwt.NewParser(
+	p := jose.NewParser(jose.Options{
 		// Only HS256: "none" and every asymmetric algorithm are refused,
 		// which rules out algorithm-confusion attacks.
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithIssuer(s.Issuer),
-		jwt.WithAudience(s.Audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(s.Leeway),
-		jwt.WithTimeFunc(now),
-	)
+		Algorithms: []string{jwt.SigningMethodHS256.Alg()},
+		// typ absent, JWT or at+jwt; the "type" claim tells access and
+		// refresh tokens apart.
+		Type: jose.TypeJWT,
+		// Claims are read by their exact names: "ROLES" is refused, not
+		// decoded into Roles.
+		Claims: Claims{},
+		Validation: []jwt.ParserOption{
+			jwt.WithIssuer(s.Issuer),
+			jwt.WithAudience(s.Audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(s.Leeway),
+			jwt.WithTimeFunc(now),
+		},
+	})
 	return &Verifier{keys: keys, settings: s, parser: p, binding: o.Binding, now: now, cache: lru.New[*Claims](o.CacheSize)}
 }
 
@@ -221,7 +234,7 @@ func (v *Verifier) parse(ctx context.Context, raw, typ string) (*Claims, error) 
 // parseUnbound verifies raw's signature and claims, but not its binding.
 func (v *Verifier) parseUnbound(raw, typ string) (*Claims, error) {
 	var c Claims
-	_, err := v.parser.ParseWithClaims(raw, &c, v.keyFunc)
+	_, err := v.parser.Parse(raw, &c, v.keyFunc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
 	}
@@ -243,11 +256,10 @@ func (v *Verifier) parseUnbound(raw, typ string) (*Claims, error) {
 	return &c, nil
 }
 
-func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
-	kid, _ := t.Header["kid"].(string)
-	secret, ok := v.keys.byID[kid]
+func (v *Verifier) keyFunc(h jose.Header) (any, error) {
+	secret, ok := v.keys.byID[h.Kid]
 	if !ok {
-		return nil, fmt.Errorf("token: unknown kid %q", kid)
+		return nil, fmt.Errorf("token: unknown kid %q", h.Kid)
 	}
 	return secret, nil
 }

@@ -94,7 +94,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	a := &App{cfg: cfg, version: d.Version, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
 	a.registerConnMetrics()
-	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
+	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload, filewatch.WithSettle(cfg.ReloadSettle))
 
 	// Load every file before anything serves; each failure is reported.
 	var errs []error

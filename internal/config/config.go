@@ -20,6 +20,7 @@ import (
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/clientip"
+	"github.com/authgate/authgate/internal/filewatch"
 	"github.com/authgate/authgate/internal/yamlx"
 	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
@@ -38,6 +39,7 @@ type Config struct {
 	APIKeysFile     string                `yaml:"api_keys_file"`
 	UsersFile       string                `yaml:"users_file"`
 	ReloadInterval  time.Duration         `yaml:"reload_interval"`
+	ReloadSettle    time.Duration         `yaml:"reload_settle"`
 	TrustedProxies  []string              `yaml:"trusted_proxies"`
 	JWT             JWTConfig             `yaml:"jwt"`
 	IdentityHeaders proxy.IdentityHeaders `yaml:"identity_headers"`
@@ -193,6 +195,7 @@ func Default() Config {
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
 			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
 		ReloadInterval: time.Second,
+		ReloadSettle:   filewatch.DefaultSettle,
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge},
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
@@ -285,11 +288,15 @@ func (c *Config) Validate() error {
 		"upstream.idle_conn_timeout": c.Upstream.IdleConnTimeout, "listen.read_header_timeout": c.Listen.ReadHeaderTimeout,
 		"listen.idle_timeout": c.Listen.IdleTimeout, "listen.body_read_timeout": c.Listen.BodyReadTimeout, "listen.shutdown_timeout": c.Listen.ShutdownTimeout,
 		"reload_interval": c.ReloadInterval, "jwt.access_ttl": c.JWT.AccessTTL, "jwt.refresh_ttl": c.JWT.RefreshTTL,
+		"reload_settle": c.ReloadSettle,
 	}
 	for _, f := range sortedKeys(positive) {
 		if positive[f] <= 0 {
 			bad(f, "must be positive")
 		}
+	}
+	if c.ReloadSettle > time.Minute {
+		bad("reload_settle", "must be at most 1m")
 	}
 	if c.Listen.ShutdownDelay < 0 {
 		bad("listen.shutdown_delay", "must not be negative")

@@ -72,17 +72,68 @@ func write(t *testing.T, path, content string) {
 	}
 }
 
-// setup returns a watcher over dir/policy.yaml holding "v1".
+// clock is a settable clock for the settle interval.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// later is a clock an hour ahead, so files written by a test are old
+// enough for Add to load them at once.
+func later() time.Time { return time.Now().Add(time.Hour) }
+
+// testSettle is the settle interval of the watchers built by setup.
+const testSettle = 2 * time.Second
+
+// setup returns a watcher over dir/policy.yaml holding "v1", timed by a
+// fake clock that starts well after the file was written.
 func setup(t *testing.T) (*Watcher, *loader, *results, string) {
+	w, l, res, path, _ := setupClock(t)
+	return w, l, res, path
+}
+
+func setupClock(t *testing.T) (*Watcher, *loader, *results, string, *clock) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	write(t, path, "v1")
 	l, res := &loader{}, newResults()
-	w := New(time.Hour, res.add)
+	c := &clock{t: time.Now().Add(time.Hour)}
+	w := New(time.Hour, res.add, WithSettle(testSettle), WithClock(c.now))
 	if err := w.Add(path, l.load); err != nil {
 		t.Fatalf("Add(%s) error = %v", path, err)
 	}
-	return w, l, res, path
+	return w, l, res, path, c
+}
+
+// settleAndCheck checks once (the edit is seen), lets the settle interval
+// pass and checks again (the edit is applied).
+func settleAndCheck(w *Watcher, c *clock) {
+	w.Check(false)
+	c.advance(testSettle)
+	w.Check(false)
+}
+
+// withoutPending drops the Pending reports.
+func withoutPending(rs []Result) []Result {
+	var out []Result
+	for _, r := range rs {
+		if !r.Pending {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func TestAdd(t *testing.T) {
@@ -110,7 +161,7 @@ func TestAdd(t *testing.T) {
 	t.Run("loader error", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "p.yaml")
 		write(t, path, "bad content")
-		w, l := New(time.Hour, nil), &loader{}
+		w, l := New(time.Hour, nil, WithClock(later)), &loader{}
 		if err := w.Add(path, l.load); !errors.Is(err, errRejected) {
 			t.Errorf("Add(rejected content) error = %v, want the loader's error", err)
 		}
@@ -149,27 +200,28 @@ func TestCheck(t *testing.T) {
 			t.Errorf("Check() reported %v", got)
 		}
 	})
-	t.Run("edit in place reloads", func(t *testing.T) {
-		w, l, res, path := setup(t)
+	t.Run("edit in place reloads once settled", func(t *testing.T) {
+		w, l, res, path, c := setupClock(t)
 		write(t, path, "v2")
+		w.Check(false)
+		if got := l.calls(); !slices.Equal(got, []string{"v1"}) {
+			t.Errorf("loader calls right after the edit = %q, want [v1]: an in-place edit waits to settle", got)
+		}
+		if got := res.take(); len(got) != 1 || !got[0].Pending || got[0].Err != nil || got[0].Changed {
+			t.Errorf("Check() right after the edit reported %+v, want one pending change", got)
+		}
+		c.advance(testSettle - time.Millisecond)
+		w.Check(false)
+		if got := l.calls(); !slices.Equal(got, []string{"v1"}) {
+			t.Errorf("loader calls before the settle interval passed = %q, want [v1]", got)
+		}
+		c.advance(time.Millisecond)
 		w.Check(false)
 		if got := l.calls(); !slices.Equal(got, []string{"v1", "v2"}) {
 			t.Errorf("loader calls = %q, want [v1 v2]", got)
 		}
 		if got := res.take(); len(got) != 1 || !got[0].Changed || got[0].Err != nil || got[0].Path != path {
 			t.Errorf("Check() reported %+v, want one successful change of %s", got, path)
-		}
-	})
-	t.Run("write and rename reloads", func(t *testing.T) {
-		w, l, _, path := setup(t)
-		tmp := path + ".tmp"
-		write(t, tmp, "v2")
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-		w.Check(false)
-		if l.good != "v2" {
-			t.Errorf("after rename, loaded %q, want v2", l.good)
 		}
 	})
 	t.Run("forced check reloads unchanged file", func(t *testing.T) {
@@ -203,7 +255,7 @@ func TestConfigMapSymlinkSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, res := &loader{}, newResults()
-	w := New(time.Hour, res.add)
+	w := New(time.Hour, res.add, WithClock(later))
 	if err := w.Add(path, l.load); err != nil {
 		t.Fatalf("Add() error = %v", err)
 	}
@@ -228,10 +280,10 @@ func TestConfigMapSymlinkSwap(t *testing.T) {
 }
 
 func TestRejectedContent(t *testing.T) {
-	w, l, res, path := setup(t)
+	w, l, res, path, c := setupClock(t)
 	write(t, path, "bad 1")
-	w.Check(false)
-	got := res.take()
+	settleAndCheck(w, c)
+	got := withoutPending(res.take())
 	if len(got) != 1 || !errors.Is(got[0].Err, errRejected) || !got[0].Changed {
 		t.Fatalf("Check() after a bad edit reported %+v, want one rejected change", got)
 	}
@@ -248,13 +300,13 @@ func TestRejectedContent(t *testing.T) {
 	}
 
 	write(t, path, "bad 2")
-	w.Check(false)
-	if got := res.take(); len(got) != 1 || !errors.Is(got[0].Err, errRejected) {
+	settleAndCheck(w, c)
+	if got := withoutPending(res.take()); len(got) != 1 || !errors.Is(got[0].Err, errRejected) {
 		t.Errorf("Check() after a second bad edit reported %+v, want it tried again", got)
 	}
 	write(t, path, "v2")
-	w.Check(false)
-	if got := res.take(); len(got) != 1 || got[0].Err != nil || l.good != "v2" {
+	settleAndCheck(w, c)
+	if got := withoutPending(res.take()); len(got) != 1 || got[0].Err != nil || l.good != "v2" {
 		t.Errorf("Check() after a fix reported %+v (loaded %q), want v2 loaded", got, l.good)
 	}
 }
@@ -325,7 +377,7 @@ func TestRun(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "p.yaml")
 		write(t, path, "v1")
 		l, res := &loader{}, newResults()
-		w := New(5*time.Millisecond, res.add)
+		w := New(5*time.Millisecond, res.add, WithSettle(20*time.Millisecond))
 		if err := w.Add(path, l.load); err != nil {
 			t.Fatal(err)
 		}
@@ -334,13 +386,19 @@ func TestRun(t *testing.T) {
 		done := make(chan struct{})
 		go func() { w.Run(ctx); close(done) }()
 		write(t, path, "v2")
-		select {
-		case r := <-res.ch:
-			if r.Err != nil || !r.Changed {
-				t.Errorf("poll reported %+v, want a successful change", r)
+		for done := false; !done; {
+			select {
+			case r := <-res.ch:
+				if r.Pending {
+					continue
+				}
+				if r.Err != nil || !r.Changed {
+					t.Errorf("poll reported %+v, want a successful change", r)
+				}
+				done = true
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run() did not apply the edit")
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run() did not notice the edit")
 		}
 		cancel()
 		<-done
@@ -361,7 +419,7 @@ func TestRun(t *testing.T) {
 
 func TestAddWhileRunning(t *testing.T) {
 	dir := t.TempDir()
-	w := New(time.Millisecond, nil)
+	w := New(time.Millisecond, nil, WithClock(later))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()

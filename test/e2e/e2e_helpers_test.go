@@ -162,6 +162,9 @@ func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler 
 	// once when the test ends.
 	cfg.Listen.ShutdownDelay = 0
 	cfg.Listen.ShutdownTimeout = 5 * time.Second
+	// The files were written just now: a short settle interval keeps the
+	// startup wait for a fresh file (and in-place edits) quick.
+	cfg.ReloadSettle = 100 * time.Millisecond
 	for _, o := range opts {
 		o(&cfg)
 	}

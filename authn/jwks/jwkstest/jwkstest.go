@@ -181,12 +181,27 @@ func (p *IdP) SignPayload(payload []byte, alg string) string {
 		p.t.Fatalf("jwkstest: header: %v", err)
 	}
 	enc := base64.RawURLEncoding.EncodeToString
-	signing := enc(hdr) + "." + enc(payload)
+	return p.SignSegments(enc(hdr), enc(payload), alg)
+}
+
+// SignSegments signs the header and claims segments exactly as given
+// (already base64url encoded, in whatever spelling) with the current key
+// for alg, and appends the signature. It lets tests build tokens that a
+// well-behaved encoder never produces: non-canonical base64url, or any
+// header at all (the caller names the kid, for example with Kid).
+func (p *IdP) SignSegments(header, payload, alg string) string {
+	p.t.Helper()
+	k := p.key(alg)
+	m := jwt.GetSigningMethod(alg)
+	if m == nil {
+		p.t.Fatalf("jwkstest: unknown algorithm %q", alg)
+	}
+	signing := header + "." + payload
 	sig, err := m.Sign(signing, k.signer)
 	if err != nil {
 		p.t.Fatalf("jwkstest: sign: %v", err)
 	}
-	return signing + "." + enc(sig)
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 func (p *IdP) key(alg string) *key {
