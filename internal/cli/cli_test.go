@@ -188,9 +188,9 @@ var goldenCases = []goldenCase{
 		args: []string{"check", "--config", "$DIR/config.yaml"},
 		code: 1,
 		mustContain: []string{
-			"$DIR/config.yaml: field upstream.url:",
-			"$DIR/config.yaml: field upstream.host_header:",
-			"$DIR/config.yaml: field logging.level:",
+			"$DIR/config.yaml:2: field upstream.url:",
+			"$DIR/config.yaml:3: field upstream.host_header:",
+			"$DIR/config.yaml:6: field logging.level:",
 		},
 	},
 	{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -29,7 +30,7 @@ func Decode(filename string, data []byte, out any) error {
 		return &FieldErrors{Err: Format(filename, err)}
 	}
 	if err != nil {
-		return Format(filename, err)
+		return Format(filename, atProblemLine(data, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -122,4 +123,85 @@ func DecodeAll(filename string, data []byte, out any) (fieldErrs []error, fatal 
 		return []error{fe.Err}, nil
 	}
 	return nil, err
+}
+
+// atProblemLine corrects the line of a syntax error. The YAML parser names
+// the line where the enclosing block or flow collection began (an
+// indentation slip on line 4 of a block opened on line 2 is reported at
+// line 2, an unclosed "{" at the line it opened on), which sends a reader
+// to the wrong place. The line that breaks the document is the last line
+// of its shortest prefix that fails to parse; that line is reported
+// instead when it is later.
+func atProblemLine(data []byte, err error) error {
+	sm := lineRE.FindStringSubmatch(strings.TrimPrefix(err.Error(), "yaml: "))
+	if sm == nil {
+		return err
+	}
+	reported, _ := strconv.Atoi(sm[1])
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > 10000 {
+		return err // not worth the parses
+	}
+	prefix := 0
+	for n := range lines {
+		prefix += len(lines[n])
+		var v yaml.Node
+		if yaml.Unmarshal(data[:prefix], &v) != nil {
+			if n+1 > reported {
+				return fmt.Errorf("line %d: %s", n+1, sm[2])
+			}
+			break
+		}
+	}
+	return err
+}
+
+// KeyLines maps the dotted path of every mapping key in data to the line
+// it is on: "listen.address", "issuers[0].issuer", "issuers[0]" for the
+// item itself. Validation uses it to name the line of a bad value after a
+// strict Decode succeeded.
+func KeyLines(data []byte) map[string]int {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	out := map[string]int{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				out[p] = n.Content[i].Line
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, item := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				out[p] = item.Line
+				walk(item, p)
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	return out
+}
+
+// LineOf returns the line of path in lines, or of its nearest enclosing
+// key, or 0.
+func LineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return 0
+		}
+		path = path[:i]
+	}
+	return 0
 }

@@ -195,3 +195,42 @@ func TestLine(t *testing.T) {
 		t.Errorf("Line(nil, 0) = %d, want 0", got)
 	}
 }
+
+// A syntax error names the line that breaks the document, not the line
+// where the enclosing block began.
+func TestSyntaxErrorLine(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		line      string
+	}{
+		{"indentation slip in a block", "a: 1\nb:\n  c: 2\n d: 3\n", "f.yaml:4:"},
+		{"sequence item out of place", "a: 1\nb:\n  - x\n  y: 2\n", "f.yaml:4:"},
+		{"unclosed flow mapping", "a: 1\nb: {c: 2\n", "f.yaml:2:"},
+		{"tab indentation", "a: 1\nb:\n\tc: 2\n", "f.yaml:3:"},
+		{"mapping value on a scalar line", "a: 1\nb: x\n  c: 2\n", "f.yaml:3:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var v map[string]any
+			err := Decode("f.yaml", []byte(tc.doc), &v)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.line) {
+				t.Fatalf("Decode error = %v, want it to start with %q", err, tc.line)
+			}
+		})
+	}
+}
+
+func TestKeyLines(t *testing.T) {
+	doc := "a: 1\nb:\n  c: 2\n  d:\n    - e: 3\n    - f: 4\n"
+	lines := KeyLines([]byte(doc))
+	for path, want := range map[string]int{"a": 1, "b": 2, "b.c": 3, "b.d": 4, "b.d[0]": 5, "b.d[0].e": 5, "b.d[1].f": 6} {
+		if got := lines[path]; got != want {
+			t.Errorf("KeyLines()[%q] = %d, want %d", path, got, want)
+		}
+	}
+	for path, want := range map[string]int{"b.c": 3, "b.missing": 2, "b.d[1].g": 6, "zz": 0} {
+		if got := LineOf(lines, path); got != want {
+			t.Errorf("LineOf(%q) = %d, want %d", path, got, want)
+		}
+	}
+}

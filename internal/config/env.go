@@ -1,0 +1,106 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/authgate/authgate/authn/token"
+	"github.com/caarlos0/env/v11"
+)
+
+// Env are the process settings and secrets read from AUTHGATE_*
+// variables. Every secret has a _FILE variant for a mounted Secret.
+type Env struct {
+	Config                 string `env:"CONFIG"`
+	JWTSecret              string `env:"JWT_SECRET,unset"`
+	JWTSecretFile          string `env:"JWT_SECRET_FILE"`
+	JWTPreviousSecrets     string `env:"JWT_PREVIOUS_SECRETS,unset"`
+	JWTPreviousSecretsFile string `env:"JWT_PREVIOUS_SECRETS_FILE"`
+	RedisURL               string `env:"REDIS_URL"`
+	RedisPassword          string `env:"REDIS_PASSWORD,unset"`
+	RedisPasswordFile      string `env:"REDIS_PASSWORD_FILE"`
+}
+
+// Secrets are the resolved secrets. They are never logged.
+type Secrets struct {
+	JWT         []byte
+	PreviousJWT []token.Key
+	RedisPass   string
+	RedisURL    string
+}
+
+// ReadEnv reads the AUTHGATE_* variables.
+func ReadEnv(environ []string) (Env, error) {
+	var e Env
+	m := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	err := env.ParseWithOptions(&e, env.Options{Prefix: "AUTHGATE_", Environment: m})
+	return e, err
+}
+
+// ResolveSecrets reads the secrets from their variables or _FILE variants
+// and checks them. A missing or short signing secret stops startup:
+// golang-jwt verifies HMAC tokens even with an empty key.
+func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
+	var s Secrets
+	var errs []error
+	jwtSecret, err := secret("AUTHGATE_JWT_SECRET", e.JWTSecret, e.JWTSecretFile)
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case jwtSecret == "":
+		errs = append(errs, errors.New("env: AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"))
+	case len(jwtSecret) < token.MinSecretBytes:
+		errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_SECRET is %d bytes, need at least %d", len(jwtSecret), token.MinSecretBytes))
+	}
+	s.JWT = []byte(jwtSecret)
+	prev, err := secret("AUTHGATE_JWT_PREVIOUS_SECRETS", e.JWTPreviousSecrets, e.JWTPreviousSecretsFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for i, item := range strings.FieldsFunc(prev, func(r rune) bool { return r == ',' || r == '\n' }) {
+		kid, sec, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || kid == "" || sec == "" {
+			errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_PREVIOUS_SECRETS item %d: want kid=secret", i+1))
+			continue
+		}
+		if kid == keyID {
+			errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_PREVIOUS_SECRETS item %d: kid %q is the current jwt.key_id", i+1, kid))
+		}
+		s.PreviousJWT = append(s.PreviousJWT, token.Key{ID: kid, Secret: []byte(sec)})
+	}
+	s.RedisURL = e.RedisURL
+	s.RedisPass, err = secret("AUTHGATE_REDIS_PASSWORD", e.RedisPassword, e.RedisPasswordFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return s, errors.Join(errs...)
+}
+
+// secret returns the value of a secret given directly or through a file.
+// Setting both is an error rather than a silent preference.
+func secret(name, direct, file string) (string, error) {
+	if direct != "" && file != "" {
+		return "", fmt.Errorf("env: set %s or %s_FILE, not both", name, name)
+	}
+	if file == "" {
+		return direct, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		// The path is not secret; the content never appears in errors.
+		return "", fmt.Errorf("env: %s_FILE: %w", name, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// KeySet returns the gateway's HMAC keys: the signing key and the previous
+// keys still accepted.
+func (s Secrets) KeySet(cfg *Config) (*token.KeySet, error) {
+	return token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: s.JWT}, s.PreviousJWT...)
+}
