@@ -433,7 +433,6 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-
 // A client that reads a response at a trickle is cut off once it falls
 // below the minimum rate, even though no single write waits long; an
 // upstream that pauses between chunks is not blamed on the client.
