@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/template"
 
 	"go.yaml.in/yaml/v3"
@@ -126,11 +127,26 @@ func mergeInto(dst, src map[string]any, prefix, source string, from map[string]s
 				dst[k] = appendNew(ol, vl)
 			case fmt.Sprint(old) == fmt.Sprint(v) && !oIsMap && !oIsList:
 			default:
-				return fmt.Errorf("bench: %s sets %s, which %s already set to another value", source, path, from[path])
+				return fmt.Errorf("bench: %s sets %s, which %s already set to another value", source, path, sourceOf(from, path))
 			}
 		}
 	}
 	return nil
+}
+
+// sourceOf returns the source that set path or the nearest mapping above
+// it.
+func sourceOf(from map[string]string, path string) string {
+	for {
+		if s, ok := from[path]; ok {
+			return s
+		}
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			return "an earlier source"
+		}
+		path = path[:i]
+	}
 }
 
 // appendNew appends the items of add to list, skipping a scalar that list

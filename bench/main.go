@@ -41,6 +41,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -252,14 +253,17 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// stopper collects what run started, to stop it in reverse order.
+// stopper collects what run started, to stop it all at the end. The
+// processes stop in parallel: each waits for its own graceful exit.
 type stopper []func()
 
 func (s *stopper) add(f func()) { *s = append(*s, f) }
 func (s stopper) stop() {
-	for i := len(s) - 1; i >= 0; i-- {
-		s[i]()
+	var wg sync.WaitGroup
+	for _, f := range s {
+		wg.Go(f)
 	}
+	wg.Wait()
 }
 
 // run is the whole benchmark; it writes the report to out. It returns an
