@@ -293,16 +293,23 @@ func freePort() (string, error) {
 	return addr, nil
 }
 
-// apiKeys returns n distinct API keys and the keys file that holds them,
-// each named bench-key-N with the bench role.
-func apiKeys(n int) ([]string, string) {
+// newAPIKeys returns n distinct random API keys.
+func newAPIKeys(n int) []string {
 	keys := make([]string, n)
-	var b strings.Builder
-	b.WriteString("keys:\n")
 	for i := range keys {
 		keys[i] = "bench-" + randomHex(24)
-		sum := sha256.Sum256([]byte(keys[i]))
+	}
+	return keys
+}
+
+// keysFile returns a keys file holding keys by digest, named bench-key-N,
+// each with the bench role.
+func keysFile(keys []string) string {
+	var b strings.Builder
+	b.WriteString("keys:\n")
+	for i, k := range keys {
+		sum := sha256.Sum256([]byte(k))
 		fmt.Fprintf(&b, "  - name: bench-key-%d\n    sha256: %s\n    roles: [%s]\n", i, hex.EncodeToString(sum[:]), benchRole)
 	}
-	return keys, b.String()
+	return b.String()
 }

@@ -506,3 +506,18 @@ func TestNginxReference(t *testing.T) {
 		t.Errorf("cpu of nginx: %v", err)
 	}
 }
+
+func TestResetPeak(t *testing.T) {
+	if err := resetPeak(os.Getpid()); err != nil {
+		t.Skipf("clear_refs not writable here: %v", err)
+	}
+	m, err := readMem(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Right after the reset the peak is the current RSS, give or take what
+	// the runtime touched in between.
+	if m.HWM < m.RSS || m.HWM-m.RSS > 8<<20 {
+		t.Errorf("after resetPeak: VmHWM %d, VmRSS %d; want the peak reset to the RSS", m.HWM, m.RSS)
+	}
+}

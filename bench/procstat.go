@@ -111,6 +111,15 @@ func readMem(pid int) (memStatus, error) {
 	return parseMemStatus(b)
 }
 
+// resetPeak resets pid's VmHWM to its current RSS (clear_refs 5), so a
+// later peak reflects only what came after.
+func resetPeak(pid int) error {
+	if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0); err != nil {
+		return fmt.Errorf("bench: reset peak memory: %w", err)
+	}
+	return nil
+}
+
 // childPIDs returns the live children of pid.
 func childPIDs(pid int) []int {
 	var out []int
