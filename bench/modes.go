@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/authgate/authgate/authn"
 )
 
 // The mode table. Every row of the report is a mode: a reference proxy or
@@ -77,15 +79,19 @@ jwks:
 `},
 }
 
-// Gateway instances.
+// Gateway instances, and the size of the many-keys file.
 const (
-	mainInstance   = "main"
-	manyKeysCount  = 10_000
-	manyKeysGroup  = "keys10k"
-	authMethodNone = "none"
-	authMethodJWT  = "jwt"
-	authMethodKey  = "apikey"
-	authMethodExt  = "external"
+	mainInstance  = "main"
+	manyKeysGroup = "keys10k"
+	manyKeysCount = 10_000
+)
+
+// The auth_method label values the modes are counted under.
+const (
+	authMethodNone = string(authn.MethodNone)
+	authMethodJWT  = string(authn.MethodJWT)
+	authMethodKey  = string(authn.MethodAPIKey)
+	authMethodExt  = string(authn.MethodExternal)
 )
 
 // bearer returns the Authorization header of tok.
