@@ -521,3 +521,24 @@ func TestResetPeak(t *testing.T) {
 		t.Errorf("after resetPeak: VmHWM %d, VmRSS %d; want the peak reset to the RSS", m.HWM, m.RSS)
 	}
 }
+
+func TestModeStatsFailed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		res  loadResult
+		want bool
+	}{
+		{"clean", loadResult{Requests: 100000}, false},
+		{"a stalled request now and then", loadResult{Requests: 100000, Errors: 7}, false},
+		{"many transport errors", loadResult{Requests: 100000, Errors: 500}, true},
+		{"one non-200", loadResult{Requests: 100000, Non200: 1}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var st modeStats
+			st.add(runRecord{Res: c.res})
+			if got := st.failed(); got != c.want {
+				t.Errorf("failed() = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
