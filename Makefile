@@ -64,9 +64,10 @@ static-check:
 helm-test:
 	helm/test/run.sh
 
-# The benchmark harness: authgate against a bare httputil.ReverseProxy in
-# one run (see bench/RESULTS.md). bench-quick is the smoke run CI does
-# through go test.
+# The benchmark harness: every authgate mode against a bare and a tuned
+# httputil.ReverseProxy and nginx in one run, with CPU per request of each
+# process (see bench/RESULTS.md; it takes about ten minutes). bench-quick
+# is a run under a minute; go test ./bench/ runs every mode once (--smoke).
 bench: build
 	$(GO) run ./bench --authgate bin/authgate
 

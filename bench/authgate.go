@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -164,47 +162,36 @@ func (g *gateway) Stop() {
 	}
 }
 
-// memStatus is a process's resident memory from /proc/PID/status.
-type memStatus struct {
-	RSS, HWM uint64 // bytes: VmRSS (now) and VmHWM (peak)
+// instance is one gateway process of a run, with the modes it serves.
+type instance struct {
+	Name      string
+	Modes     []string
+	Fragments []string // union of its modes' fragments, in table order
+	Data      configData
+	gw        *gateway
 }
 
-// readMem reads VmRSS and VmHWM of pid.
-func readMem(pid int) (memStatus, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+// MetricsURL is the instance's metrics endpoint on its admin listener.
+func (in *instance) MetricsURL() string { return "http://" + in.Data.AdminAddr + "/metrics" }
+
+// start writes the instance's files and starts its gateway. A config the
+// gateway refuses is an error naming the instance's modes: a mode's
+// feature is never turned off behind its back.
+func (in *instance) start(ctx context.Context, bin, secret string) error {
+	cfg, err := instanceFiles(in.Data, in.Fragments)
 	if err != nil {
-		return memStatus{}, fmt.Errorf("bench: read memory: %w", err)
+		return err
 	}
-	return parseMemStatus(b)
+	in.gw, err = startGateway(ctx, bin, cfg, secret, in.Data.Addr, in.Data.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("bench: gateway instance %s (modes %s): %w", in.Name, strings.Join(in.Modes, ", "), err)
+	}
+	return nil
 }
 
-// parseMemStatus parses the VmRSS and VmHWM lines of a /proc status file.
-func parseMemStatus(b []byte) (memStatus, error) {
-	var m memStatus
-	var seen int
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return m, fmt.Errorf("bench: bad %s line %q", k, sc.Text())
-		}
-		n, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("bench: bad %s line: %w", k, err)
-		}
-		if k == "VmRSS" {
-			m.RSS = n << 10
-		} else {
-			m.HWM = n << 10
-		}
-		seen++
+// Stop stops the instance's gateway, if it runs.
+func (in *instance) Stop() {
+	if in.gw != nil {
+		in.gw.Stop()
 	}
-	if seen != 2 {
-		return m, errors.New("bench: VmRSS or VmHWM missing from status")
-	}
-	return m, nil
 }

@@ -21,7 +21,7 @@ import (
 // as the harness binary does.
 func TestMain(m *testing.M) {
 	if up := os.Getenv(referenceEnv); up != "" {
-		if err := runReference(up); err != nil {
+		if err := runReference(os.Getenv(referenceKindEnv), up); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -30,21 +30,24 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestQuick runs the whole harness in quick mode against a freshly built
-// gateway. It checks only that every mode answered 200 and that the summary
-// lines are well formed; figures depend on the machine and are never
-// asserted.
-func TestQuick(t *testing.T) {
+// TestSmoke runs the whole harness in smoke mode against a freshly built
+// gateway: every mode once, with the checks a full run makes. It fails when
+// any mode answers anything but 200, is counted by the gateway under
+// another authentication method (a feature silently off), or, for a cold
+// mode, hits the verified-token cache. Figures depend on the machine and
+// are never asserted; the summary lines' shape is.
+func TestSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs the gateway; skipped with -short")
+		t.Skip("builds and runs the gateway, nginx and the references; skipped with -short")
 	}
+	requireTool(t, "nginx", func() error { _, err := nginxBinary(); return err })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	err := run(ctx, []string{"--quick"}, &out)
+	err := run(ctx, []string{"--smoke"}, &out)
 	t.Logf("output:\n%s", out.String())
 	if err != nil {
-		t.Fatalf("run(--quick) = %v", err)
+		t.Fatalf("run(--smoke) = %v", err)
 	}
 	lines := map[string]string{}
 	for _, l := range strings.Split(out.String(), "\n") {
@@ -52,15 +55,28 @@ func TestQuick(t *testing.T) {
 			lines[k] = l
 		}
 	}
-	num := `(?:[0-9]+(?:\.[0-9]+)?|na)`
+	num := `[0-9]+(?:\.[0-9]+)?`
+	var check, ratios, cpu []string
+	for _, m := range modeNames() {
+		check = append(check, m+"=200")
+		if m != "tuned" {
+			ratios = append(ratios, m+`\.tuned=`+num)
+		}
+		if m != "nginx" {
+			ratios = append(ratios, m+`\.nginx=`+num)
+		}
+		cpu = append(cpu, m+"="+num)
+	}
 	for _, c := range []struct {
 		key  string
 		want *regexp.Regexp
 	}{
-		{"bench-check", regexp.MustCompile(`^bench-check: bare=200 tuned=200 public=200 hs256=200 apikey=200 rs256=(?:200|na) es256=(?:200|na)$`)},
-		{"bench-ratios", regexp.MustCompile(`^bench-ratios: public=` + num + ` hs256=` + num + ` apikey=` + num + ` rs256=` + num + ` es256=` + num + `$`)},
+		{"bench-check", regexp.MustCompile(`^bench-check: ` + strings.Join(check, " ") + `$`)},
+		{"bench-ratios", regexp.MustCompile(`^bench-ratios: ` + strings.Join(ratios, " ") + `$`)},
+		{"bench-cpu", regexp.MustCompile(`^bench-cpu: ` + strings.Join(cpu, " ") + `$`)},
 		{"bench-flood", regexp.MustCompile(`^bench-flood: ratio=` + num + ` limited=` + num + ` bcrypt=` + num + `$`)},
-		{"bench-memory", regexp.MustCompile(`^bench-memory: idle_mb=` + num + ` peak_mb=` + num + ` limiter_1m_mb=` + num + `( limiter_ips=[0-9]+ limiter_mb=` + num + `)?$`)},
+		{"bench-memory", regexp.MustCompile(`^bench-memory: idle_mb=` + num + ` conn_kib=-?` + num + ` conns=50 nginx_conn_kib=-?` + num +
+			` peak_mb=` + num + ` limiter_1m_mb=na limiter_ips=300 limiter_mb=` + num + `$`)},
 	} {
 		t.Run(c.key, func(t *testing.T) {
 			got, ok := lines[c.key]
@@ -74,9 +90,26 @@ func TestQuick(t *testing.T) {
 	}
 	// The summary lines come last, in this order, for scripts that tail.
 	all := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if n := len(all); n < 3 || !strings.HasPrefix(all[n-3], "bench-ratios:") ||
-		!strings.HasPrefix(all[n-2], "bench-flood:") || !strings.HasPrefix(all[n-1], "bench-memory:") {
-		t.Errorf("the last three lines are not bench-ratios, bench-flood, bench-memory")
+	want := []string{"bench-ratios:", "bench-cpu:", "bench-flood:", "bench-memory:"}
+	if n := len(all); n < len(want) {
+		t.Fatalf("output has %d lines", n)
+	}
+	for i, p := range want {
+		if got := all[len(all)-len(want)+i]; !strings.HasPrefix(got, p) {
+			t.Errorf("line %d from the end is %q, want %s", len(want)-i, got, p)
+		}
+	}
+}
+
+// requireTool skips the test when find reports the tool missing, or fails
+// it when CI is set (CI installs every tool).
+func requireTool(t *testing.T, name string, find func() error) {
+	t.Helper()
+	if err := find(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required under CI: %v", name, err)
+		}
+		t.Skipf("%s is not installed: %v", name, err)
 	}
 }
 
@@ -206,16 +239,29 @@ func TestParseFlags(t *testing.T) {
 		wantErr bool
 	}{
 		{"defaults", nil, func(s settings) bool {
-			return s.Duration == 5*time.Second && s.Rounds == 5 && s.Concurrency == 32 && len(s.Modes) == 7 && s.LimiterIPs == 1_000_000
+			return s.Duration == 5*time.Second && s.Rounds == 5 && s.Concurrency == 32 && len(s.Modes) == len(modeNames()) &&
+				s.LimiterIPs == 1_000_000 && s.TokenCache == 10000 && s.IdleConns == 1000 && s.Loadgen == "auto"
 		}, false},
 		{"quick", []string{"--quick"}, func(s settings) bool {
-			return s.Duration == time.Second && s.Rounds == 1 && s.Concurrency == 8 && s.LimiterIPs == 20_000
+			return s.Duration == time.Second && s.Rounds == 1 && s.Concurrency == 8 && s.LimiterIPs == 20_000 && s.TokenCache == 512
 		}, false},
+		{"smoke", []string{"--smoke"}, func(s settings) bool {
+			return s.Requests == 200 && s.Loadgen == "go" && s.Rounds == 1 && s.TokenCache == 32 && s.BcryptCost == 10 && s.LimiterIPs == 300
+		}, false},
+		{"smoke keeps explicit flags", []string{"--smoke", "--requests=50", "--modes=hs256"}, func(s settings) bool {
+			return s.Requests == 50 && strings.Join(s.Modes, ",") == "hs256"
+		}, false},
+		{"requests imply the go load generator", []string{"--requests=10"}, func(s settings) bool { return s.Loadgen == "go" }, false},
+		{"requests with wrk", []string{"--requests=10", "--loadgen=wrk"}, nil, true},
+		{"quick and smoke", []string{"--quick", "--smoke"}, nil, true},
+		{"no token cache", []string{"--token-cache=0"}, nil, true},
+		{"bcrypt cost below the users file minimum", []string{"--bcrypt-cost=4"}, nil, true},
+		{"flood skipped", []string{"--flood-pairs=0"}, func(s settings) bool { return s.FloodPairs == 0 }, false},
 		{"quick keeps explicit flags", []string{"--quick", "--rounds=3", "--concurrency", "4"}, func(s settings) bool {
 			return s.Rounds == 3 && s.Concurrency == 4 && s.Duration == time.Second
 		}, false},
-		{"modes keep canonical order", []string{"--modes=hs256,bare,hs256"}, func(s settings) bool {
-			return strings.Join(s.Modes, ",") == "bare,hs256"
+		{"modes keep canonical order", []string{"--modes=rs256-cold,hs256,bare,hs256,nginx"}, func(s settings) bool {
+			return strings.Join(s.Modes, ",") == "bare,nginx,hs256,rs256-cold"
 		}, false},
 		{"unknown mode", []string{"--modes=bare,rs512"}, nil, true},
 		{"bad loadgen", []string{"--loadgen=ab"}, nil, true},
@@ -235,21 +281,29 @@ func TestParseFlags(t *testing.T) {
 }
 
 func TestSummaryLines(t *testing.T) {
+	rows := []tableRow{
+		{Name: "tuned", RPS: 100, CPU: 20, ToTuned: 1, ToNginx: 0.5},
+		{Name: "nginx", RPS: 200, CPU: 10.04, ToTuned: 2, ToNginx: 1},
+		{Name: "hs256", RPS: 97.4, CPU: 41.25, ToTuned: 0.974, ToNginx: 0.487},
+		{Name: "rs256-cold", RPS: nan(), CPU: nan(), ToTuned: nan(), ToNginx: nan()},
+	}
 	for _, c := range []struct {
 		name string
 		got  string
 		want string
 	}{
-		{"ratios with na", ratiosLine([]string{"bare", "public", "hs256"}, map[string]float64{"public": 0.974, "hs256": 0.9, "rs256": nan()}),
-			"bench-ratios: public=0.97 hs256=0.90 apikey=na rs256=na es256=na"},
-		{"ratio of unselected mode", ratiosLine([]string{"bare"}, map[string]float64{"public": 1}),
-			"bench-ratios: public=na hs256=na apikey=na rs256=na es256=na"},
+		{"ratios to both references, na when not run", ratiosLine(rows),
+			"bench-ratios: tuned.nginx=0.50 nginx.tuned=2.00 hs256.tuned=0.97 hs256.nginx=0.49 rs256-cold.tuned=na rs256-cold.nginx=na"},
+		{"cpu per request", cpuLine(rows), "bench-cpu: tuned=20.0 nginx=10.0 hs256=41.2 rs256-cold=na"},
 		{"flood worst of both", floodReport{Limited: 0.95, Bcrypt: 0.781}.line(), "bench-flood: ratio=0.78 limited=0.95 bcrypt=0.78"},
 		{"flood one variant", floodReport{Limited: nan(), Bcrypt: 0.5}.line(), "bench-flood: ratio=0.50 limited=na bcrypt=0.50"},
 		{"flood none", floodReport{Limited: nan(), Bcrypt: nan()}.line(), "bench-flood: ratio=na limited=na bcrypt=na"},
-		{"memory full drive", memoryLine(14, 40.04, 62, 1_000_000), "bench-memory: idle_mb=14.0 peak_mb=40.0 limiter_1m_mb=62.0"},
-		{"memory short drive", memoryLine(14, 40, 20, 20_000), "bench-memory: idle_mb=14.0 peak_mb=40.0 limiter_1m_mb=na limiter_ips=20000 limiter_mb=20.0"},
-		{"memory no drive", memoryLine(14, 40, nan(), 0), "bench-memory: idle_mb=14.0 peak_mb=40.0 limiter_1m_mb=na"},
+		{"memory full drive", memoryLine(memFigures{IdleMB: 14, ConnKiB: 23.04, Conns: 1000, NginxConnKiB: 1.9, PeakMB: 40.04, LimiterMB: 62, LimiterIPs: 1_000_000}),
+			"bench-memory: idle_mb=14.0 conn_kib=23.0 conns=1000 nginx_conn_kib=1.9 peak_mb=40.0 limiter_1m_mb=62.0"},
+		{"memory short drive", memoryLine(memFigures{IdleMB: 14, ConnKiB: 20, Conns: 200, NginxConnKiB: nan(), PeakMB: 40, LimiterMB: 20, LimiterIPs: 20_000}),
+			"bench-memory: idle_mb=14.0 conn_kib=20.0 conns=200 nginx_conn_kib=na peak_mb=40.0 limiter_1m_mb=na limiter_ips=20000 limiter_mb=20.0"},
+		{"memory no drive", memoryLine(memFigures{IdleMB: 14, ConnKiB: nan(), PeakMB: 40, NginxConnKiB: nan(), LimiterMB: nan()}),
+			"bench-memory: idle_mb=14.0 conn_kib=na conns=0 nginx_conn_kib=na peak_mb=40.0 limiter_1m_mb=na"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.got != c.want {
@@ -273,22 +327,45 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-func TestParseMetric(t *testing.T) {
-	text := "# HELP go_memstats_heap_inuse_bytes x\n# TYPE go_memstats_heap_inuse_bytes gauge\ngo_memstats_heap_inuse_bytes 8.937472e+06\nother 1\n"
+func TestParseSamples(t *testing.T) {
+	text := `# HELP go_memstats_heap_inuse_bytes x
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes 8.937472e+06
+authgate_requests_total{auth_method="jwt",code_class="2xx",decision="allow",reason="rule"} 7
+authgate_requests_total{auth_method="none",code_class="2xx",decision="allow",reason="rule"} 2
+authgate_requests_total{auth_method="jwt",code_class="4xx",decision="deny",reason="a \"quoted\", value"} 1 1700000000000
+authgate_api_key_requests_total{key="bench-key-1"} 3
+authgate_api_key_requests_total{key="bench-key-2"} 0
+`
+	snap, err := parseSamples(text)
+	if err != nil {
+		t.Fatalf("parseSamples() = %v", err)
+	}
 	for _, c := range []struct {
-		name, metric string
-		want         uint64
-		wantErr      bool
+		name   string
+		metric string
+		match  map[string]string
+		want   float64
 	}{
-		{"exponent form", "go_memstats_heap_inuse_bytes", 8937472, false},
-		{"missing", "go_memstats_heap_sys_bytes", 0, true},
+		{"unlabelled in exponent form", "go_memstats_heap_inuse_bytes", nil, 8937472},
+		{"every series", "authgate_requests_total", nil, 10},
+		{"by two labels", "authgate_requests_total", map[string]string{"auth_method": "jwt", "decision": "allow"}, 7},
+		{"escaped label value", "authgate_requests_total", map[string]string{"reason": `a "quoted", value`}, 1},
+		{"missing metric", "authgate_token_cache_total", nil, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := parseMetric(text, c.metric)
-			if (err != nil) != c.wantErr || got != c.want {
-				t.Errorf("parseMetric(%q) = %d, %v; want %d, error %v", c.metric, got, err, c.want, c.wantErr)
+			if got := snap.sum(c.metric, c.match); got != c.want {
+				t.Errorf("sum(%s, %v) = %v, want %v", c.metric, c.match, got, c.want)
 			}
 		})
+	}
+	if got := snap.values("authgate_api_key_requests_total", "key"); len(got) != 2 || got["bench-key-1"] != 3 {
+		t.Errorf("values(key) = %v, want bench-key-1=3 and bench-key-2=0", got)
+	}
+	for _, bad := range []string{"name_only", `m{a="unterminated} 1`, `m{a} 1`, "m one", "m 1 2 3"} {
+		if _, err := parseSamples(bad + "\n"); err == nil {
+			t.Errorf("parseSamples(%q) = nil error, want one", bad)
+		}
 	}
 }
 
@@ -415,24 +492,23 @@ func TestProbeLogin(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		handler http.HandlerFunc
-		feats   features
 		want    bool
 	}{
 		{"token endpoint", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = io.WriteString(w, `{"error":"invalid_grant"}`)
-		}, features{Users: true}, true},
+		}, true},
 		{"policy denial", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"error":"unauthorized"}`)
-		}, features{Users: true}, false},
-		{"users not configured", nil, features{}, false},
+		}, false},
+		{"no login endpoint", http.NotFound, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewServer(c.handler)
 			defer srv.Close()
-			if got, note := probeLogin(context.Background(), srv.URL, c.feats); got != c.want {
-				t.Errorf("probeLogin() = %v (%s), want %v", got, note, c.want)
+			if err := probeLogin(context.Background(), srv.URL); (err == nil) != c.want {
+				t.Errorf("probeLogin() = %v, want success %v", err, c.want)
 			}
 		})
 	}
@@ -457,7 +533,7 @@ func TestGoLoadgenCountsStatuses(t *testing.T) {
 		_, _ = io.WriteString(w, upstreamBody)
 	}))
 	defer srv.Close()
-	res, err := goLoadgen{}.Run(context.Background(), target{URL: srv.URL, Headers: http.Header{"X-Test": {"yes"}}}, 2, 200*time.Millisecond)
+	res, err := goLoadgen{}.Run(context.Background(), &target{URL: srv.URL, Headers: http.Header{"X-Test": {"yes"}}}, runOpts{Concurrency: 2, Duration: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Run() = %v", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -9,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -17,14 +19,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // upstreamBody is what the benchmark upstream answers: small and fixed, so
@@ -34,20 +35,20 @@ const upstreamBody = "hello, world\n"
 // Names and values shared by the generated config and the minted
 // credentials.
 const (
-	ownIssuer      = "authgate"
-	ownAudience    = "authgate"
-	ownKeyID       = "k1"
-	extAudience    = "bench-api"
-	extRSAKeyID    = "bench-rsa"
-	extECKeyID     = "bench-ec"
-	benchRole      = "user"
-	benchUser      = "alice"
-	benchPassword  = "correct horse battery staple"
-	limiterUser    = "bench-limiter"
-	loginPath      = "/auth/login"
-	apiPath        = "/api/items"
-	publicPath     = "/public/index.html"
-	bcryptUserCost = 12
+	ownIssuer     = "authgate"
+	ownAudience   = "authgate"
+	ownKeyID      = "k1"
+	extAudience   = "bench-api"
+	extRSAKeyID   = "bench-rsa"
+	extECKeyID    = "bench-ec"
+	extEdKeyID    = "bench-ed"
+	benchRole     = "user"
+	benchUser     = "alice"
+	benchPassword = "correct horse battery staple"
+	limiterUser   = "bench-limiter"
+	loginPath     = "/auth/login"
+	apiPath       = "/api/items"
+	publicPath    = "/public/index.html"
 )
 
 // server is an in-process HTTP server on a loopback port.
@@ -131,15 +132,18 @@ func tunedTransport() *http.Transport {
 }
 
 // credentials are the generated secrets and the tokens minted with them.
+// It is safe for concurrent use once built.
 type credentials struct {
-	JWTSecret  string
-	APIKey     string
-	HS256      string
-	RS256      string
-	ES256      string
-	rsaKey     *rsa.PrivateKey
-	ecKey      *ecdsa.PrivateKey
-	jwksIssuer string
+	JWTSecret string
+	APIKey    string
+	HS256     string
+	// External holds one external-issuer token per algorithm (RS256,
+	// ES256, EdDSA), each sent over and over (a verified-token cache hit).
+	External map[string]string
+	rsaKey   *rsa.PrivateKey
+	ecKey    *ecdsa.PrivateKey
+	edKey    ed25519.PrivateKey
+	issuer   string // the external issuer: the JWKS server's URL
 }
 
 // claims are the claims of every minted token.
@@ -157,9 +161,9 @@ func randomHex(n int) string {
 }
 
 // newCredentials generates the keys for the gateway's own tokens, an API
-// key, and the external issuer's RSA and EC keys.
+// key, and the external issuer's RSA, EC and Ed25519 keys.
 func newCredentials() (*credentials, error) {
-	c := &credentials{JWTSecret: randomHex(32), APIKey: "bench-" + randomHex(24)}
+	c := &credentials{JWTSecret: randomHex(32), APIKey: "bench-" + randomHex(24), External: map[string]string{}}
 	var err error
 	if c.rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		return nil, fmt.Errorf("bench: rsa key: %w", err)
@@ -167,12 +171,13 @@ func newCredentials() (*credentials, error) {
 	if c.ecKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		return nil, fmt.Errorf("bench: ec key: %w", err)
 	}
-	now := time.Now()
-	reg := func(iss, aud string) jwt.RegisteredClaims {
-		return jwt.RegisteredClaims{Issuer: iss, Subject: "bench-user", Audience: jwt.ClaimStrings{aud}, ID: randomHex(16),
-			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour))}
+	if _, c.edKey, err = ed25519.GenerateKey(rand.Reader); err != nil {
+		return nil, fmt.Errorf("bench: ed25519 key: %w", err)
 	}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{RegisteredClaims: reg(ownIssuer, ownAudience), Roles: []string{benchRole}, Type: "access"})
+	now := time.Now()
+	reg := jwt.RegisteredClaims{Issuer: ownIssuer, Subject: "bench-user", Audience: jwt.ClaimStrings{ownAudience}, ID: randomHex(16),
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour))}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{RegisteredClaims: reg, Roles: []string{benchRole}, Type: "access"})
 	t.Header["kid"] = ownKeyID
 	if c.HS256, err = t.SignedString([]byte(c.JWTSecret)); err != nil {
 		return nil, fmt.Errorf("bench: sign hs256: %w", err)
@@ -180,25 +185,73 @@ func newCredentials() (*credentials, error) {
 	return c, nil
 }
 
-// mintExternal signs the RS256 and ES256 tokens of the external issuer
-// whose iss is issuer (the JWKS server's URL).
-func (c *credentials) mintExternal(issuer string) error {
-	c.jwksIssuer = issuer
-	now := time.Now()
-	reg := jwt.RegisteredClaims{Issuer: issuer, Subject: "bench-ext-user", Audience: jwt.ClaimStrings{extAudience}, ID: randomHex(16),
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour))}
-	rt := jwt.NewWithClaims(jwt.SigningMethodRS256, claims{RegisteredClaims: reg, Roles: []string{benchRole}})
-	rt.Header["kid"] = extRSAKeyID
-	var err error
-	if c.RS256, err = rt.SignedString(c.rsaKey); err != nil {
-		return fmt.Errorf("bench: sign rs256: %w", err)
+// externalAlgs are the external-issuer algorithms with a mode each.
+var externalAlgs = []string{"RS256", "ES256", "EdDSA"}
+
+// signer returns the signing method, key and key id for alg.
+func (c *credentials) signer(alg string) (jwt.SigningMethod, any, string, error) {
+	switch alg {
+	case "RS256":
+		return jwt.SigningMethodRS256, c.rsaKey, extRSAKeyID, nil
+	case "ES256":
+		return jwt.SigningMethodES256, c.ecKey, extECKeyID, nil
+	case "EdDSA":
+		return jwt.SigningMethodEdDSA, c.edKey, extEdKeyID, nil
 	}
-	et := jwt.NewWithClaims(jwt.SigningMethodES256, claims{RegisteredClaims: reg, Roles: []string{benchRole}})
-	et.Header["kid"] = extECKeyID
-	if c.ES256, err = et.SignedString(c.ecKey); err != nil {
-		return fmt.Errorf("bench: sign es256: %w", err)
+	return nil, nil, "", fmt.Errorf("bench: no key for %s", alg)
+}
+
+// mintExternalToken signs one external-issuer token with alg; jti makes it
+// distinct from every other.
+func (c *credentials) mintExternalToken(alg, jti string, now time.Time) (string, error) {
+	m, key, kid, err := c.signer(alg)
+	if err != nil {
+		return "", err
+	}
+	reg := jwt.RegisteredClaims{Issuer: c.issuer, Subject: "bench-ext-user", Audience: jwt.ClaimStrings{extAudience}, ID: jti,
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour))}
+	t := jwt.NewWithClaims(m, claims{RegisteredClaims: reg, Roles: []string{benchRole}})
+	t.Header["kid"] = kid
+	s, err := t.SignedString(key)
+	if err != nil {
+		return "", fmt.Errorf("bench: sign %s: %w", alg, err)
+	}
+	return s, nil
+}
+
+// mintExternal signs the repeated token of every external algorithm, for
+// the issuer whose iss is issuer (the JWKS server's URL).
+func (c *credentials) mintExternal(issuer string) error {
+	c.issuer = issuer
+	for _, alg := range externalAlgs {
+		tok, err := c.mintExternalToken(alg, randomHex(16), time.Now())
+		if err != nil {
+			return err
+		}
+		c.External[alg] = tok
 	}
 	return nil
+}
+
+// mintPool signs n distinct external tokens with alg, on every core: RSA
+// signing is about a millisecond each.
+func (c *credentials) mintPool(alg string, n int) ([]string, error) {
+	out := make([]string, n)
+	errs := make([]error, runtime.GOMAXPROCS(0))
+	now := time.Now()
+	prefix := randomHex(8)
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			for i := w; i < n; i += len(errs) {
+				if out[i], errs[w] = c.mintExternalToken(alg, prefix+"-"+strconv.Itoa(i), now); errs[w] != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
 
 // jwksHandler serves the external issuer's public keys.
@@ -214,6 +267,8 @@ func (c *credentials) jwksHandler() (http.Handler, error) {
 			"n": b64(c.rsaKey.N.Bytes()), "e": b64(big.NewInt(int64(c.rsaKey.E)).Bytes())},
 		{"kty": "EC", "kid": extECKeyID, "use": "sig", "alg": "ES256", "crv": "P-256",
 			"x": b64(pt[1:33]), "y": b64(pt[33:65])},
+		{"kty": "OKP", "kid": extEdKeyID, "use": "sig", "alg": "EdDSA", "crv": "Ed25519",
+			"x": b64(c.edKey.Public().(ed25519.PublicKey))},
 	}}
 	body, err := json.Marshal(doc)
 	if err != nil {
@@ -224,25 +279,6 @@ func (c *credentials) jwksHandler() (http.Handler, error) {
 		w.Header().Set("Cache-Control", "max-age=3600")
 		_, _ = w.Write(body)
 	}), nil
-}
-
-// features are the optional parts of the generated config. A part the
-// gateway does not support yet is turned off and its modes report na.
-type features struct {
-	Issuers bool // external JWKS issuers (rs256, es256)
-	Users   bool // users file, for /auth/login (flood and limiter memory)
-}
-
-// gatewayFiles are the paths and ports of one generated gateway setup.
-type gatewayFiles struct {
-	Dir        string
-	Config     string
-	Addr       string // proxy listener, host:port
-	AdminAddr  string // admin listener, host:port
-	usersHash  string
-	upstream   string
-	jwksURI    string
-	keysDigest string
 }
 
 // freePort returns a loopback address with a port that was free a moment
@@ -257,67 +293,23 @@ func freePort() (string, error) {
 	return addr, nil
 }
 
-// newGatewayFiles writes the policy, API keys and users files into dir.
-// The config itself is written by writeConfig, once per feature set.
-func newGatewayFiles(dir, upstream, jwksURI string, c *credentials) (*gatewayFiles, error) {
-	g := &gatewayFiles{Dir: dir, Config: filepath.Join(dir, "config.yaml"), upstream: upstream, jwksURI: jwksURI}
-	var err error
-	if g.Addr, err = freePort(); err != nil {
-		return nil, err
+// newAPIKeys returns n distinct random API keys.
+func newAPIKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "bench-" + randomHex(24)
 	}
-	if g.AdminAddr, err = freePort(); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256([]byte(c.APIKey))
-	g.keysDigest = hex.EncodeToString(sum[:])
-	hash, err := bcrypt.GenerateFromPassword([]byte(benchPassword), bcryptUserCost)
-	if err != nil {
-		return nil, fmt.Errorf("bench: bcrypt: %w", err)
-	}
-	g.usersHash = string(hash)
-	policy := `roles: [` + benchRole + `]
-rules:
-  - id: public
-    path: /public/**
-    methods: [GET, HEAD]
-    public: true
-  - id: api
-    path: /api/**
-    methods: [GET, HEAD]
-    authenticated: true
-`
-	keys := fmt.Sprintf("keys:\n  - name: bench-bot\n    sha256: %s\n    roles: [%s]\n", g.keysDigest, benchRole)
-	users := fmt.Sprintf("users:\n  - username: %s\n    password_hash: %q\n    roles: [%s]\n", benchUser, g.usersHash, benchRole)
-	for name, data := range map[string]string{"policy.yaml": policy, "keys.yaml": keys, "users.yaml": users} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
-			return nil, fmt.Errorf("bench: write %s: %w", name, err)
-		}
-	}
-	return g, nil
+	return keys
 }
 
-// writeConfig writes the gateway config for the feature set f. Logging is
-// at error level with no sampling of allowed requests, so log output does
-// not dominate the figures.
-func (g *gatewayFiles) writeConfig(f features) error {
+// keysFile returns a keys file holding keys by digest, named bench-key-N,
+// each with the bench role.
+func keysFile(keys []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "upstream:\n  url: %s\n  host_header: upstream\n", g.upstream)
-	fmt.Fprintf(&b, "listen:\n  address: %q\n  admin_address: %q\n  shutdown_delay: 0s\n  shutdown_timeout: 5s\n", g.Addr, g.AdminAddr)
-	b.WriteString("policy_file: policy.yaml\napi_keys_file: keys.yaml\n")
-	if f.Users {
-		b.WriteString("users_file: users.yaml\n")
+	b.WriteString("keys:\n")
+	for i, k := range keys {
+		sum := sha256.Sum256([]byte(k))
+		fmt.Fprintf(&b, "  - name: bench-key-%d\n    sha256: %s\n    roles: [%s]\n", i, hex.EncodeToString(sum[:]), benchRole)
 	}
-	// The harness is the trusted proxy, so it can give the login limiter
-	// distinct client addresses through X-Forwarded-For.
-	b.WriteString("trusted_proxies: [127.0.0.1/32]\n")
-	fmt.Fprintf(&b, "jwt:\n  issuer: %s\n  audience: %s\n  key_id: %s\n", ownIssuer, ownAudience, ownKeyID)
-	if f.Issuers {
-		fmt.Fprintf(&b, "issuers:\n  - issuer: %q\n    jwks_uri: %q\n    audiences: [%s]\n    algorithms: [RS256, ES256]\n    roles_claim: roles\n",
-			strings.TrimSuffix(g.jwksURI, "/jwks.json"), g.jwksURI, extAudience)
-	}
-	b.WriteString("logging:\n  level: error\n  format: json\n  allowed_sample_rate: 0\n")
-	if err := os.WriteFile(g.Config, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("bench: write config: %w", err)
-	}
-	return nil
+	return b.String()
 }

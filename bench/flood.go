@@ -67,23 +67,20 @@ func postLogin(ctx context.Context, c *http.Client, gwURL, username, xff string)
 	return resp.StatusCode, string(b), nil
 }
 
-// probeLogin reports whether the gateway serves its login endpoint: a wrong
-// password must be answered by the token endpoint (an OAuth invalid_grant),
-// not by the policy or a 404.
-func probeLogin(ctx context.Context, gwURL string, f features) (bool, string) {
-	if !f.Users {
-		return false, ""
-	}
+// probeLogin checks that the gateway serves its login endpoint: a wrong
+// password must be answered by the token endpoint (an OAuth
+// invalid_grant), not by the policy or a 404.
+func probeLogin(ctx context.Context, gwURL string) error {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: newClientTransport(1)}
+	defer c.CloseIdleConnections()
 	status, body, err := postLogin(ctx, c, gwURL, benchUser, "")
 	switch {
 	case err != nil:
-		return false, fmt.Sprintf("login probe failed: %v; flood and limiter are na", err)
+		return fmt.Errorf("bench: login probe: %w", err)
 	case strings.Contains(body, `"invalid_grant"`):
-		return true, ""
+		return nil
 	default:
-		return false, fmt.Sprintf("POST %s answered %d %q, not an OAuth invalid_grant; flood and limiter are na",
-			loginPath, status, strings.TrimSpace(body))
+		return fmt.Errorf("bench: POST %s answered %d %q, not an OAuth invalid_grant", loginPath, status, strings.TrimSpace(body))
 	}
 }
 
@@ -170,13 +167,14 @@ func (f floodReport) line() string {
 
 // measureFlood measures HS256 throughput with and without each login flood
 // variant, in alternating pairs, and prints what the flood received.
-func measureFlood(ctx context.Context, out io.Writer, lg loadgen, s settings, gwURL string, hs target) (floodReport, error) {
+func measureFlood(ctx context.Context, out io.Writer, lg loadgen, s settings, gwURL string, hs *target) (floodReport, error) {
 	rep := floodReport{}
+	opts := runOpts{Concurrency: s.Concurrency, Duration: s.FloodDuration}
 	for _, distinct := range []bool{false, true} {
 		var base, with []float64
 		counts := statusCounts{}
 		for range s.FloodPairs {
-			r, err := lg.Run(ctx, hs, s.Concurrency, s.FloodDuration)
+			r, err := lg.Run(ctx, hs, opts)
 			if err != nil {
 				return rep, err
 			}
@@ -188,7 +186,7 @@ func measureFlood(ctx context.Context, out io.Writer, lg loadgen, s settings, gw
 				got = runFlood(fctx, gwURL, s.FloodClients, distinct)
 				close(done)
 			}()
-			r, err = lg.Run(ctx, hs, s.Concurrency, s.FloodDuration)
+			r, err = lg.Run(ctx, hs, opts)
 			stop()
 			<-done
 			if err != nil {

@@ -1,21 +1,32 @@
-// Command bench measures what authgate costs over a bare reverse proxy.
+// Command bench measures what authgate costs against plain reverse
+// proxies: a bare httputil.ReverseProxy, the same proxy tuned like the
+// gateway's upstream side, and nginx.
 //
-// It starts a small upstream in-process, a bare httputil.ReverseProxy (the
-// reference) and authgate as subprocesses, so each proxy has a process and
-// a Go scheduler of its own and the gateway's memory can be read from
-// /proc, and
-// drives closed-loop load through each mode, interleaving the modes in
-// every round so machine noise hits them all alike. It then measures
-// proxied throughput under a login flood and the gateway's memory after a
-// million distinct client addresses hit the login limiter.
+// It starts a small upstream in-process and every proxy under test as a
+// process of its own (the Go references, nginx, one or more gateway
+// instances), so each has its own scheduler and its CPU time and memory
+// can be read from /proc. It drives closed-loop load through every mode of
+// the mode table (modes.go), interleaving the modes in every round so that
+// machine noise hits them all alike, and reads each process's CPU time
+// (utime+stime) around every run: CPU per request is steadier than
+// requests per second on a shared machine. It then measures proxied
+// throughput under a login flood, the gateway's memory per idle keep-alive
+// connection, and its memory after many distinct client addresses hit the
+// login limiter.
 //
-// The last three lines are machine readable:
+// Every mode must answer 200 and be counted by the gateway as allowed by
+// the expected authentication method; a cold mode must miss the
+// verified-token cache on every request. Anything else fails the run.
 //
-//	bench-ratios: public=0.97 hs256=0.93 apikey=0.95 rs256=0.88 es256=0.87
-//	bench-flood: ratio=0.78 limited=0.95 bcrypt=0.78
-//	bench-memory: idle_mb=14.0 peak_mb=40.0 limiter_1m_mb=62.0
+// The last four lines are machine readable (a value not measured is na):
 //
-// A value the gateway cannot produce yet (a feature not built) is "na".
+//	bench-ratios: bare.tuned=0.37 bare.nginx=0.20 ... hs256.tuned=0.97 hs256.nginx=0.52 ...
+//	bench-cpu: bare=61.0 tuned=24.0 nginx=14.0 public=40.1 hs256=41.7 ...
+//	bench-flood: ratio=0.78 limited=0.99 bcrypt=0.78
+//	bench-memory: idle_mb=15.7 conn_kib=23.0 conns=1000 nginx_conn_kib=1.9 peak_mb=35.0 limiter_1m_mb=86.3
+//
+// ratios are median req/s over the tuned proxy's and nginx's; cpu is µs of
+// CPU per request of the process under test.
 package main
 
 import (
@@ -29,15 +40,20 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authgate/authgate/authn/jwks"
+	"github.com/authgate/authgate/authn/users"
 )
 
 func main() {
 	if up := os.Getenv(referenceEnv); up != "" {
-		if err := runReference(up); err != nil {
+		if err := runReference(os.Getenv(referenceKindEnv), up); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -52,23 +68,14 @@ func main() {
 	}
 }
 
-// allModes returns the benchmark modes in the order they run in every
-// round. bare (ReverseProxy on the default transport) is the reference for
-// every ratio; tuned is the same proxy with the gateway's idle pool size.
-func allModes() []string {
-	return []string{"bare", "tuned", "public", "hs256", "apikey", "rs256", "es256"}
-}
-
-// ratioModes returns the gateway modes of the bench-ratios line.
-func ratioModes() []string { return []string{"public", "hs256", "apikey", "rs256", "es256"} }
-
 // settings are the parsed flags.
 type settings struct {
 	Duration      time.Duration
+	Requests      int
 	Rounds        int
 	Concurrency   int
 	Modes         []string
-	Quick         bool
+	Quick, Smoke  bool
 	Authgate      string
 	Loadgen       string
 	FloodClients  int
@@ -76,26 +83,36 @@ type settings struct {
 	FloodPairs    int
 	LimiterIPs    int
 	LimiterMax    time.Duration
+	IdleConns     int
+	TokenCache    int
+	BcryptCost    int
+	Settle        time.Duration // pause for start-up garbage and idle connections to settle
 }
 
-// parseFlags parses args. --quick changes the defaults of every flag not
-// given explicitly.
+// parseFlags parses args. --quick and --smoke change the defaults of every
+// flag not given explicitly.
 func parseFlags(args []string, out io.Writer) (settings, error) {
-	var s settings
+	s := settings{Settle: 500 * time.Millisecond}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.DurationVar(&s.Duration, "duration", 5*time.Second, "duration of one mode in one round")
+	fs.DurationVar(&s.Duration, "duration", 5*time.Second, "duration of one mode in one round (with --requests, its limit)")
+	fs.IntVar(&s.Requests, "requests", 0, "requests per mode per round instead of a duration (needs --loadgen=go)")
 	fs.IntVar(&s.Rounds, "rounds", 5, "rounds; every round runs every mode once")
 	fs.IntVar(&s.Concurrency, "concurrency", 32, "requests in flight (persistent connections)")
-	modes := fs.String("modes", strings.Join(allModes(), ","), "comma-separated modes: "+strings.Join(allModes(), ","))
+	modes := fs.String("modes", strings.Join(modeNames(), ","), "comma-separated modes: "+strings.Join(modeNames(), ","))
 	fs.BoolVar(&s.Quick, "quick", false, "a run under a minute: 1 round of 1s, concurrency 8, short flood, 20k limiter addresses")
+	fs.BoolVar(&s.Smoke, "smoke", false, "a check in seconds, not a measurement: every mode once with 200 requests from the Go load generator")
 	fs.StringVar(&s.Authgate, "authgate", "", "authgate binary (default: go build it from the repository root)")
 	fs.StringVar(&s.Loadgen, "loadgen", "auto", "load generator: auto (wrk if installed), wrk or go")
 	fs.IntVar(&s.FloodClients, "flood-clients", 100, "concurrent clients in the login flood")
 	fs.DurationVar(&s.FloodDuration, "flood-duration", 5*time.Second, "duration of each phase of the flood measurement")
-	fs.IntVar(&s.FloodPairs, "flood-pairs", 3, "baseline/flood measurement pairs per flood variant")
+	fs.IntVar(&s.FloodPairs, "flood-pairs", 3, "baseline/flood measurement pairs per flood variant (0 skips the flood)")
 	fs.IntVar(&s.LimiterIPs, "limiter-ips", 1_000_000, "distinct client addresses driven at the login limiter (0 skips)")
 	fs.DurationVar(&s.LimiterMax, "limiter-max", 4*time.Minute, "give up the limiter drive after this long")
+	fs.IntVar(&s.IdleConns, "idle-conns", 1000, "idle keep-alive connections opened to measure memory per connection (0 skips)")
+	fs.IntVar(&s.TokenCache, "token-cache", jwks.DefaultCacheConfig().TokenCacheSize,
+		"jwks.token_cache_size of the gateway; the cold modes' token pools are sized to defeat it")
+	fs.IntVar(&s.BcryptCost, "bcrypt-cost", users.DefaultCost, "bcrypt cost of the benchmark user's password hash")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -104,8 +121,19 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if s.Quick {
-		quick := map[string]func(){
+	preset := func(values map[string]func()) {
+		for name, apply := range values {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	var errs []error
+	switch {
+	case s.Quick && s.Smoke:
+		errs = append(errs, errors.New("bench: --quick and --smoke: choose one"))
+	case s.Quick:
+		preset(map[string]func(){
 			"duration":       func() { s.Duration = time.Second },
 			"rounds":         func() { s.Rounds = 1 },
 			"concurrency":    func() { s.Concurrency = 8 },
@@ -114,57 +142,113 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 			"flood-pairs":    func() { s.FloodPairs = 1 },
 			"limiter-ips":    func() { s.LimiterIPs = 20_000 },
 			"limiter-max":    func() { s.LimiterMax = 15 * time.Second },
-		}
-		for name, apply := range quick {
-			if !set[name] {
-				apply()
-			}
-		}
+			"idle-conns":     func() { s.IdleConns = 200 },
+			"token-cache":    func() { s.TokenCache = 512 },
+		})
+	case s.Smoke:
+		s.Settle = 50 * time.Millisecond
+		preset(map[string]func(){
+			"duration":       func() { s.Duration = 30 * time.Second },
+			"requests":       func() { s.Requests = 200 },
+			"rounds":         func() { s.Rounds = 1 },
+			"concurrency":    func() { s.Concurrency = 4 },
+			"loadgen":        func() { s.Loadgen = "go" },
+			"flood-clients":  func() { s.FloodClients = 4 },
+			"flood-duration": func() { s.FloodDuration = 200 * time.Millisecond },
+			"flood-pairs":    func() { s.FloodPairs = 1 },
+			"limiter-ips":    func() { s.LimiterIPs = 300 },
+			"limiter-max":    func() { s.LimiterMax = 20 * time.Second },
+			"idle-conns":     func() { s.IdleConns = 50 },
+			"token-cache":    func() { s.TokenCache = 32 },
+			"bcrypt-cost":    func() { s.BcryptCost = users.MinCost },
+		})
 	}
-	var errs []error
 	for _, m := range strings.Split(*modes, ",") {
 		m = strings.TrimSpace(m)
-		if !slices.Contains(allModes(), m) {
+		if !slices.Contains(modeNames(), m) {
 			errs = append(errs, fmt.Errorf("bench: --modes: unknown mode %q", m))
 		} else if !slices.Contains(s.Modes, m) {
 			s.Modes = append(s.Modes, m)
 		}
 	}
-	// Keep the canonical order so rounds interleave the same way every run.
-	order := allModes()
+	// Keep the table's order so rounds interleave the same way every run.
+	order := modeNames()
 	slices.SortFunc(s.Modes, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
 	if s.Duration < 100*time.Millisecond {
 		errs = append(errs, errors.New("bench: --duration must be at least 100ms"))
 	}
-	if s.Rounds < 1 || s.Concurrency < 1 || s.FloodClients < 1 || s.FloodPairs < 1 {
-		errs = append(errs, errors.New("bench: --rounds, --concurrency, --flood-clients and --flood-pairs must be at least 1"))
+	if s.Rounds < 1 || s.Concurrency < 1 || s.FloodClients < 1 {
+		errs = append(errs, errors.New("bench: --rounds, --concurrency and --flood-clients must be at least 1"))
+	}
+	if s.Requests < 0 || s.FloodPairs < 0 || s.LimiterIPs < 0 || s.IdleConns < 0 {
+		errs = append(errs, errors.New("bench: --requests, --flood-pairs, --limiter-ips and --idle-conns must not be negative"))
+	}
+	if s.TokenCache < 1 {
+		errs = append(errs, errors.New("bench: --token-cache must be at least 1: a disabled cache has no cold path to measure"))
+	}
+	if s.BcryptCost < users.MinCost || s.BcryptCost > users.MaxCost {
+		errs = append(errs, fmt.Errorf("bench: --bcrypt-cost must be within %d..%d", users.MinCost, users.MaxCost))
 	}
 	switch s.Loadgen {
 	case "auto", "wrk", "go":
 	default:
 		errs = append(errs, fmt.Errorf("bench: --loadgen: want auto, wrk or go, got %q", s.Loadgen))
 	}
+	if s.Requests > 0 && s.Loadgen == "wrk" {
+		errs = append(errs, errors.New("bench: --requests needs --loadgen=go: wrk runs for a duration"))
+	}
+	if s.Requests > 0 {
+		s.Loadgen = "go"
+	}
 	return s, errors.Join(errs...)
 }
 
-// mode is one benchmark mode: what to request, or why it is unavailable.
+// mode is one selected mode, ready to load.
 type mode struct {
-	Name   string
+	modeSpec
 	Target target
-	NA     string // non-empty: unavailable, and why
+	CPU    *cpuMeter
+	Inst   *instance // nil for a reference
 }
 
 // modeStats are the per-round results of one mode.
 type modeStats struct {
-	rps, p50, p99, p999 []float64 // rps in req/s, latencies in seconds
-	non200, errors      uint64
+	rps, p50, p99, p999, cpu []float64 // rps in req/s, latencies in seconds, cpu in s per request
+	requests, non200, errors uint64
+	cacheHits, cacheMisses   float64 // verified-token cache lookups (external tokens)
 }
 
-func (m *modeStats) add(r loadResult) {
+// maxErrorRate is the share of transport errors (connect, read, write,
+// timeout) a mode may have under load. On a shared machine a stalled
+// process can make the load generator time out a request now and then,
+// references included; more than that is a defect. A non-200 answer is
+// always one.
+const maxErrorRate = 0.001
+
+// failed reports whether the mode's answers under load fail the run.
+func (m *modeStats) failed() bool {
+	return m.non200 > 0 || float64(m.errors) > maxErrorRate*float64(m.requests+m.errors)
+}
+
+// runRecord is what one run of a mode measured.
+type runRecord struct {
+	Res                    loadResult
+	CPU                    time.Duration // of the process under test
+	CacheHits, CacheMisses float64       // verified-token cache lookups in the run
+}
+
+func (m *modeStats) add(rec runRecord) {
+	r, cpu := rec.Res, rec.CPU
+	m.cacheHits += rec.CacheHits
+	m.cacheMisses += rec.CacheMisses
 	m.rps = append(m.rps, r.RPS())
 	m.p50 = append(m.p50, r.P50.Seconds())
 	m.p99 = append(m.p99, r.P99.Seconds())
 	m.p999 = append(m.p999, r.P999.Seconds())
+	if n := r.Requests + r.Non200; n > 0 {
+		m.cpu = append(m.cpu, cpu.Seconds()/float64(n))
+	}
+	m.requests += r.Requests + r.Non200
 	m.non200 += r.Non200
 	m.errors += r.Errors
 }
@@ -182,7 +266,21 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// run is the whole benchmark; it writes the report to out.
+// stopper collects what run started, to stop it all at the end. The
+// processes stop in parallel: each waits for its own graceful exit.
+type stopper []func()
+
+func (s *stopper) add(f func()) { *s = append(*s, f) }
+func (s stopper) stop() {
+	var wg sync.WaitGroup
+	for _, f := range s {
+		wg.Go(f)
+	}
+	wg.Wait()
+}
+
+// run is the whole benchmark; it writes the report to out. It returns an
+// error when a mode failed its checks, after printing everything.
 func run(ctx context.Context, args []string, out io.Writer) error {
 	s, err := parseFlags(args, out)
 	if err != nil {
@@ -193,6 +291,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	var stops stopper
+	defer func() { stops.stop() }()
 
 	var lg loadgen = goLoadgen{}
 	if s.Loadgen != "go" {
@@ -204,22 +304,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-
-	bin := s.Authgate
-	if bin == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		root, err := findRepoRoot(wd)
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		if bin, err = buildAuthgate(ctx, root, tmp); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "bench: built authgate in %s\n", time.Since(t0).Round(time.Millisecond))
+	bin, err := authgateBinary(ctx, out, s.Authgate, tmp)
+	if err != nil {
+		return err
 	}
 
 	creds, err := newCredentials()
@@ -230,12 +317,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer upstream.Close()
-	ref, err := startReference(ctx, upstream.URL)
-	if err != nil {
-		return err
-	}
-	defer ref.Stop()
+	stops.add(upstream.Close)
 	jwksHandler, err := creds.jwksHandler()
 	if err != nil {
 		return err
@@ -244,234 +326,451 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer jwksSrv.Close()
+	stops.add(jwksSrv.Close)
 	if err := creds.mintExternal(jwksSrv.URL); err != nil {
 		return err
 	}
-	files, err := newGatewayFiles(tmp, upstream.URL, jwksSrv.URL+"/jwks.json", creds)
-	if err != nil {
+	fx := &fixtures{Creds: creds, TokenCache: s.TokenCache, Streams: lg.Streams(s.Concurrency), Concurrency: s.Concurrency}
+	if err := writeSharedFiles(tmp, fx, s.BcryptCost); err != nil {
 		return err
 	}
 
-	gw, feats, notes, err := startWithFallback(ctx, bin, files, creds.JWTSecret)
+	modes, insts, err := startModes(ctx, out, s, tmp, bin, upstream.URL, jwksSrv.URL, fx, &stops)
 	if err != nil {
 		return err
 	}
-	defer gw.Stop()
-	for _, n := range notes {
-		fmt.Fprintln(out, "note:", n)
-	}
-	time.Sleep(500 * time.Millisecond) // let start-up garbage settle
-	idle, err := readMem(gw.PID())
+	mainGW := insts[mainInstance]
+	gwPID := mainGW.gw.PID
+	time.Sleep(s.Settle) // let start-up garbage settle
+	idle, err := readMem(gwPID())
 	if err != nil {
 		return err
 	}
-
-	modes := buildModes(s.Modes, ref.BareURL, ref.TunedURL, gw.URL, creds, feats)
-	if err := checkModes(ctx, out, modes); err != nil {
-		return err
-	}
-	loginOK, loginNote := probeLogin(ctx, gw.URL, feats)
-	if loginNote != "" {
-		fmt.Fprintln(out, "note:", loginNote)
-	}
-
-	fmt.Fprintf(out, "bench: loadgen=%s concurrency=%d rounds=%d duration=%s gomaxprocs=%d nproc=%d loadavg=%s\n",
-		lg.Name(), s.Concurrency, s.Rounds, s.Duration, runtime.GOMAXPROCS(0), runtime.NumCPU(), loadavg())
-	stats := map[string]*modeStats{}
-	for r := range s.Rounds {
+	connCost, nginxConnCost := nan(), nan()
+	if s.IdleConns > 0 {
+		if connCost, err = idleConnCost(ctx, mainGW.gw.URL+publicPath, s.IdleConns, gwPID, s.Settle); err != nil {
+			return err
+		}
 		for _, m := range modes {
-			if m.NA != "" {
-				continue
+			if m.Ref == "nginx" {
+				ng := m.CPU.pid
+				if nginxConnCost, err = idleConnCost(ctx, m.Target.URL, s.IdleConns, func() int { return workerOf(ng) }, s.Settle); err != nil {
+					return err
+				}
 			}
-			res, err := lg.Run(ctx, m.Target, s.Concurrency, s.Duration)
-			if err != nil {
+		}
+	}
+
+	// The idle connections raised the peak; the peak reported is that of
+	// the load, the flood and the limiter drive.
+	if err := resetPeak(gwPID()); err != nil {
+		fmt.Fprintln(out, "note:", err, "(peak_mb includes the idle connections)")
+	}
+	if err := checkModes(ctx, out, modes, fx); err != nil {
+		return err
+	}
+	if err := probeLogin(ctx, mainGW.gw.URL); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "bench: loadgen=%s concurrency=%d rounds=%d %s gomaxprocs=%d nproc=%d loadavg=%s\n",
+		lg.Name(), s.Concurrency, s.Rounds, runLength(s), runtime.GOMAXPROCS(0), runtime.NumCPU(), loadavg())
+	stats := map[string]*modeStats{}
+	var failures []error
+	opts := runOpts{Concurrency: s.Concurrency, Duration: s.Duration, Requests: s.Requests}
+	for r := range s.Rounds {
+		for i := range modes {
+			m := &modes[i]
+			rec, err := measure(ctx, lg, m, opts, fx)
+			if errors.Is(err, errRun) {
 				return fmt.Errorf("bench: round %d mode %s: %w", r+1, m.Name, err)
+			}
+			if err != nil {
+				failures = append(failures, fmt.Errorf("bench: round %d mode %s: %w", r+1, m.Name, err))
 			}
 			if stats[m.Name] == nil {
 				stats[m.Name] = &modeStats{}
 			}
-			stats[m.Name].add(res)
+			stats[m.Name].add(rec)
 		}
 	}
-	peak, err := readMem(gw.PID())
+	peak, err := readMem(gwPID())
 	if err != nil {
 		return err
 	}
-	ratios := printTable(out, modes, stats)
-
-	var hs256 *mode
-	for i := range modes {
-		if modes[i].Name == "hs256" && modes[i].NA == "" {
-			hs256 = &modes[i]
+	tbl := printTable(out, modes, stats)
+	for _, m := range modes {
+		if st := stats[m.Name]; st != nil && st.failed() {
+			failures = append(failures, fmt.Errorf("bench: mode %s: %d non-200 answers and %d transport errors in %d requests under load",
+				m.Name, st.non200, st.errors, st.requests))
 		}
 	}
+
 	flood := floodReport{Limited: nan(), Bcrypt: nan()}
-	switch {
-	case hs256 == nil:
-		fmt.Fprintln(out, "note: flood not measured: mode hs256 not selected")
-	case !loginOK:
-		fmt.Fprintln(out, "note: flood not measured: /auth/login not available")
-	default:
-		if flood, err = measureFlood(ctx, out, lg, s, gw.URL, hs256.Target); err != nil {
+	if s.FloodPairs == 0 {
+		fmt.Fprintln(out, "note: flood skipped (--flood-pairs 0)")
+	} else {
+		hs := target{URL: mainGW.gw.URL + apiPath, Headers: bearer(creds.HS256)}
+		if flood, err = measureFlood(ctx, out, lg, s, mainGW.gw.URL, &hs); err != nil {
 			return err
 		}
 	}
-	if m, err := readMem(gw.PID()); err == nil {
+	if m, err := readMem(gwPID()); err == nil {
 		peak.HWM = max(peak.HWM, m.HWM)
 	}
 
 	limiterMB, limiterIPs := nan(), 0
-	switch {
-	case s.LimiterIPs <= 0:
+	if s.LimiterIPs == 0 {
 		fmt.Fprintln(out, "note: limiter drive skipped (--limiter-ips 0)")
-	case !loginOK:
-		fmt.Fprintln(out, "note: limiter drive skipped: /auth/login not available")
-	default:
-		limiterIPs, err = driveLimiter(ctx, out, gw.URL, s.LimiterIPs, s.LimiterMax)
+	} else {
+		limiterIPs, err = driveLimiter(ctx, out, mainGW.gw.URL, s.LimiterIPs, s.LimiterMax)
 		if err != nil {
 			return err
 		}
-		if m, err := readMem(gw.PID()); err == nil {
+		if m, err := readMem(gwPID()); err == nil {
 			limiterMB = mb(m.RSS)
 		}
-		if heap, err := heapInuse(ctx, "http://"+files.AdminAddr+"/metrics"); err == nil {
-			fmt.Fprintf(out, "limiter drive: gateway heap in use %.1f MiB (go_memstats_heap_inuse_bytes), RSS %s MiB\n", mb(heap), fmtNum(limiterMB, 1))
+		if snap, err := scrape(ctx, mainGW.MetricsURL()); err == nil {
+			fmt.Fprintf(out, "limiter drive: gateway heap in use %.1f MiB (go_memstats_heap_inuse_bytes), RSS %s MiB\n",
+				mb(uint64(snap.sum("go_memstats_heap_inuse_bytes", nil))), fmtNum(limiterMB, 1))
 		}
 	}
 
 	fmt.Fprintf(out, "bench: finished, loadavg=%s\n", loadavg())
-	fmt.Fprintln(out, ratiosLine(s.Modes, ratios))
+	fmt.Fprintln(out, ratiosLine(tbl))
+	fmt.Fprintln(out, cpuLine(tbl))
 	fmt.Fprintln(out, flood.line())
-	fmt.Fprintln(out, memoryLine(mb(idle.RSS), mb(peak.HWM), limiterMB, limiterIPs))
+	fmt.Fprintln(out, memoryLine(memFigures{IdleMB: mb(idle.RSS), ConnKiB: connCost / 1024, Conns: s.IdleConns,
+		NginxConnKiB: nginxConnCost / 1024, PeakMB: mb(peak.HWM), LimiterMB: limiterMB, LimiterIPs: limiterIPs}))
+	return errors.Join(failures...)
+}
+
+// workerOf returns the pid of nginx master's worker.
+func workerOf(master int) int {
+	if w := childPIDs(master); len(w) > 0 {
+		return w[0]
+	}
+	return master
+}
+
+// runLength describes how long each run lasts.
+func runLength(s settings) string {
+	if s.Requests > 0 {
+		return fmt.Sprintf("requests=%d", s.Requests)
+	}
+	return "duration=" + s.Duration.String()
+}
+
+// authgateBinary returns bin, or builds the gateway into dir when bin is
+// empty.
+func authgateBinary(ctx context.Context, out io.Writer, bin, dir string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	root, err := findRepoRoot(wd)
+	if err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	if bin, err = buildAuthgate(ctx, root, dir); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "bench: built authgate in %s\n", time.Since(t0).Round(time.Millisecond))
+	return bin, nil
+}
+
+// writeSharedFiles writes the users file and both keys files into dir,
+// and keeps the many keys in fx.
+func writeSharedFiles(dir string, fx *fixtures, cost int) error {
+	hash, err := bcrypt.GenerateFromPassword([]byte(benchPassword), cost)
+	if err != nil {
+		return fmt.Errorf("bench: hash password: %w", err)
+	}
+	usersFile := fmt.Sprintf("users:\n  - username: %s\n    password_hash: %q\n    roles: [%s]\n", benchUser, hash, benchRole)
+	fx.ManyKeys = newAPIKeys(manyKeysCount)
+	files := map[string]string{"users.yaml": usersFile, "keys.yaml": keysFile([]string{fx.Creds.APIKey}), "keys-many.yaml": keysFile(fx.ManyKeys)}
+	for name, data := range files {
+		if err := os.WriteFile(dir+"/"+name, []byte(data), 0o600); err != nil {
+			return fmt.Errorf("bench: write %s: %w", name, err)
+		}
+	}
 	return nil
 }
 
-// startWithFallback starts the gateway with every optional feature and
-// turns off, one at a time, the features its config loader rejects (not
-// built yet).
-func startWithFallback(ctx context.Context, bin string, files *gatewayFiles, secret string) (*gateway, features, []string, error) {
-	f := features{Issuers: true, Users: true}
-	var notes []string
-	for {
-		if err := files.writeConfig(f); err != nil {
-			return nil, f, notes, err
+// startModes starts the processes the selected modes need (references and
+// gateway instances; the main instance always) and returns the modes with
+// their targets. Everything started is added to stops.
+func startModes(ctx context.Context, out io.Writer, s settings, dir, bin, upstreamURL, jwksURL string, fx *fixtures, stops *stopper) ([]mode, map[string]*instance, error) {
+	insts := map[string]*instance{mainInstance: {Name: mainInstance}}
+	instOrder := []string{mainInstance}
+	var specs []modeSpec
+	for _, spec := range modeTable() {
+		if !slices.Contains(s.Modes, spec.Name) {
+			continue
 		}
-		gw, err := startGateway(ctx, bin, files.Config, secret, files.Addr, files.AdminAddr)
-		if err == nil {
-			return gw, f, notes, nil
+		specs = append(specs, spec)
+		if spec.Ref != "" {
+			continue
 		}
-		if !errors.Is(err, errExited) {
-			return nil, f, notes, err
+		name := spec.Instance
+		if name == "" {
+			name = mainInstance
 		}
-		msg := err.Error()
-		switch {
-		case f.Issuers && strings.Contains(msg, "issuers"):
-			f.Issuers = false
-			notes = append(notes, "authgate rejects the issuers config key; rs256 and es256 are na")
-		case f.Users && strings.Contains(msg, "users"):
-			f.Users = false
-			notes = append(notes, "authgate rejects the users_file config key; flood and limiter are na")
+		in := insts[name]
+		if in == nil {
+			in = &instance{Name: name}
+			insts[name] = in
+			instOrder = append(instOrder, name)
+		}
+		in.Modes = append(in.Modes, spec.Name)
+		for _, f := range spec.Fragments {
+			if !slices.Contains(in.Fragments, f) {
+				in.Fragments = append(in.Fragments, f)
+			}
+		}
+	}
+	for _, name := range instOrder {
+		in := insts[name]
+		in.Data = configData{Dir: dir, InstanceDir: dir + "/gw-" + name, Upstream: upstreamURL,
+			Issuer: jwksURL, JWKSURI: jwksURL + "/jwks.json", TokenCache: s.TokenCache}
+		var err error
+		if in.Data.Addr, err = freePort(); err != nil {
+			return nil, nil, err
+		}
+		if in.Data.AdminAddr, err = freePort(); err != nil {
+			return nil, nil, err
+		}
+		if err := in.start(ctx, bin, fx.Creds.JWTSecret); err != nil {
+			return nil, nil, err
+		}
+		stops.add(in.Stop)
+	}
+
+	refs := map[string]struct {
+		url string
+		cpu *cpuMeter
+	}{}
+	var modes []mode
+	for _, spec := range specs {
+		m := mode{modeSpec: spec}
+		path := spec.Path
+		if path == "" {
+			path = apiPath
+		}
+		var base string
+		switch spec.Ref {
+		case "":
+			name := spec.Instance
+			if name == "" {
+				name = mainInstance
+			}
+			m.Inst = insts[name]
+			base, m.CPU = m.Inst.gw.URL, newCPUMeter(m.Inst.gw.PID(), false)
 		default:
-			return nil, f, notes, err
+			r, ok := refs[spec.Ref]
+			if !ok {
+				switch spec.Ref {
+				case "nginx":
+					p, err := startNginx(ctx, dir, strings.TrimPrefix(upstreamURL, "http://"))
+					if err != nil {
+						return nil, nil, err
+					}
+					stops.add(p.Stop)
+					r.url, r.cpu = p.URL, newCPUMeter(p.PID(), true)
+				default:
+					p, err := startReference(ctx, spec.Ref, upstreamURL)
+					if err != nil {
+						return nil, nil, err
+					}
+					stops.add(p.Stop)
+					r.url, r.cpu = p.URL, newCPUMeter(p.PID(), false)
+				}
+				refs[spec.Ref] = r
+			}
+			base, m.CPU = r.url, r.cpu
 		}
+		t0 := time.Now()
+		h, rot, err := spec.Request(fx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bench: mode %s: %w", spec.Name, err)
+		}
+		if rot != nil {
+			rot.setStreams(fx.Streams)
+			fmt.Fprintf(out, "bench: mode %s: %d distinct %s values in turn (ready in %s)\n",
+				spec.Name, len(rot.Values), rot.Header, time.Since(t0).Round(time.Millisecond))
+		}
+		m.Target = target{URL: base + path, Headers: h, Rotate: rot}
+		modes = append(modes, m)
 	}
+	return modes, insts, nil
 }
 
-// buildModes returns the selected modes with their targets.
-func buildModes(names []string, bareURL, tunedURL, gwURL string, c *credentials, f features) []mode {
-	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
-	var out []mode
-	for _, n := range names {
-		m := mode{Name: n}
-		switch n {
-		case "bare":
-			m.Target = target{URL: bareURL + apiPath, Headers: http.Header{}}
-		case "tuned":
-			m.Target = target{URL: tunedURL + apiPath, Headers: http.Header{}}
-		case "public":
-			m.Target = target{URL: gwURL + publicPath, Headers: http.Header{}}
-		case "hs256":
-			m.Target = target{URL: gwURL + apiPath, Headers: bearer(c.HS256)}
-		case "apikey":
-			m.Target = target{URL: gwURL + apiPath, Headers: http.Header{"X-Api-Key": {c.APIKey}}}
-		case "rs256", "es256":
-			tok := c.RS256
-			if n == "es256" {
-				tok = c.ES256
-			}
-			m.Target = target{URL: gwURL + apiPath, Headers: bearer(tok)}
-			if !f.Issuers {
-				m.NA = "external issuers not supported by this authgate"
-			}
+// errRun marks a failure of the harness itself (the load generator could
+// not run), as opposed to a mode failing its checks.
+var errRun = errors.New("load run failed")
+
+// measure runs one closed-loop load of m and returns what it measured.
+// The metrics are scraped outside the CPU window. A mode that fails its
+// checks returns its figures and an error; a load generator that fails
+// returns an error wrapping errRun.
+func measure(ctx context.Context, lg loadgen, m *mode, o runOpts, fx *fixtures) (runRecord, error) {
+	var rec runRecord
+	var before promSnapshot
+	var err error
+	if m.Inst != nil {
+		if before, err = scrape(ctx, m.Inst.MetricsURL()); err != nil {
+			return rec, fmt.Errorf("%w: %w", errRun, err)
 		}
-		out = append(out, m)
 	}
-	return out
+	c0, err := m.CPU.Read()
+	if err != nil {
+		return rec, fmt.Errorf("%w: %w", errRun, err)
+	}
+	if rec.Res, err = lg.Run(ctx, &m.Target, o); err != nil {
+		return rec, fmt.Errorf("%w: %w", errRun, err)
+	}
+	c1, err := m.CPU.Read()
+	if err != nil {
+		return rec, fmt.Errorf("%w: %w", errRun, err)
+	}
+	rec.CPU = c1 - c0
+	if m.Inst == nil {
+		return rec, nil
+	}
+	after, err := scrape(ctx, m.Inst.MetricsURL())
+	if err != nil {
+		return rec, fmt.Errorf("%w: %w", errRun, err)
+	}
+	rec.CacheHits = delta(before, after, metricTokenCache, map[string]string{"result": "hit"})
+	rec.CacheMisses = delta(before, after, metricTokenCache, map[string]string{"result": "miss"})
+	return rec, verifyRun(m, fx, before, after, rec.Res, o.Concurrency)
 }
 
-// checkModes sends one request per available mode and requires a 200 with
-// the upstream's body. It prints one bench-check line.
-func checkModes(ctx context.Context, out io.Writer, modes []mode) error {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: newClientTransport(1)}
+// verifyRun applies the generic method check and the mode's own.
+func verifyRun(m *mode, fx *fixtures, before, after promSnapshot, res loadResult, slack int) error {
+	err := verifyMethod(m.Method, before, after, res, slack)
+	if m.Verify != nil {
+		err = errors.Join(err, m.Verify(fx, before, after, res))
+	}
+	return err
+}
+
+// checkRequests is how many requests checkModes sends per mode.
+const checkRequests = 3
+
+// checkModes sends a few requests per mode and requires a 200 with the
+// upstream's body, and for a gateway mode the metric checks a load run
+// gets. It prints one bench-check line.
+func checkModes(ctx context.Context, out io.Writer, modes []mode, fx *fixtures) error {
+	tr := newClientTransport(1)
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	var fields []string
 	var errs []error
-	for _, m := range modes {
-		if m.NA != "" {
-			fields = append(fields, m.Name+"=na")
-			continue
+	for i := range modes {
+		m := &modes[i]
+		var before promSnapshot
+		var err error
+		if m.Inst != nil {
+			if before, err = scrape(ctx, m.Inst.MetricsURL()); err != nil {
+				return err
+			}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Target.URL, nil)
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		req.Header = m.Target.Headers.Clone()
-		resp, err := client.Do(req)
+		status, err := checkOne(ctx, client, m)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("bench: mode %s: %w", m.Name, err))
-			fields = append(fields, m.Name+"=error")
+			fields = append(fields, fmt.Sprintf("%s=%d", m.Name, status))
 			continue
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		fields = append(fields, fmt.Sprintf("%s=%d", m.Name, resp.StatusCode))
-		if resp.StatusCode != http.StatusOK || string(body) != upstreamBody {
-			errs = append(errs, fmt.Errorf("bench: mode %s: GET %s answered %d %q, want 200 %q",
-				m.Name, m.Target.URL, resp.StatusCode, strings.TrimSpace(string(body)), upstreamBody))
+		if m.Inst != nil {
+			after, err := scrape(ctx, m.Inst.MetricsURL())
+			if err != nil {
+				return err
+			}
+			if err := verifyRun(m, fx, before, after, loadResult{Requests: checkRequests}, 0); err != nil {
+				errs = append(errs, fmt.Errorf("bench: mode %s: %w", m.Name, err))
+				fields = append(fields, m.Name+"=fallback")
+				continue
+			}
 		}
+		fields = append(fields, fmt.Sprintf("%s=%d", m.Name, status))
 	}
 	fmt.Fprintln(out, "bench-check: "+strings.Join(fields, " "))
 	return errors.Join(errs...)
 }
 
-// printTable prints the results table and returns each mode's ratio of
-// median throughput to the bare proxy's. The /tuned column is the ratio to
-// the tuned proxy, which pools upstream connections like the gateway.
-func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) map[string]float64 {
-	bareRPS := nan()
-	if st := stats["bare"]; st != nil {
-		bareRPS = median(st.rps)
-	}
-	tunedRPS := nan()
-	if st := stats["tuned"]; st != nil {
-		tunedRPS = median(st.rps)
-	}
-	ratios := map[string]float64{}
-	fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %6s %8s %7s\n", "mode", "req/s", "spread", "p50", "p99", "p99.9", "ratio", "/tuned", "non200", "errors")
-	for _, m := range modes {
-		st := stats[m.Name]
-		if m.NA != "" || st == nil {
-			ratios[m.Name] = nan()
-			fmt.Fprintf(out, "%-8s %10s %7s %9s %9s %9s %6s %6s %8s %7s  (%s)\n", m.Name, "na", "-", "na", "na", "na", "na", "na", "-", "-", m.NA)
-			continue
+// checkOne sends checkRequests requests of m and returns the last status;
+// each must be a 200 with the upstream's body.
+func checkOne(ctx context.Context, client *http.Client, m *mode) (int, error) {
+	status := 0
+	for range checkRequests {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Target.URL, nil)
+		if err != nil {
+			return 0, err
 		}
-		rps := median(st.rps)
-		ratios[m.Name] = rps / bareRPS
-		fmt.Fprintf(out, "%-8s %10.0f %6s%% %9s %9s %9s %6s %6s %8d %7d\n", m.Name, rps, fmtNum(100*spread(st.rps), 0),
-			fmtLatency(median(st.p50)), fmtLatency(median(st.p99)), fmtLatency(median(st.p999)),
-			fmtNum(ratios[m.Name], 2), fmtNum(rps/tunedRPS, 2), st.non200, st.errors)
+		req.Header = m.Target.header(0)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		status = resp.StatusCode
+		if resp.StatusCode != http.StatusOK || string(body) != upstreamBody {
+			return status, fmt.Errorf("GET %s answered %d %q, want 200 %q",
+				m.Target.URL, resp.StatusCode, strings.TrimSpace(string(body)), upstreamBody)
+		}
 	}
-	return ratios
+	return status, nil
+}
+
+// tableRow is one mode's figures as printed.
+type tableRow struct {
+	Name             string
+	RPS, CPU         float64 // req/s; µs per request
+	ToTuned, ToNginx float64
+}
+
+// printTable prints the results table and returns every mode's figures,
+// in table order. A mode not selected is NaN throughout.
+func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) []tableRow {
+	ref := func(name string) float64 {
+		if st := stats[name]; st != nil {
+			return median(st.rps)
+		}
+		return nan()
+	}
+	tuned, nginx := ref("tuned"), ref("nginx")
+	fmt.Fprintf(out, "%-12s %9s %7s %9s %9s %9s %8s %6s %6s %7s %6s %9s\n",
+		"mode", "req/s", "spread", "p50", "p99", "p99.9", "cpu/req", "/tuned", "/nginx", "non200", "errors", "cache-hit")
+	var rows []tableRow
+	for _, name := range modeNames() {
+		row := tableRow{Name: name, RPS: nan(), CPU: nan(), ToTuned: nan(), ToNginx: nan()}
+		if st := stats[name]; st != nil {
+			row.RPS, row.CPU = median(st.rps), median(st.cpu)*1e6
+			row.ToTuned, row.ToNginx = row.RPS/tuned, row.RPS/nginx
+			hit := "-"
+			if n := st.cacheHits + st.cacheMisses; n > 0 {
+				hit = fmtNum(100*st.cacheHits/n, 2) + "%"
+			}
+			fmt.Fprintf(out, "%-12s %9.0f %6s%% %9s %9s %9s %6sµs %6s %6s %7d %6d %9s\n", name, row.RPS, fmtNum(100*spread(st.rps), 0),
+				fmtLatency(median(st.p50)), fmtLatency(median(st.p99)), fmtLatency(median(st.p999)),
+				fmtNum(row.CPU, 1), fmtNum(row.ToTuned, 2), fmtNum(row.ToNginx, 2), st.non200, st.errors, hit)
+		}
+		rows = append(rows, row)
+	}
+	for _, m := range modes {
+		fmt.Fprintf(out, "  %-12s %s\n", m.Name, m.Doc)
+		if st := stats[m.Name]; st != nil && m.Verify != nil && st.cacheHits+st.cacheMisses > 0 {
+			fmt.Fprintf(out, "  %-12s verified-token cache over all rounds: %.0f hits, %.0f misses\n", m.Name, st.cacheHits, st.cacheMisses)
+		}
+	}
+	fmt.Fprintln(out, "  cache-hit: verified-token cache hits of external tokens over all lookups (authgate_token_cache_total)")
+	return rows
 }
 
 // spread returns (max-min)/median of xs: how much the rounds disagree.
@@ -482,70 +781,61 @@ func spread(xs []float64) float64 {
 	return (slices.Max(xs) - slices.Min(xs)) / median(xs)
 }
 
-// ratiosLine is the machine-readable bench-ratios line.
-func ratiosLine(selected []string, ratios map[string]float64) string {
+// ratiosLine is the machine-readable bench-ratios line: every mode's
+// throughput over the tuned proxy's and over nginx's.
+func ratiosLine(rows []tableRow) string {
 	var f []string
-	for _, m := range ratioModes() {
-		r, ok := ratios[m]
-		if !ok || !slices.Contains(selected, m) {
-			r = nan()
+	for _, r := range rows {
+		if r.Name != "tuned" {
+			f = append(f, r.Name+".tuned="+fmtNum(r.ToTuned, 2))
 		}
-		f = append(f, m+"="+fmtNum(r, 2))
+		if r.Name != "nginx" {
+			f = append(f, r.Name+".nginx="+fmtNum(r.ToNginx, 2))
+		}
 	}
 	return "bench-ratios: " + strings.Join(f, " ")
+}
+
+// cpuLine is the machine-readable bench-cpu line: µs of CPU per request of
+// the process under test, per mode.
+func cpuLine(rows []tableRow) string {
+	var f []string
+	for _, r := range rows {
+		f = append(f, r.Name+"="+fmtNum(r.CPU, 1))
+	}
+	return "bench-cpu: " + strings.Join(f, " ")
+}
+
+// memFigures are the figures of the bench-memory line; NaN is not
+// measured.
+type memFigures struct {
+	IdleMB       float64 // the main gateway's RSS after start-up
+	ConnKiB      float64 // RSS growth per idle keep-alive connection
+	Conns        int     // idle connections opened for ConnKiB
+	NginxConnKiB float64 // the same for the nginx worker
+	PeakMB       float64 // the gateway's peak RSS through the load and the flood
+	LimiterMB    float64 // RSS after the limiter drive
+	LimiterIPs   int     // addresses driven
 }
 
 // memoryLine is the machine-readable bench-memory line. limiter_1m_mb is
 // reported only when a full million addresses were driven; a shorter
 // drive reports its size and figure separately.
-func memoryLine(idle, peak, limiter float64, ips int) string {
-	l := fmt.Sprintf("bench-memory: idle_mb=%s peak_mb=%s", fmtNum(idle, 1), fmtNum(peak, 1))
-	if ips >= 1_000_000 {
-		return l + " limiter_1m_mb=" + fmtNum(limiter, 1)
+func memoryLine(m memFigures) string {
+	l := fmt.Sprintf("bench-memory: idle_mb=%s conn_kib=%s conns=%d nginx_conn_kib=%s peak_mb=%s",
+		fmtNum(m.IdleMB, 1), fmtNum(m.ConnKiB, 1), m.Conns, fmtNum(m.NginxConnKiB, 1), fmtNum(m.PeakMB, 1))
+	if m.LimiterIPs >= 1_000_000 {
+		return l + " limiter_1m_mb=" + fmtNum(m.LimiterMB, 1)
 	}
 	l += " limiter_1m_mb=na"
-	if ips > 0 {
-		l += fmt.Sprintf(" limiter_ips=%d limiter_mb=%s", ips, fmtNum(limiter, 1))
+	if m.LimiterIPs > 0 {
+		l += fmt.Sprintf(" limiter_ips=%d limiter_mb=%s", m.LimiterIPs, fmtNum(m.LimiterMB, 1))
 	}
 	return l
 }
 
 // mb converts bytes to mebibytes.
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
-
-// heapInuse reads go_memstats_heap_inuse_bytes from the gateway's metrics.
-func heapInuse(ctx context.Context, metricsURL string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
-	if err != nil {
-		return 0, fmt.Errorf("bench: metrics: %w", err)
-	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("bench: metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return 0, fmt.Errorf("bench: metrics: %w", err)
-	}
-	return parseMetric(string(body), "go_memstats_heap_inuse_bytes")
-}
-
-// parseMetric returns the value of an unlabelled metric in the Prometheus
-// text format.
-func parseMetric(text, name string) (uint64, error) {
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == name {
-			v, err := strconv.ParseFloat(f[1], 64)
-			if err != nil || v < 0 {
-				return 0, fmt.Errorf("bench: metric %s: bad value %q", name, f[1])
-			}
-			return uint64(v), nil
-		}
-	}
-	return 0, fmt.Errorf("bench: metric %s not found", name)
-}
 
 // loadavg returns the 1-minute load average, or na: figures taken while
 // other work shares the machine are noisy, and the report says so.
@@ -563,9 +853,9 @@ func loadavg() string {
 
 // runReference is the reference-server mode of the binary, entered when
 // referenceEnv is set.
-func runReference(upstream string) error {
+func runReference(kind, upstream string) error {
 	if !isLoopbackURL(upstream) {
 		return fmt.Errorf("bench: %s must be a loopback http URL, got %q", referenceEnv, upstream)
 	}
-	return referenceMain(upstream, os.Stdin, os.Stdout)
+	return referenceMain(kind, upstream, os.Stdin, os.Stdout)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,54 +14,61 @@ import (
 )
 
 // referenceEnv, when set to an upstream URL, makes the harness binary (or
-// its test binary) serve the reference proxies instead of benchmarking.
-// The reference runs in its own process, like the gateway, so neither side
-// shares a Go scheduler with the load generator and the upstream.
-const referenceEnv = "AUTHGATE_BENCH_REFERENCE"
+// its test binary) serve one reference proxy, named by referenceKindEnv,
+// instead of benchmarking. Each reference runs in its own process, like
+// the gateway, so none shares a Go scheduler with the load generator and
+// the upstream, and the CPU it spends can be read from /proc.
+const (
+	referenceEnv     = "AUTHGATE_BENCH_REFERENCE"
+	referenceKindEnv = "AUTHGATE_BENCH_REFERENCE_KIND"
+)
 
-// referenceMain serves the bare and tuned reference proxies in front of
-// upstream on fresh loopback ports, writes "reference <bareURL>
-// <tunedURL>" to out, and serves until in reaches EOF (the harness closed
-// it or exited).
-func referenceMain(upstream string, in io.Reader, out io.Writer) error {
-	tr := tunedTransport()
-	defer tr.CloseIdleConnections()
-	var urls []string
-	for _, rt := range []http.RoundTripper{nil, tr} {
-		h, err := bareProxy(upstream, rt)
-		if err != nil {
-			return err
-		}
-		s, err := startServer(h)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		urls = append(urls, s.URL)
+// referenceMain serves the reference proxy kind ("bare" or "tuned") in
+// front of upstream on a fresh loopback port, writes "reference <URL>" to
+// out, and serves until in reaches EOF (the harness closed it or exited).
+func referenceMain(kind, upstream string, in io.Reader, out io.Writer) error {
+	var rt http.RoundTripper
+	switch kind {
+	case "bare":
+	case "tuned":
+		tr := tunedTransport()
+		defer tr.CloseIdleConnections()
+		rt = tr
+	default:
+		return fmt.Errorf("bench: %s: unknown reference %q", referenceKindEnv, kind)
 	}
-	if _, err := fmt.Fprintf(out, "reference %s\n", strings.Join(urls, " ")); err != nil {
+	h, err := bareProxy(upstream, rt)
+	if err != nil {
+		return err
+	}
+	s, err := startServer(h)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := fmt.Fprintf(out, "reference %s\n", s.URL); err != nil {
 		return fmt.Errorf("bench: reference: %w", err)
 	}
 	_, _ = io.Copy(io.Discard, in)
 	return nil
 }
 
-// referenceProc is the running reference subprocess.
+// referenceProc is a running reference subprocess.
 type referenceProc struct {
-	cmd      *exec.Cmd
-	stdin    io.Closer
-	BareURL  string
-	TunedURL string
+	cmd   *exec.Cmd
+	stdin io.Closer
+	URL   string
 }
 
-// startReference re-runs the current executable as the reference server.
-func startReference(ctx context.Context, upstream string) (*referenceProc, error) {
+// startReference re-runs the current executable as the reference server
+// kind.
+func startReference(ctx context.Context, kind, upstream string) (*referenceProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: reference: %w", err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(withoutEnv(os.Environ(), referenceEnv), referenceEnv+"="+upstream)
+	cmd.Env = append(withoutEnv(os.Environ(), referenceEnv, referenceKindEnv), referenceEnv+"="+upstream, referenceKindEnv+"="+kind)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -85,20 +91,23 @@ func startReference(ctx context.Context, upstream string) (*referenceProc, error
 	select {
 	case s := <-line:
 		f := strings.Fields(s)
-		if len(f) != 3 || f[0] != "reference" {
+		if len(f) != 2 || f[0] != "reference" {
 			p.Stop()
-			return nil, fmt.Errorf("bench: reference: unexpected first line %q", s)
+			return nil, fmt.Errorf("bench: reference %s: unexpected first line %q", kind, s)
 		}
-		p.BareURL, p.TunedURL = f[1], f[2]
+		p.URL = f[1]
 		return p, nil
 	case <-time.After(20 * time.Second):
 		p.Stop()
-		return nil, errors.New("bench: reference: no address after 20s")
+		return nil, fmt.Errorf("bench: reference %s: no address after 20s", kind)
 	case <-ctx.Done():
 		p.Stop()
 		return nil, ctx.Err()
 	}
 }
+
+// PID returns the reference's process id.
+func (p *referenceProc) PID() int { return p.cmd.Process.Pid }
 
 // Stop closes the reference's stdin, which ends it, and kills it if it is
 // still running after 5s.
