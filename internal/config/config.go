@@ -78,6 +78,7 @@ type UpstreamConfig struct {
 	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
 	MaxIdleConns          int           `yaml:"max_idle_conns"`
 	HealthPath            string        `yaml:"health_path"`
+	RetryRefusedDelay     time.Duration `yaml:"retry_refused_delay"`
 }
 
 // ListenConfig are the two listeners and the server limits.
@@ -170,7 +171,7 @@ func Default() Config {
 	return Config{
 		Mode:        ModeProxy,
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
-		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
+		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256, RetryRefusedDelay: proxy.DefaultRetryRefusedDelay},
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 4096, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second},
 		ReloadInterval: time.Second,
@@ -290,6 +291,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.Listen.TLS.CertFile == "") != (c.Listen.TLS.KeyFile == "") {
 		bad("listen.tls", "set both cert_file and key_file, or neither")
+	}
+	if d := c.Upstream.RetryRefusedDelay; d < 0 || d > proxy.MaxRetryRefusedDelay {
+		bad("upstream.retry_refused_delay", "must be between 0s (no retry) and %s", proxy.MaxRetryRefusedDelay)
 	}
 	if c.Upstream.MaxIdleConns < 1 {
 		bad("upstream.max_idle_conns", "must be at least 1")
