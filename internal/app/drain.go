@@ -158,26 +158,19 @@ func (d *drainer) reap(grace time.Duration) (left int) {
 	return left
 }
 
-// cut logs what a drain cut by the shutdown timeout leaves behind: counts
-// of connections by state and of requests by kind, nothing of their
-// content.
+// cut logs what a drain cut by the shutdown timeout leaves behind: the
+// requests still in flight, each holding its connection, by kind. Nothing
+// of their content is logged.
 func (d *drainer) cut(timeout time.Duration) {
 	fields := []zap.Field{zap.Duration("shutdown_timeout", timeout)}
-	d.mu.Lock()
-	var active, idle int
-	for _, rec := range d.conns {
-		if rec.state == http.StateActive {
-			active++
-		} else {
-			idle++
-		}
-	}
-	d.mu.Unlock()
-	fields = append(fields, zap.Int("connections_active", active), zap.Int("connections_idle", idle))
+	var total int64
 	for k := range numKinds {
-		fields = append(fields, zap.Int64(kindNames[k], d.inflight[k].Load()))
+		n := d.inflight[k].Load()
+		total += n
+		fields = append(fields, zap.Int64(kindNames[k], n))
 	}
-	d.log.Error("shutdown timeout: cutting connections that did not drain", fields...)
+	fields = append(fields, zap.Int64("requests_in_flight", total))
+	d.log.Error("shutdown timeout: cutting requests that did not finish", fields...)
 }
 
 // retiringWriter adds Connection: close to the response while the drain
