@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -83,6 +84,13 @@ func BuildCommand(ctx context.Context, dir, pkg, name string) (string, error) {
 		return "", fmt.Errorf("testkit: go build %s: %w\n%s", pkg, err, b)
 	}
 	return out, nil
+}
+
+// IsRefusedDial reports whether err is a refused TCP dial: nothing
+// listened on the port, so nothing of the request was sent.
+func IsRefusedDial(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // withoutEnv returns environ without the variables named.

@@ -644,7 +644,7 @@ func (c *cluster) do(client *http.Client, base, method string, body []byte) (fai
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if isRefusedDial(err) {
+		if testkit.IsRefusedDial(err) {
 			return "refused", outcomeRefused
 		}
 		return errKind(err), outcomeTransport
@@ -682,17 +682,10 @@ func (l *load) stopLoad() *tally {
 	return sum
 }
 
-// isRefusedDial reports whether err is a refused TCP dial: nothing was
-// sent.
-func isRefusedDial(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
-}
-
 func errKind(err error) string {
 	var ne net.Error
 	switch {
-	case isRefusedDial(err):
+	case testkit.IsRefusedDial(err):
 		return "refused"
 	case errors.Is(err, syscall.ECONNRESET):
 		return "reset"

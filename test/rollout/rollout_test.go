@@ -50,21 +50,13 @@ func allowed(total int) int { return max(1, total/100_000) }
 func TestRolloutWholePod(t *testing.T) {
 	s := loadSettings(t)
 	t.Run("app outlives the gateway", func(t *testing.T) {
-		c := newCluster(t, s, 2, "exit")
-		l := runLoad(c, s.clients, target{urls: []string{"http://service"}, dial: c.serviceDial})
-		c.rollout(appOutlives)
-		sum := l.stopLoad()
-		report(t, c, "whole pod, app outlives the gateway (chart ordering)", sum, "")
+		sum := serviceRollout(t, s, appOutlives, "whole pod, app outlives the gateway (chart ordering)")
 		if sum.failed() != 0 {
 			t.Errorf("%d requests failed, want 0", sum.failed())
 		}
 	})
 	t.Run("app exits at once", func(t *testing.T) {
-		c := newCluster(t, s, 2, "exit")
-		l := runLoad(c, s.clients, target{urls: []string{"http://service"}, dial: c.serviceDial})
-		c.rollout(together)
-		sum := l.stopLoad()
-		report(t, c, "whole pod, app exits at once", sum, "")
+		sum := serviceRollout(t, s, together, "whole pod, app exits at once")
 		// Connections are retired from the first response after SIGTERM,
 		// so only what arrives before the endpoints update can fail; with
 		// connections kept alive through the delay it was a quarter of all
@@ -78,15 +70,21 @@ func TestRolloutWholePod(t *testing.T) {
 // TestRolloutService restarts gateways behind a Service: the endpoints
 // drop a pod when its readiness fails, and existing connections stay.
 func TestRolloutService(t *testing.T) {
-	s := loadSettings(t)
-	c := newCluster(t, s, 2, "exit")
-	l := runLoad(c, s.clients, target{urls: []string{"http://service"}, dial: c.serviceDial})
-	c.rollout(gatewayOnly)
-	sum := l.stopLoad()
-	report(t, c, "Service", sum, "")
+	sum := serviceRollout(t, loadSettings(t), gatewayOnly, "Service")
 	if sum.failed() != 0 {
 		t.Errorf("%d requests failed, want 0", sum.failed())
 	}
+}
+
+// serviceRollout runs a rollout of two pods behind a Service and reports
+// what the clients saw.
+func serviceRollout(t *testing.T, s settings, model stopModel, name string) *tally {
+	c := newCluster(t, s, 2, "exit")
+	l := runLoad(c, s.clients, target{urls: []string{"http://service"}, dial: c.serviceDial})
+	c.rollout(model)
+	sum := l.stopLoad()
+	report(t, c, name, sum, "")
+	return sum
 }
 
 // TestRolloutDirect restarts gateways that clients dial directly: a client
