@@ -38,10 +38,18 @@ import (
 //     clients reuse their most recent connection first).
 //  5. The server's Shutdown waits for what is left, within
 //     listen.shutdown_timeout of the listener closing. What it cuts is
-//     logged (connections and requests by kind, never their content), and
+//     logged (the requests in flight by kind, never their content), and
 //     the exit status is 1.
 //  6. The admin listener stops, and the state store is closed (flushed)
 //     whatever happened before.
+//
+// The order was chosen by measurement (test/rollout, README "Gateway
+// shutdown contract"). Keeping connections alive through the delay fails
+// every request that still arrives for an app that exited with the pod;
+// Connection: close until the listener closes has directly dialing
+// clients reconnect at the instant of the close, and some are reset; and
+// the server's own Shutdown closes idle connections at once, failing POSTs
+// written on them.
 const (
 	// drainIdleGrace is how long a connection must have been idle, once
 	// the listener is closed, before the gateway closes it.
