@@ -8,7 +8,7 @@ APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_SECRET := demo-secret-for-make-run-only-0123456789
 
-.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release
+.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release rollout-long
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authgate .
@@ -73,3 +73,9 @@ bench: build
 
 bench-quick: build
 	$(GO) run ./bench --quick --authgate bin/authgate
+
+# The long form of the rollout harness (test/rollout): ten stops per
+# topology with the production shutdown settings; README "Gateway shutdown
+# contract" quotes its figures. About ten minutes.
+rollout-long:
+	AUTHGATE_ROLLOUT_LONG=1 $(GO) test -count=1 -timeout 90m -v ./test/rollout

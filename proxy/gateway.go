@@ -10,6 +10,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -17,6 +18,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,8 +72,12 @@ type Options struct {
 	// Metrics records requests; nil records nothing.
 	Metrics *Metrics
 	// LogAllowedSample is the fraction of allowed requests logged, in
-	// [0,1]. Denied requests and errors are always logged. Default 0 means 1.
+	// [0,1]; zero logs none. Denied requests and errors are always logged.
 	LogAllowedSample float64
+	// RetryRefusedDelay is the wait before the one retry of a request
+	// whose upstream connection was refused (nothing was sent, so any
+	// method may be retried). Zero means no retry.
+	RetryRefusedDelay time.Duration
 	// MaxInFlight caps concurrent proxied requests; beyond it clients get
 	// 503 with Retry-After. Zero means no cap.
 	MaxInFlight int
@@ -137,9 +143,6 @@ func New(o Options) (*Gateway, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.LogAllowedSample == 0 {
-		o.LogAllowedSample = 1
-	}
 	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger}
 	if g.log == nil {
 		g.log = zap.NewNop()
@@ -174,7 +177,7 @@ func New(o Options) (*Gateway, error) {
 	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
 	g.rp = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
-		Transport:      &timedTransport{next: o.Transport, metrics: o.Metrics},
+		Transport:      &timedTransport{next: withRetry(o.Transport, o.RetryRefusedDelay, o.Metrics), metrics: o.Metrics},
 		BufferPool:     newBufferPool(),
 		ErrorHandler:   g.upstreamError,
 		ModifyResponse: g.modifyResponse,
@@ -727,6 +730,8 @@ func (g *Gateway) countUpstreamError(kind string) {
 	}
 }
 
+// classify names the kind of a failed upstream round trip from the error's
+// type and wrapped cause, never from its text.
 func classify(ctx context.Context, err error) string {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return "canceled"
@@ -736,14 +741,11 @@ func classify(ctx context.Context, err error) string {
 		return "timeout"
 	}
 	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
+	if (errors.As(err, &oe) && oe.Op == "dial") || errors.Is(err, syscall.ECONNREFUSED) {
 		return "refused"
 	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "connection refused"):
-		return "refused"
-	case strings.Contains(msg, "connection reset"), strings.Contains(msg, "EOF"), strings.Contains(msg, "broken pipe"):
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return "reset"
 	}
 	return "other"

@@ -12,6 +12,7 @@ type Metrics struct {
 	overhead         prometheus.Histogram
 	upstreamDuration prometheus.Histogram
 	upstreamErrors   *prometheus.CounterVec
+	upstreamRetries  *prometheus.CounterVec
 	inflight         prometheus.Gauge
 	ruleHits         *prometheus.CounterVec
 	shadow           *prometheus.CounterVec
@@ -40,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "authgate_upstream_errors_total",
 			Help: "Failed upstream round trips by kind.",
 		}, []string{"kind"}),
+		upstreamRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authgate_upstream_retries_total",
+			Help: "Upstream requests sent a second time, by reason (refused: the connection was refused, so nothing had been sent).",
+		}, []string{"reason"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "authgate_requests_in_flight",
 			Help: "Requests being handled now.",
@@ -57,11 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests authenticated by API key, by key name (bounded by the keys file).",
 		}, []string{"key"}),
 	}
-	reg.MustRegister(m.requests, m.overhead, m.upstreamDuration, m.upstreamErrors, m.inflight, m.ruleHits, m.shadow, m.apiKeyUse)
+	reg.MustRegister(m.requests, m.overhead, m.upstreamDuration, m.upstreamErrors, m.upstreamRetries, m.inflight, m.ruleHits, m.shadow, m.apiKeyUse)
 	m.tunnels = newTunnelMetrics(reg)
 	for _, k := range upstreamErrorKinds {
 		m.upstreamErrors.WithLabelValues(k)
 	}
+	m.upstreamRetries.WithLabelValues("refused")
 	return m
 }
 

@@ -53,6 +53,7 @@ type RedisOptions struct {
 // window it serves.
 type Redis struct {
 	client  *redis.Client
+	dialer  *redisDialer
 	prefix  string
 	timeout time.Duration
 	now     func() time.Time // nil: server clock for the limiter
@@ -131,7 +132,11 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if timeout == 0 {
 		timeout = DefaultRedisTimeout
 	}
-	opt.DialTimeout = timeout
+	// The dialer bounds each dial by timeout and brings the pool back
+	// within redisProbeInterval of Redis returning (see redisDialer).
+	dialer := newRedisDialer(timeout, opt.TLSConfig, redisPoolSize)
+	opt.Dialer = dialer.dial
+	opt.DialTimeout = redisDialBudget
 	opt.ReadTimeout = timeout
 	opt.WriteTimeout = timeout
 	opt.PoolTimeout = timeout
@@ -156,6 +161,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	}
 	r := &Redis{
 		client:       redis.NewClient(opt),
+		dialer:       dialer,
 		prefix:       prefix,
 		timeout:      timeout,
 		now:          o.Now,
@@ -175,14 +181,14 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 			return r, nil
 		}
 		if !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) || attempt >= 10 {
-			_ = r.client.Close()
+			_ = r.Close()
 			return nil, err
 		}
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			_ = r.client.Close()
+			_ = r.Close()
 			return nil, err
 		case <-t.C:
 		}
@@ -304,6 +310,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 // Close implements Store. It is idempotent.
 func (r *Redis) Close() error {
 	r.closeOnce.Do(func() {
+		r.dialer.close()
 		if err := r.client.Close(); err != nil {
 			r.closeErr = fmt.Errorf("state: close redis: %w", err)
 		}

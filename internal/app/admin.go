@@ -41,8 +41,16 @@ func (a *App) AdminHandler() http.Handler {
 		}
 		// A store outage fails login, refresh and logout closed but leaves
 		// proxied traffic with valid access tokens flowing, so it is
-		// reported here without taking the pod out of rotation.
+		// reported here without taking the pod out of rotation. With the
+		// access-token revocation check failing closed, though, every
+		// request with a token gets 503: the pod is then not ready, so
+		// that traffic goes to replicas that can serve it.
 		if !a.stateHealthy(r.Context()) {
+			if rc := a.cfg.Auth.AccessRevocation; rc.Enabled && !rc.FailOpen {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"status":"not ready","state_store":"down"}`+"\n")
+				return
+			}
 			_, _ = io.WriteString(w, `{"status":"ready","state_store":"down"}`+"\n")
 			return
 		}

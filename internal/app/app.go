@@ -221,6 +221,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		Metrics:              proxy.NewMetrics(a.reg),
 		LogAllowedSample:     cfg.Logging.AllowedSampleRate,
 		MaxInFlight:          cfg.Listen.MaxInFlight,
+		RetryRefusedDelay:    cfg.Upstream.RetryRefusedDelay,
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
 		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
 		TunnelRecheck:        cfg.ReloadInterval,

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -54,15 +53,18 @@ func Listen(l config.ListenConfig) (Listeners, error) {
 }
 
 // Run serves both listeners until ctx ends, then shuts down gracefully:
-// readiness turns false first, and after the configured delay (so that
-// endpoint controllers stop sending traffic) the listeners close and
-// in-flight requests drain up to the shutdown timeout.
+// readiness turns false first, connections are retired during the
+// configured delay (so that endpoint controllers and clients move their
+// traffic), then the main listener closes and in-flight requests drain up
+// to the shutdown timeout (see shutdown).
 func (a *App) Run(ctx context.Context, ls Listeners) error {
 	mainLn, adminLn := ls.Main, ls.Admin
 	l := a.cfg.Listen
 	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
 	admin := &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
+	drain := newDrainer(a.log.With(zap.String("component", "drain")), a.requestKind)
+	drain.attach(srv)
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
@@ -107,29 +109,6 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.draining.Store(true)
-	// Keep-alives stay on during the delay: turning them off makes every
-	// client dial anew, and dials racing the listener's close are reset
-	// from the accept backlog. With them on, only a request written on an
-	// idle connection at the instant Shutdown closes it can fail, and
-	// clients retry idempotent requests on such connections.
-	a.log.Info("shutting down: readiness off", zap.Duration("delay", l.ShutdownDelay))
-	time.Sleep(l.ShutdownDelay)
-	sctx, cancel := context.WithTimeout(context.Background(), l.ShutdownTimeout)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	_ = admin.Shutdown(sctx)
-	if err != nil {
-		_ = srv.Close() // cut what did not drain in time
-	}
-	// Flush revocations even when draining timed out: losing them would
-	// make revoked refresh tokens valid again after a restart.
-	if cerr := a.state.Close(); cerr != nil {
-		a.log.Error("closing state store", zap.Error(cerr))
-	}
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	a.log.Info("authgate stopped")
-	return nil
+	// The stop order is written down in drain.go.
+	return a.shutdown(drain, srv, admin, mainLn, errc)
 }

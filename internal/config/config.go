@@ -69,6 +69,7 @@ type UpstreamConfig struct {
 	MaxIdleConns          int           `yaml:"max_idle_conns"`
 	HealthPath            string        `yaml:"health_path"`
 	AllowBodiesOn         []string      `yaml:"allow_bodies_on"`
+	RetryRefusedDelay     time.Duration `yaml:"retry_refused_delay"`
 }
 
 // ListenConfig are the two listeners and the server limits.
@@ -156,7 +157,7 @@ func Default() Config {
 	return Config{
 		Mode:        ModeProxy,
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
-		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
+		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256, RetryRefusedDelay: proxy.DefaultRetryRefusedDelay},
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 1024, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second,
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,

@@ -140,6 +140,9 @@ func (u UpstreamConfig) validate(p *problems, mode string) {
 	if u.MaxIdleConns < 1 {
 		p.add("upstream.max_idle_conns", "must be at least 1")
 	}
+	if d := u.RetryRefusedDelay; d < 0 || d > proxy.MaxRetryRefusedDelay {
+		p.add("upstream.retry_refused_delay", "must be between 0s (no retry) and %s", proxy.MaxRetryRefusedDelay)
+	}
 }
 
 func (l ListenConfig) validate(p *problems) {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -64,18 +65,32 @@ func ModuleRoot() (string, error) {
 // builds the binary that ships: static, trimmed, never with -race from the
 // caller's GOFLAGS.
 func Build(ctx context.Context, dir string) (string, error) {
+	return BuildCommand(ctx, dir, ".", "authgate")
+}
+
+// BuildCommand compiles the main package pkg (a path relative to the module
+// root, like "./test/rollout/upstreamd") into dir/name, as Build does, and
+// returns its path.
+func BuildCommand(ctx context.Context, dir, pkg, name string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "authgate")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, ".")
+	out := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(withoutEnv(os.Environ(), "GOFLAGS", "CGO_ENABLED"), "GOFLAGS=", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("testkit: go build: %w\n%s", err, b)
+		return "", fmt.Errorf("testkit: go build %s: %w\n%s", pkg, err, b)
 	}
 	return out, nil
+}
+
+// IsRefusedDial reports whether err is a refused TCP dial: nothing
+// listened on the port, so nothing of the request was sent.
+func IsRefusedDial(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // withoutEnv returns environ without the variables named.

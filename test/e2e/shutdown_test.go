@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/testkit"
 )
 
 // shutdownTally is what one client loop saw across a rolling shutdown.
@@ -29,13 +30,6 @@ func (s *shutdownTally) fail(format string, args ...any) {
 	if len(s.failures) < 10 {
 		s.failures = append(s.failures, fmt.Sprintf(format, args...))
 	}
-}
-
-// isRefusedDial reports whether err is a refused TCP dial: the request
-// never reached the gateway because nothing listened on the port any more.
-func isRefusedDial(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // timedGet is a request that started at start and what it returned.
@@ -155,7 +149,7 @@ func TestShutdownLosesNoRequest(t *testing.T) {
 			c, err := net.DialTimeout("tcp", gwAddr, time.Second)
 			if err == nil {
 				c.Close()
-			} else if isRefusedDial(err) {
+			} else if testkit.IsRefusedDial(err) {
 				listenerClosedAt.Store(time.Now().UnixNano())
 				return
 			}
@@ -185,7 +179,7 @@ func TestShutdownLosesNoRequest(t *testing.T) {
 				resp, err := c.Get(p.gwURL + "/public/loop")
 				now := time.Now()
 				if err != nil {
-					if isRefusedDial(err) {
+					if testkit.IsRefusedDial(err) {
 						s.refused++
 						if s.firstRefuse.IsZero() {
 							s.firstRefuse = now
