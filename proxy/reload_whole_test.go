@@ -394,10 +394,13 @@ func TestInPlaceUsersEditsNeverMisdecide(t *testing.T) {
 		}
 		return s
 	}
-	// B disables carol and adds erin; alice, bob and dave are the same in
-	// both, so their tokens must work throughout.
-	a := version{chunks: []string{"users:\n" + user("alice", "admin", false), user("bob", "user", false), user("carol", "user", false), user("dave", "user", false)}}
-	b := version{chunks: []string{"users:\n" + user("alice", "admin", false), user("bob", "user", false), user("carol", "user", true), user("dave", "user", false), user("erin", "user", false)}}
+	// B takes the role "user" (which every token carries) from carol and
+	// gives it to erin; alice, bob and dave are the same in both, so their
+	// tokens must work throughout. Roles are checked on every request, so
+	// the edit is undone by the next version. (A disable is not: a
+	// disabled user's tokens never come back, see authn/users.)
+	a := version{chunks: []string{"users:\n" + user("alice", "user, admin", false), user("bob", "user", false), user("carol", "user", false), user("dave", "user", false), user("erin", "admin", false)}}
+	b := version{chunks: []string{"users:\n" + user("alice", "user, admin", false), user("bob", "user", false), user("carol", "admin", false), user("dave", "user", false), user("erin", "user", false)}}
 	e, tokens := newWholeEnv(t, wholeFiles{policy: wholeFixedPolicy, keys: "keys: []\n", users: a.text()}, func(signer *token.Signer, _ *users.Set) map[string]string {
 		out := make(map[string]string)
 		for _, name := range []string{"alice", "bob", "carol", "dave", "erin"} {

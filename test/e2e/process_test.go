@@ -430,7 +430,7 @@ func TestProcess(t *testing.T) {
 				environ: []string{secretEnv},
 				want: []string{
 					"$DIR/config.yaml:5: ",
-					`$DIR/config.yaml: field logging.level: want debug, info, warn or error, got "loud"`,
+					`$DIR/config.yaml:11: field logging.level: want debug, info, warn or error, got "loud"`,
 				},
 			},
 			{
@@ -442,8 +442,8 @@ func TestProcess(t *testing.T) {
 				policy:  reloadPolicyA,
 				environ: []string{secretEnv},
 				want: []string{
-					`$DIR/config.yaml: field logging.level: want debug, info, warn or error, got "loud"`,
-					"$DIR/config.yaml: field reload_interval: must be positive",
+					`$DIR/config.yaml:11: field logging.level: want debug, info, warn or error, got "loud"`,
+					"$DIR/config.yaml:9: field reload_interval: must be positive",
 				},
 			},
 		}
