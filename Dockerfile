@@ -17,6 +17,7 @@ FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS=linux
 ARG TARGETARCH
 ARG VERSION=dev
+ARG REVISION=unknown
 WORKDIR /src
 ENV CGO_ENABLED=0 \
     GOFLAGS=-buildvcs=false
@@ -28,7 +29,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/authgate .
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" -o /out/authgate .
 
 # distroless/static: no shell, no libc, no package manager; it ships only
 # CA certificates, tzdata, /etc/passwd with the nonroot user (65532) and /tmp.

@@ -5,7 +5,7 @@ REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE     ?= ghcr.io/authgate/authgate
 # The chart's appVersion: the image tag the chart pulls by default.
 APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$$/\1/p' helm/authgate/Chart.yaml)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 DEMO_SECRET := demo-secret-for-make-run-only-0123456789
 
 .PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release rollout-long

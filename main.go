@@ -34,18 +34,24 @@ import (
 	"github.com/authgate/authgate/internal/cli"
 )
 
-// version is stamped at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and revision are stamped at build time with -ldflags
+// "-X main.version=... -X main.revision=..."; an empty revision falls back
+// to the one the Go toolchain records.
+var (
+	version  = "dev"
+	revision = ""
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args[1:], cli.Options{
-		Version: version,
-		Environ: os.Environ(),
-		Stdin:   os.Stdin,
-		Stdout:  os.Stdout,
-		Stderr:  os.Stderr,
-		Process: process{},
+		Version:  version,
+		Revision: revision,
+		Environ:  os.Environ(),
+		Stdin:    os.Stdin,
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Process:  process{},
 	})
 	stop()
 	os.Exit(code)

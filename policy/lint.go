@@ -98,7 +98,7 @@ func (s *Set) Lint(knownRoles []string) []Warning {
 		if knownRoles != nil {
 			for _, role := range slices.Concat(r.Roles, r.AllRoles) {
 				if !slices.Contains(knownRoles, role) {
-					add(r, "role %q is not a known role", role)
+					add(r, "role %q is held by no user or API key", role)
 				}
 			}
 		}

@@ -293,10 +293,19 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	g.strip.strip(r.Header, trusted)
 
 	if h, ok := g.owned(canon); ok {
-		ev.decision, ev.reason = "allow", "gateway_endpoint"
 		r.Header.Set(g.o.RequestIDHeader, st.requestID)
 		g.bound(w)
 		h.ServeHTTP(w, r)
+		// The endpoint decided: a failed login is not an allowed request.
+		ev.reason = "gateway_endpoint"
+		switch code := w.code(); {
+		case code >= 500:
+			ev.decision = "error"
+		case code >= 400:
+			ev.decision = "deny"
+		default:
+			ev.decision = "allow"
+		}
 		return
 	}
 

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -22,6 +24,8 @@ type TransportOptions struct {
 	// MaxIdleConns is the idle pool size. A sidecar talks to one upstream,
 	// so the per-host limit equals it; default 256.
 	MaxIdleConns int
+	// RootCAs verifies an https upstream; nil means the system roots.
+	RootCAs *x509.CertPool
 }
 
 // NewTransport returns a transport tuned for a sidecar in front of one
@@ -54,6 +58,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 		ForceAttemptHTTP2:     false,
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
+		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
 	}
 }
 

@@ -31,7 +31,7 @@ type metrics struct {
 	refreshes   *prometheus.CounterVec
 	reuse       prometheus.Counter
 	rateLimited *prometheus.CounterVec
-	logouts     prometheus.Counter
+	logouts     *prometheus.CounterVec
 }
 
 // newMetrics builds the issuer's counters and registers them with reg when
@@ -54,15 +54,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "authgate_rate_limited_total",
 			Help: "Issuer requests refused by a rate limit, by endpoint and limiter key (ip, user_client, user).",
 		}, []string{"endpoint", "key"}),
-		logouts: prometheus.NewCounter(prometheus.CounterOpts{
+		logouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authgate_logouts_total",
-			Help: "Logout requests answered with success.",
-		}),
+			Help: "Logout requests by outcome (success, failure, rate_limited, unavailable).",
+		}, []string{"outcome"}),
 	}
 	// Pre-create every label combination so dashboards see zeros.
 	for _, o := range []string{outcomeSuccess, outcomeFailure, outcomeRateLimited, outcomeUnavailable} {
 		m.logins.WithLabelValues(o)
 		m.refreshes.WithLabelValues(o)
+		m.logouts.WithLabelValues(o)
 	}
 	m.refreshes.WithLabelValues(outcomeReuse)
 	m.rateLimited.WithLabelValues(endpointLogin, keyIP)

@@ -170,6 +170,7 @@ type logoutResponse struct {
 func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 	ip := is.trusted.ClientIP(r)
 	fail := func(subject, outcome, reason string, e *oauthError) {
+		is.m.logouts.WithLabelValues(outcome).Inc()
 		is.audit(eventLogout, "subject", subject, ip, outcome, reason)
 		writeError(w, e)
 	}
@@ -216,7 +217,7 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	is.m.logouts.Inc()
+	is.m.logouts.WithLabelValues(outcomeSuccess).Inc()
 	is.audit(eventLogout, "subject", subject, ip, outcomeSuccess, reason)
 	writeJSON(w, http.StatusOK, logoutResponse{Status: "logged_out"})
 }

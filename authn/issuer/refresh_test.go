@@ -249,7 +249,7 @@ func TestLogout(t *testing.T) {
 	if revoked, err := f.mem.IsRevoked(ctx, ac.ID); err != nil || !revoked {
 		t.Errorf("IsRevoked(access jti) = %v, %v; want true", revoked, err)
 	}
-	if got := counter(t, f.reg, "authgate_logouts_total"); got != 1 {
+	if got := counter(t, f.reg, "authgate_logouts_total", "outcome", "success"); got != 1 {
 		t.Errorf("authgate_logouts_total = %v, want 1", got)
 	}
 	// Idempotent, and a token that does not verify is not an error

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,8 @@ type RedisOptions struct {
 	// Timeout bounds each operation (dial, write, read and pool wait). If
 	// zero, DefaultRedisTimeout.
 	Timeout time.Duration
+	// RootCAs verifies a rediss:// server; nil means the system roots.
+	RootCAs *x509.CertPool
 	// Now is the clock used for limiter instants and token expiry. If nil,
 	// the limiter uses the Redis server's clock (one clock for all
 	// replicas) and expiries use time.Now. Setting it makes the limiter
@@ -134,6 +137,9 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	}
 	// The dialer bounds each dial by timeout and brings the pool back
 	// within redisProbeInterval of Redis returning (see redisDialer).
+	if opt.TLSConfig != nil && o.RootCAs != nil {
+		opt.TLSConfig.RootCAs = o.RootCAs
+	}
 	dialer := newRedisDialer(timeout, opt.TLSConfig, redisPoolSize)
 	opt.Dialer = dialer.dial
 	opt.DialTimeout = redisDialBudget

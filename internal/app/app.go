@@ -8,11 +8,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,9 @@ type Deps struct {
 	State state.Store
 	// Version is the build version reported in metrics and logs.
 	Version string
+	// Revision is the source revision the binary was built from; empty
+	// means the one recorded by the Go toolchain, else "unknown".
+	Revision string
 	// BcryptConcurrency, when non-zero, replaces auth.bcrypt_concurrency:
 	// serve derives it when it gives bcrypt processors of its own, and
 	// passes it here instead of writing it into the config.
@@ -55,6 +60,7 @@ type Deps struct {
 type App struct {
 	cfg      *config.Config
 	version  string
+	revision string
 	log      *zap.Logger
 	reg      *prometheus.Registry
 	policy   *policy.Store
@@ -78,6 +84,7 @@ type App struct {
 	lastReload  prometheus.Gauge
 	policyInfo  *prometheus.GaugeVec
 	fileReloads *prometheus.CounterVec
+	policyRules prometheus.Gauge
 	connRefused *prometheus.CounterVec
 	conns       atomic.Pointer[connlimit.Listener] // the main listener, once Run opened it
 }
@@ -91,7 +98,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &App{cfg: cfg, version: d.Version, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
+	a := &App{cfg: cfg, version: d.Version, revision: revisionOf(d.Revision), log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
 	a.registerConnMetrics()
 	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload, filewatch.WithSettle(cfg.ReloadSettle))
@@ -121,6 +128,10 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	roots, err := trustRoots(cfg.TLS.CAFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -131,7 +142,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	a.signer = token.NewSigner(keys, settings, token.Options{Now: d.Now})
 	if d.State != nil {
 		a.state = d.State
-	} else if a.state, err = openState(cfg, sec, d); err != nil {
+	} else if a.state, err = openState(cfg, sec, d, roots); err != nil {
 		return nil, err
 	}
 	// Disables, deletes and password changes are recorded in the state
@@ -159,7 +170,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	}
 	verifiers := []authn.TokenVerifier{own}
 	if len(cfg.Issuers) > 0 {
-		a.external, err = jwks.New(cfg.Issuers, cfg.JWKS, jwks.Options{Now: d.Now, Logger: a.log.With(zap.String("component", "jwks")), Registerer: a.reg})
+		a.external, err = jwks.New(cfg.Issuers, cfg.JWKS, jwks.Options{Client: fetchClient(roots, cfg.JWKS.FetchTimeout), Now: d.Now, Logger: a.log.With(zap.String("component", "jwks")), Registerer: a.reg})
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +199,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
 			IdleConnTimeout:       cfg.Upstream.IdleConnTimeout,
 			MaxIdleConns:          cfg.Upstream.MaxIdleConns,
+			RootCAs:               roots,
 		})
 	}
 	var owned map[string]http.Handler
@@ -285,11 +297,11 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 
 // openState opens the shared state: Redis when AUTHGATE_REDIS_URL is set,
 // otherwise the embedded store (optionally persisted to auth.state_file).
-func openState(cfg *config.Config, sec config.Secrets, d Deps) (state.Store, error) {
+func openState(cfg *config.Config, sec config.Secrets, d Deps, roots *x509.CertPool) (state.Store, error) {
 	if sec.RedisURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return state.NewRedis(ctx, state.RedisOptions{URL: sec.RedisURL, Password: sec.RedisPass, KeyPrefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout})
+		return state.NewRedis(ctx, state.RedisOptions{URL: sec.RedisURL, Password: sec.RedisPass, KeyPrefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout, RootCAs: roots})
 	}
 	return state.NewMemory(state.MemoryOptions{Now: d.Now, Path: cfg.Auth.StateFile})
 }
@@ -312,3 +324,19 @@ func (a *App) Registry() *prometheus.Registry { return a.reg }
 
 // State is the shared state store (embedded or Redis).
 func (a *App) State() state.Store { return a.state }
+
+// revisionOf returns r, else the VCS revision the Go toolchain recorded in
+// the binary, else "unknown".
+func revisionOf(r string) string {
+	if r != "" {
+		return r
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}

@@ -3,6 +3,7 @@ package app
 import (
 	"crypto/tls"
 	"fmt"
+	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,22 +35,25 @@ func (a *App) registerMetrics() {
 		Name: "authgate_policy_last_reload_success", Help: "1 if the last policy reload succeeded, 0 if it was rejected.",
 	})
 	a.policyInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "authgate_policy_info", Help: "The active policy: its content hash as a label, its rule count as the value.",
+		Name: "authgate_policy_info", Help: "The active policy, by its content hash; the value is always 1.",
 	}, []string{"hash"})
+	a.policyRules = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "authgate_policy_rules", Help: "Rules in the active policy.",
+	})
 	a.fileReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authgate_file_reload_total", Help: "Reloads of the API keys and users files by file and result.",
 	}, []string{"file", "result"})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "authgate_build_info", Help: "Build information.",
-	}, []string{"version"})
-	buildInfo.WithLabelValues(a.version).Set(1)
+		Name: "authgate_build_info", Help: "Build information; the value is always 1.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(a.version, a.revision, runtime.Version()).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		a.reloads.WithLabelValues(r)
 		for _, f := range []string{"api_keys", "users", "shadow_policy"} {
 			a.fileReloads.WithLabelValues(f, r)
 		}
 	}
-	a.reg.MustRegister(a.reloads, a.lastReload, a.policyInfo, a.fileReloads, buildInfo,
+	a.reg.MustRegister(a.reloads, a.lastReload, a.policyInfo, a.policyRules, a.fileReloads, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
@@ -67,8 +71,10 @@ func (a *App) loadPolicy(data []byte) error {
 	a.reloads.WithLabelValues("success").Inc()
 	a.lastReload.Set(1)
 	a.policyInfo.Reset()
-	a.policyInfo.WithLabelValues(set.Hash()).Set(float64(set.Len()))
+	a.policyInfo.WithLabelValues(set.Hash()).Set(1)
+	a.policyRules.Set(float64(set.Len()))
 	a.log.Info("policy loaded", zap.String("file", a.cfg.PolicyFile), zap.String("policy_hash", set.Hash()), zap.Int("policy_rules", set.Len()))
+	a.lint()
 	return nil
 }
 
@@ -95,6 +101,7 @@ func (a *App) loadKeys(data []byte) error {
 	a.keys.Swap(set)
 	a.fileReloads.WithLabelValues("api_keys", "success").Inc()
 	a.log.Info("api keys loaded", zap.String("file", a.cfg.APIKeysFile), zap.Int("keys", set.Len()))
+	a.lint()
 	return nil
 }
 
@@ -107,6 +114,7 @@ func (a *App) loadUsers(data []byte) error {
 	a.users.Swap(set)
 	a.fileReloads.WithLabelValues("users", "success").Inc()
 	a.log.Info("users loaded", zap.String("file", a.cfg.UsersFile), zap.Int("users", set.Len()))
+	a.lint()
 	return nil
 }
 
@@ -118,5 +126,33 @@ func (a *App) onReload(r filewatch.Result) {
 			a.reloads.WithLabelValues("failure").Inc()
 			a.lastReload.Set(0)
 		}
+	}
+}
+
+// lint logs what `authgate check` warns about for the policy in force:
+// a role typo in a policy without a roles list would otherwise start (or
+// reload) silently and deny everyone. It runs after every load of the
+// policy, users or keys file; roles are known from the users and keys
+// files when either is configured, as in check.
+func (a *App) lint() {
+	set := a.policy.Load()
+	if set == nil {
+		return
+	}
+	var known []string
+	if a.cfg.APIKeysFile != "" || a.cfg.UsersFile != "" {
+		known = []string{}
+		if ks := a.keys.Load(); ks != nil {
+			known = append(known, ks.Roles()...)
+		}
+		if us := a.users.Load(); us != nil {
+			known = append(known, us.Roles()...)
+		}
+		if (a.cfg.APIKeysFile != "" && a.keys.Load() == nil) || (a.cfg.UsersFile != "" && a.users.Load() == nil) {
+			return // not every file is loaded yet: New lints again once they are
+		}
+	}
+	for _, w := range set.Lint(known) {
+		a.log.Warn("policy lint", zap.String("file", a.cfg.PolicyFile), zap.Int("line", w.Line), zap.String("rule_id", w.RuleID), zap.String("warning", w.Msg))
 	}
 }

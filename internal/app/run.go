@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,12 +43,12 @@ type Listeners struct {
 func Listen(l config.ListenConfig) (Listeners, error) {
 	mainLn, err := net.Listen("tcp", l.Address)
 	if err != nil {
-		return Listeners{}, fmt.Errorf("listen %s: %w", l.Address, err)
+		return Listeners{}, fmt.Errorf("listen.address %s: %w", l.Address, err)
 	}
 	adminLn, err := net.Listen("tcp", l.AdminAddress)
 	if err != nil {
 		mainLn.Close()
-		return Listeners{}, fmt.Errorf("listen %s: %w", l.AdminAddress, err)
+		return Listeners{}, fmt.Errorf("listen.admin_address %s: %w", l.AdminAddress, err)
 	}
 	return Listeners{Main: mainLn, Admin: adminLn}, nil
 }
@@ -101,6 +102,7 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	go func() { errc <- admin.Serve(adminLn) }()
 	a.log.Info("authgate started", zap.String("version", a.version), zap.String("address", mainLn.Addr().String()),
 		zap.String("admin_address", adminLn.Addr().String()), zap.String("upstream", a.cfg.Upstream.URL))
+	go a.probeUpstream(watchCtx)
 
 	select {
 	case err := <-errc:
@@ -111,4 +113,31 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	}
 	// The stop order is written down in drain.go.
 	return a.shutdown(drain, srv, admin, mainLn, errc)
+}
+
+// probeUpstream warns once at start when the upstream does not accept
+// connections: the gateway serves anyway (the app may still be starting),
+// but every proxied request gets 502 until it does.
+func (a *App) probeUpstream(ctx context.Context) {
+	u := a.cfg.Upstream.URL
+	if u == "" {
+		return
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return
+	}
+	host := pu.Host
+	if pu.Port() == "" {
+		host = net.JoinHostPort(pu.Hostname(), map[string]string{"http": "80", "https": "443"}[pu.Scheme])
+	}
+	d := net.Dialer{Timeout: a.cfg.Upstream.DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("upstream not reachable at start; proxied requests get 502 until it is", zap.String("upstream", u), zap.Error(err))
+		}
+		return
+	}
+	_ = c.Close()
 }

@@ -53,6 +53,8 @@ type Process interface {
 type Options struct {
 	// Version is the build version printed by `version` and --version.
 	Version string
+	// Revision is the source revision of the build, for build_info.
+	Revision string
 	// Environ is the environment, as os.Environ returns it; commands read
 	// AUTHGATE_* variables from it and from nowhere else.
 	Environ []string

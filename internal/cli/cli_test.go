@@ -137,7 +137,7 @@ var goldenCases = []goldenCase{
 		code: 0,
 		mustContain: []string{
 			`warning: $DIR/policy.yaml:4: rule public: public pattern /public/** overlaps protected rule public-admin`,
-			`warning: $DIR/policy.yaml:16: rule audit: role "auditor" is not a known role`,
+			`warning: $DIR/policy.yaml:16: rule audit: role "auditor" is held by no user or API key`,
 			`test: $DIR/policy.yaml:26: readers do not administer: pass (deny, rule "admin")`,
 			"ok: $DIR/config.yaml: policy $DIR/policy.yaml (5 rules, hash ",
 			", 2 api keys\n",

@@ -35,6 +35,7 @@ type Config struct {
 	Redis           RedisConfig           `yaml:"redis"`
 	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
+	TLS             TrustConfig           `yaml:"tls"`
 
 	// Path is the file the config was read from; relative paths in it
 	// are resolved against its directory. It is not part of the file.
@@ -98,6 +99,15 @@ type ListenConfig struct {
 	WriteIdleTimeout        time.Duration `yaml:"write_idle_timeout"`
 	WriteMinRate            int           `yaml:"write_min_rate"`
 	RequestBufferBytes      int           `yaml:"request_buffer_bytes"`
+}
+
+// TrustConfig names the certificate authorities the gateway trusts as a
+// client: for an https upstream, the identity providers' discovery and key
+// endpoints, and a rediss:// state store.
+type TrustConfig struct {
+	// CAFile is a PEM bundle added to the system roots (a private CA);
+	// empty means the system roots alone.
+	CAFile string `yaml:"ca_file"`
 }
 
 // TLSConfig enables TLS on the main listener. Both files are reloaded on

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -127,6 +128,7 @@ func TestMetrics(t *testing.T) {
 	}
 	t.Run("golden", func(t *testing.T) { testMetricsGolden(t, e, mfs) })
 	t.Run("label invariants", func(t *testing.T) { testMetricsLabelInvariants(t, e, mfs) })
+	t.Run("README table", func(t *testing.T) { testMetricsREADME(t, mfs) })
 }
 
 // testMetricsGolden pins the name and type of every metric family a fully
@@ -227,4 +229,86 @@ func testMetricsLabelInvariants(t *testing.T, e *gwEnv, mfs []*dto.MetricFamily)
 	for _, p := range problems {
 		t.Errorf("lint %s: %s", p.Metric, p.Text)
 	}
+}
+
+// testMetricsREADME holds the README's metrics table to the registry: every
+// authgate_ family the gateway exposes is documented, every documented one
+// exists, and every label the table names (in backticks) is a label of
+// each family of its row.
+func testMetricsREADME(t *testing.T, mfs []*dto.MetricFamily) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "\n### Metrics\n")
+	if start < 0 {
+		t.Fatal("README has no ### Metrics section")
+	}
+	section := text[start+1:]
+	if end := strings.Index(section[4:], "\n#"); end >= 0 {
+		section = section[:end+4]
+	}
+	exposed := map[string]map[string]bool{}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "authgate_") {
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = true
+			}
+		}
+		exposed[mf.GetName()] = labels
+	}
+	code := regexp.MustCompile("`([a-z_]+)`")
+	documented := map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.Contains(cells[1], "authgate_") {
+			continue
+		}
+		var names []string
+		for _, m := range code.FindAllStringSubmatch(cells[1], -1) {
+			names = append(names, m[1])
+			documented[m[1]] = true
+		}
+		rowLabels := map[string]bool{}
+		for _, m := range code.FindAllStringSubmatch(cells[2], -1) {
+			label := m[1]
+			rowLabels[label] = true
+			if !rowLabelOfAnother(label, names, exposed) {
+				t.Errorf("README: no metric of the row %v has the label %q", names, label)
+			}
+		}
+		for _, n := range names {
+			for label := range exposed[n] {
+				if !rowLabels[label] {
+					t.Errorf("README: the label %q of %s is not documented", label, n)
+				}
+			}
+		}
+	}
+	for n := range exposed {
+		if !documented[n] {
+			t.Errorf("metric %s is not in the README's metrics table", n)
+		}
+	}
+	for n := range documented {
+		if _, ok := exposed[n]; !ok {
+			t.Errorf("README documents %s, which the gateway does not expose", n)
+		}
+	}
+}
+
+// rowLabelOfAnother reports whether label belongs to another family of the
+// same row: a row like "a, b | x; y" gives a the label x and b the label y.
+func rowLabelOfAnother(label string, names []string, exposed map[string]map[string]bool) bool {
+	for _, n := range names {
+		if exposed[n][label] {
+			return true
+		}
+	}
+	return false
 }

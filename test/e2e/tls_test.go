@@ -8,9 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/authgate/internal/app"
 	"github.com/authgate/authgate/internal/config"
 )
 
@@ -99,4 +102,45 @@ func TestReadyzChecksUpstreamHealth(t *testing.T) {
 	waitReady(t, e, 200)
 	unhealthy.Store(true)
 	waitReady(t, e, 503)
+}
+
+// An https upstream signed by a private CA is reached once tls.ca_file
+// names the CA, and refused (502) before: the gateway never skips
+// verification.
+func TestPrivateCAForHTTPSUpstream(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "private upstream")
+	}))
+	t.Cleanup(up.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, caFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})))
+
+	untrusted := newEnv(t, "", nil, func(c *config.Config) { c.Upstream.URL = up.URL })
+	if resp, body := untrusted.do("GET", "/public/x"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("without tls.ca_file: %d %q, want 502", resp.StatusCode, body)
+	}
+	trusted := newEnv(t, "", nil, func(c *config.Config) { c.Upstream.URL = up.URL; c.TLS.CAFile = caFile })
+	if resp, body := trusted.do("GET", "/public/x"); resp.StatusCode != 200 || body != "private upstream" {
+		t.Fatalf("with tls.ca_file: %d %q, want 200 from the upstream", resp.StatusCode, body)
+	}
+}
+
+func TestBadCAFileStopsStartup(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	writeFile(t, notPEM, "not a certificate")
+	for name, file := range map[string]string{"missing": filepath.Join(dir, "none.pem"), "not PEM": notPEM} {
+		t.Run(name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Path = filepath.Join(dir, "config.yaml")
+			cfg.Upstream.URL = "http://127.0.0.1:9"
+			cfg.PolicyFile = filepath.Join(dir, "policy.yaml")
+			writeFile(t, cfg.PolicyFile, testPolicy)
+			cfg.TLS.CAFile = file
+			_, err := app.New(&cfg, config.Secrets{JWT: []byte(testSecret)}, app.Deps{})
+			if err == nil || !strings.Contains(err.Error(), "tls.ca_file") {
+				t.Fatalf("app.New error = %v, want one naming tls.ca_file", err)
+			}
+		})
+	}
 }
