@@ -223,7 +223,9 @@ func (f *fixture) mustTokens(w *httptest.ResponseRecorder) tokenResponse {
 
 func errorCode(t testing.TB, w *httptest.ResponseRecorder) string {
 	t.Helper()
-	var b errorBody
+	var b struct {
+		Error string `json:"error"`
+	}
 	if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
 		t.Fatalf("decode error body %q: %v", w.Body, err)
 	}

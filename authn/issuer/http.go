@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
-	"time"
+
+	"github.com/authgate/authgate/internal/httperr"
 )
 
 // OAuth 2.0 error codes (RFC 6749 §5.2) and the gateway's own codes for the
@@ -32,22 +32,9 @@ const (
 // (user enumeration).
 const descInvalidCredentials = "invalid username or password"
 
-// oauthError is a client-facing error of the issuer endpoints.
-type oauthError struct {
-	status     int
-	code       string
-	desc       string
-	retryAfter time.Duration
-}
-
-func (e *oauthError) Error() string {
-	return fmt.Sprintf("issuer: %d %s: %s", e.status, e.code, e.desc)
-}
-
-type errorBody struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
+// oauthError is a client-facing error of the issuer endpoints: the
+// gateway's one error type, in the RFC 6749 shape (its OAuth field is set).
+type oauthError = httperr.Error
 
 // noStore sets the headers RFC 6749 §5.1 requires on token responses; they
 // are sent on errors too, so no intermediary caches either.
@@ -65,18 +52,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *oauthError) {
-	if e.retryAfter > 0 {
-		secs := int64((e.retryAfter + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	if e.Code == http.StatusMethodNotAllowed {
+		e.Allow = http.MethodPost
 	}
-	if e.status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", http.MethodPost)
-	}
-	writeJSON(w, e.status, errorBody{Error: e.code, Description: e.desc})
+	// The gateway put the request id on the answer before calling the
+	// endpoint.
+	httperr.Write(w, w.Header().Get("X-Request-Id"), e)
 }
 
 func badRequest(desc string) *oauthError {
-	return &oauthError{status: http.StatusBadRequest, code: codeInvalidRequest, desc: desc}
+	return &oauthError{Code: http.StatusBadRequest, OAuth: codeInvalidRequest, Msg: desc}
 }
 
 // tokenResponse is the RFC 6749 §5.1 success body.
@@ -99,7 +84,7 @@ var sensitiveQuery = []string{"password", "refresh_token", "access_token"}
 // parameters must not be included more than once.
 func (is *Issuer) readParams(w http.ResponseWriter, r *http.Request) (params, *oauthError) {
 	if r.Method != http.MethodPost {
-		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, desc: "use POST"}
+		return nil, &oauthError{Code: http.StatusMethodNotAllowed, OAuth: codeMethodNotAllowed, Msg: "use POST"}
 	}
 	q := r.URL.Query()
 	for _, k := range sensitiveQuery {
@@ -117,8 +102,8 @@ func (is *Issuer) readParams(w http.ResponseWriter, r *http.Request) (params, *o
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &oauthError{status: http.StatusRequestEntityTooLarge, code: codePayloadTooLarge,
-				desc: fmt.Sprintf("request body exceeds %d bytes", is.maxBody)}
+			return nil, &oauthError{Code: http.StatusRequestEntityTooLarge, OAuth: codePayloadTooLarge,
+				Msg: fmt.Sprintf("request body exceeds %d bytes", is.maxBody)}
 		}
 		return nil, badRequest("cannot read request body")
 	}

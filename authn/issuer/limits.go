@@ -175,8 +175,8 @@ func (is *Issuer) refuse(ctx context.Context, endpoint, kind string, retry time.
 	if kind == keyIP || kind == keyUserClient {
 		is.tarpit(ctx)
 	}
-	return &oauthError{status: http.StatusTooManyRequests, code: codeTooManyRequests,
-		desc: "too many requests; retry later", retryAfter: retry}
+	return &oauthError{Code: http.StatusTooManyRequests, OAuth: codeTooManyRequests,
+		Msg: "too many requests; retry later", RetryAfter: retry}
 }
 
 // loginAttempt is the limiter's hold on one admitted login attempt.

@@ -78,12 +78,12 @@ func reuseFields(event, subject, family, ip string) []zap.Field {
 }
 
 func unavailable(retry time.Duration) *oauthError {
-	return &oauthError{status: http.StatusServiceUnavailable, code: codeTemporarilyUnavailable,
-		desc: "the service is temporarily unavailable; retry later", retryAfter: retry}
+	return &oauthError{Code: http.StatusServiceUnavailable, OAuth: codeTemporarilyUnavailable,
+		Msg: "the service is temporarily unavailable; retry later", RetryAfter: retry}
 }
 
 func invalidGrant(desc string) *oauthError {
-	return &oauthError{status: http.StatusBadRequest, code: codeInvalidGrant, desc: desc}
+	return &oauthError{Code: http.StatusBadRequest, OAuth: codeInvalidGrant, Msg: desc}
 }
 
 // acquire takes a bcrypt slot, waiting at most bcryptWait.
@@ -121,8 +121,8 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	switch p["grant_type"] {
 	case "", "password":
 	default:
-		fail("", outcomeFailure, reasonUnsupportedGrant, &oauthError{status: http.StatusBadRequest,
-			code: codeUnsupportedGrantType, desc: "grant_type must be password"})
+		fail("", outcomeFailure, reasonUnsupportedGrant, &oauthError{Code: http.StatusBadRequest,
+			OAuth: codeUnsupportedGrantType, Msg: "grant_type must be password"})
 		return
 	}
 	name, password := users.Normalize(p["username"]), p["password"]

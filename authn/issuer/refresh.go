@@ -79,8 +79,8 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		fail("", outcomeFailure, reasonInvalidRequest, badRequest("grant_type refresh_token is required"))
 		return
 	default:
-		fail("", outcomeFailure, reasonUnsupportedGrant, &oauthError{status: http.StatusBadRequest,
-			code: codeUnsupportedGrantType, desc: "grant_type must be refresh_token"})
+		fail("", outcomeFailure, reasonUnsupportedGrant, &oauthError{Code: http.StatusBadRequest,
+			OAuth: codeUnsupportedGrantType, Msg: "grant_type must be refresh_token"})
 		return
 	}
 	raw := p["refresh_token"]

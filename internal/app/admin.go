@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authgate/authgate/authn/token"
+	"github.com/authgate/authgate/internal/httperr"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -57,6 +59,11 @@ func (a *App) AdminHandler() http.Handler {
 		_, _ = io.WriteString(w, `{"status":"ready","state_store":"up"}`+"\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	if !a.cfg.Listen.AdminExplain {
+		// /explain reveals the whole policy and where its file is to
+		// anyone who reaches the admin port; it is an opt-in.
+		return mux
+	}
 	// /explain?method=GET&path=/admin/x&role=admin[&anonymous=true] shows
 	// how the active policy decides a request, like `authgate explain`.
 	// It is on the admin listener only, which must stay off the ingress.
@@ -65,12 +72,14 @@ func (a *App) AdminHandler() http.Handler {
 		method, path := q.Get("method"), q.Get("path")
 		anon := q.Get("anonymous") == "true"
 		if method == "" || path == "" || (anon && len(q["role"]) > 0) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = io.WriteString(w, `{"error":"bad_request","message":"want method and path, and role or anonymous=true (not both)"}`+"\n")
+			httperr.Write(w, "", &httperr.Error{Code: http.StatusBadRequest, Msg: "want method and path, and role or anonymous=true (not both)"})
 			return
 		}
 		set := a.policy.Load()
+		if set == nil {
+			httperr.Write(w, "", &httperr.Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second})
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "policy: %s (hash %s)\n", a.cfg.PolicyFile, set.Hash())
 		_, _ = io.WriteString(w, set.Explain(policy.Request{Method: method, Path: path, Authenticated: !anon, Roles: token.NormalizeRoles(q["role"])}).String())

@@ -86,6 +86,10 @@ type ListenConfig struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	TLS               TLSConfig     `yaml:"tls"`
 
+	// AdminExplain serves /explain on the admin listener; off by default
+	// because it shows the whole policy to whoever reaches the port.
+	AdminExplain bool `yaml:"admin_explain"`
+
 	// Bounds on what clients hold: connections in total and per client,
 	// tunnels, whole-request deadlines for what the gateway answers
 	// itself, the minimum upload rate, the per-write deadline for

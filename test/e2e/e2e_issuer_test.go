@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,14 @@ func TestE2ELoginErrorsDoNotRevealUsers(t *testing.T) {
 	_, unknown := e.post("/auth/login", url.Values{"username": {"nobody"}, "password": {"whatever-1"}})
 	_, wrong := e.post("/auth/login", url.Values{"username": {"alice"}, "password": {"whatever-1"}})
 	_, disabled := e.post("/auth/login", url.Values{"username": {"mallory"}, "password": {"mallory-password-1"}})
+	// Only the request id (a new one per request) may differ.
+	rid := regexp.MustCompile(`"request_id":"[^"]+"`)
+	for _, b := range []string{unknown, wrong, disabled} {
+		if !rid.MatchString(b) {
+			t.Errorf("body %q carries no request_id", b)
+		}
+	}
+	unknown, wrong, disabled = rid.ReplaceAllString(unknown, ""), rid.ReplaceAllString(wrong, ""), rid.ReplaceAllString(disabled, "")
 	if unknown != wrong || wrong != disabled {
 		t.Errorf("bodies differ:\nunknown  %q\nwrong    %q\ndisabled %q", unknown, wrong, disabled)
 	}

@@ -179,7 +179,11 @@ func TestOpsInFlightGaugeReturnsToZero(t *testing.T) {
 }
 
 func TestAdminExplain(t *testing.T) {
-	e := newEnv(t, "", nil)
+	off := newEnv(t, "", nil)
+	if resp, err := http.Get(off.gw.AdminURL + "/explain?method=GET&path=/admin/users&role=user"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/explain without listen.admin_explain: %v %v, want 404 (it reveals the policy)", resp, err)
+	}
+	e := newEnv(t, "", nil, func(c *config.Config) { c.Listen.AdminExplain = true })
 	get := func(q string) (int, string) {
 		resp, err := http.Get(e.gw.AdminURL + "/explain?" + q)
 		if err != nil {
