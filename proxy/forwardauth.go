@@ -104,7 +104,7 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fa.g.track(w, r, fa.serve)
 }
 
-func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
+func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState) {
 	g := fa.g
 	// Every check is answered by the gateway itself: it has the
 	// whole-request deadline, and a body (which a check never needs) is
@@ -119,18 +119,18 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// peer, they let a client that reaches this endpoint directly (or
 		// through a path that does not overwrite them) have a public URI
 		// authorized while it requests a protected one: GHSA-7x63-xv5r-3p2x.
-		ev.security = true
-		fa.refuse(w, st, ev, "untrusted_peer", &Error{Code: http.StatusForbidden, Msg: "forward-auth checks are answered to trusted proxies only"})
+		st.security = true
+		fa.refuse(w, st, ReasonUntrustedPeer, &Error{Code: http.StatusForbidden, Msg: "forward-auth checks are answered to trusted proxies only"})
 		return
 	}
 
 	method, target, envoy, e := fa.original(r)
 	if e != nil {
-		ev.security = true
-		fa.refuse(w, st, ev, "bad_forward_headers", e)
+		st.security = true
+		fa.refuse(w, st, ReasonBadForwardHeaders, e)
 		return
 	}
-	ev.method = method
+	st.method = method
 
 	var u *url.URL
 	if envoy {
@@ -140,13 +140,13 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// the same path the proxy would. Only origin-form is accepted: an
 		// absolute URI would let a host we do not route stand in for ours.
 		if !strings.HasPrefix(target, "/") {
-			fa.refuse(w, st, ev, "bad_request", &Error{Code: http.StatusBadRequest, Msg: "original uri must be an absolute path"})
+			fa.refuse(w, st, ReasonBadRequest, &Error{Code: http.StatusBadRequest, Msg: "original uri must be an absolute path"})
 			return
 		}
 		var err error
 		u, err = url.ParseRequestURI(target)
 		if err != nil {
-			fa.refuse(w, st, ev, "bad_request", &Error{Code: http.StatusBadRequest, Msg: "malformed original uri", Err: err})
+			fa.refuse(w, st, ReasonBadRequest, &Error{Code: http.StatusBadRequest, Msg: "malformed original uri", Err: err})
 			return
 		}
 	}
@@ -157,11 +157,11 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	orig.Method, orig.URL = method, u
 	orig.Header, e = fa.originalHeader(r, envoy)
 	if e != nil {
-		fa.refuse(w, st, ev, "bad_forward_headers", e)
+		fa.refuse(w, st, ReasonBadForwardHeaders, e)
 		return
 	}
 	if reason, e := checkRequest(&orig); e != nil {
-		fa.refuse(w, st, ev, reason, e)
+		fa.refuse(w, st, reason, e)
 		return
 	}
 	f := framingOf(r)
@@ -170,7 +170,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// ingress describes. Envoy's check request keeps the original
 		// method and headers, and its own framing is that of the check.
 		if f, e = originalFraming(r.Header); e != nil {
-			fa.refuse(w, st, ev, "bad_forward_headers", e)
+			fa.refuse(w, st, ReasonBadForwardHeaders, e)
 			return
 		}
 	}
@@ -179,7 +179,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	// checked here. An allowed one is the ingress's to close (nginx does
 	// unless an upstream keepalive is configured).
 	if _, e := g.bodies.check(method, f, len(orig.Header["Upgrade"]) > 0); e != nil {
-		fa.refuse(w, st, ev, "body_not_allowed", e)
+		fa.refuse(w, st, ReasonBodyNotAllowed, e)
 		return
 	}
 	if ourl, ok, bad := oneHeader(r.Header, "X-Original-Url"); bad || (ok && !sameTarget(ourl, target, envoy, r)) {
@@ -187,8 +187,8 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// every check, so it cannot be refused outright; a client-written
 		// one that names another target would route Symfony, Zend or IIS
 		// URL Rewrite apps there (CVE-2018-14773).
-		ev.security = true
-		fa.refuse(w, st, ev, "reserved_header", &Error{Code: http.StatusForbidden, Msg: "request carries a reserved header", Err: errors.New("proxy: X-Original-Url disagrees with the original uri")})
+		st.security = true
+		fa.refuse(w, st, ReasonReservedHeader, &Error{Code: http.StatusForbidden, Msg: "request carries a reserved header", Err: errors.New("proxy: X-Original-Url disagrees with the original uri")})
 		return
 	}
 	if name, bad := fa.unsafeHeader(r.Header); bad {
@@ -197,8 +197,8 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// of an identity header, another proxy's identity header or a
 		// method/path override would reach the app as the client wrote
 		// it, so the request is refused instead.
-		ev.security = true
-		fa.refuse(w, st, ev, "reserved_header", &Error{Code: http.StatusForbidden, Msg: "request carries a reserved header", Err: errors.New("proxy: reserved header " + logsafe.String(name))})
+		st.security = true
+		fa.refuse(w, st, ReasonReservedHeader, &Error{Code: http.StatusForbidden, Msg: "request carries a reserved header", Err: errors.New("proxy: reserved header " + logsafe.String(name))})
 		return
 	}
 	escaped := u.EscapedPath()
@@ -209,7 +209,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// The ingress forwards the raw target, not our reading of it. A
 		// target Go re-encodes to parse ("#", "\", spaces, invalid
 		// escapes) would be decided in one form and served in another.
-		fa.refuse(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path"})
+		fa.refuse(w, st, ReasonBadPath, &Error{Code: http.StatusBadRequest, Msg: "malformed request path"})
 		return
 	}
 	if envoy {
@@ -222,7 +222,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 		// ";", NUL, double encoding) are refused rather than guessed, so
 		// no normalization the ingress or the upstream applies can reach a
 		// path other than the one decided.
-		fa.refuse(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
+		fa.refuse(w, st, ReasonBadPath, &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
 		return
 	}
 	st.canon = canon
@@ -233,13 +233,13 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	g.strip.strip(r.Header, true)
 	r.Header.Set(g.o.RequestIDHeader, st.requestID)
 
-	p, e := g.decide(r, method, canon, ev)
+	p, e := g.decide(r, method, canon, st)
 	st.principal = p
 	if e != nil {
 		if m := forIngress(e); m != e {
 			// An unnamed method (405) or two credentials (400): a refusal
 			// of the request's form, not a policy decision.
-			w.Header().Set(hdrReason, ev.reason)
+			w.Header().Set(hdrReason, string(st.reason))
 			e = m
 		}
 		WriteError(w, st.requestID, e)
@@ -331,9 +331,9 @@ func sameTarget(ourl, target string, envoy bool, r *http.Request) bool {
 
 // refuse answers a check whose original request is refused before any
 // policy decision, with the reason in X-Authgate-Reason.
-func (fa *forwardAuth) refuse(w *statusWriter, st *reqState, ev *event, reason string, e *Error) {
-	w.Header().Set(hdrReason, reason)
-	fa.g.reject(w, st, ev, reason, forIngress(e))
+func (fa *forwardAuth) refuse(w *statusWriter, st *reqState, reason Reason, e *Error) {
+	w.Header().Set(hdrReason, string(reason))
+	fa.g.reject(w, st, reason, forIngress(e))
 }
 
 // forIngress returns the answer an ingress turns into the same client

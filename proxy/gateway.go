@@ -201,6 +201,19 @@ type reqState struct {
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
 	closeUpstream bool
+
+	// What became of the request, for its log line and metrics.
+
+	start    time.Time
+	method   string
+	decision Decision
+	reason   Reason
+	ruleID   string
+	code     int
+	err      error
+	security bool
+	shadow   *policy.Decision
+	snapshot *policy.Set
 }
 
 type stateKey struct{}
@@ -219,7 +232,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forward-auth endpoint share: the in-flight gauge, the pooled per-request
 // state, the request id (kept when valid, returned to the client) and the
 // decision log and metrics at the end.
-func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*statusWriter, *http.Request, *reqState, *event)) {
+func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*statusWriter, *http.Request, *reqState)) {
 	start := g.o.Now()
 	if m := g.o.Metrics; m != nil {
 		m.inflight.Inc()
@@ -231,27 +244,14 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
 	w.Header().Set(g.o.RequestIDHeader, st.requestID)
 
-	ev := event{start: start, method: r.Method}
-	serve(&st.w, r, st, &ev)
+	st.start, st.method = start, r.Method
+	serve(&st.w, r, st)
 	retire(&st.w)
-	ev.code = st.w.code()
-	g.finish(r, st, &ev)
+	st.code = st.w.code()
+	g.finish(r, st)
 }
 
-type event struct {
-	start    time.Time
-	method   string
-	decision string
-	reason   string
-	ruleID   string
-	code     int
-	err      error
-	security bool
-	shadow   *policy.Decision
-	snapshot *policy.Set
-}
-
-func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
+func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 	if len(r.TransferEncoding) > 0 {
 		// Go drops a Content-Length sent beside Transfer-Encoding and keeps
 		// the connection, although RFC 9112 §6.1 says to close it: a front
@@ -267,7 +267,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		r.Body = w.body
 	}
 	if reason, e := checkRequest(r); e != nil {
-		g.reject(w, st, ev, reason, e)
+		g.reject(w, st, reason, e)
 		return
 	}
 	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
@@ -275,7 +275,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		// Refused before authentication, and the connection is closed
 		// after the answer: the unread body is discarded, never parsed.
 		w.Header().Set("Connection", "close")
-		g.reject(w, st, ev, "body_not_allowed", e)
+		g.reject(w, st, ReasonBodyNotAllowed, e)
 		return
 	}
 	st.closeUpstream = closeUp
@@ -283,7 +283,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	if err != nil {
 		// Ambiguous paths are refused, not guessed: the path we authorize
 		// must be the path the upstream serves.
-		g.reject(w, st, ev, "bad_path", &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
+		g.reject(w, st, ReasonBadPath, &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
 		return
 	}
 	st.canon = canon
@@ -297,23 +297,23 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		g.bound(w)
 		h.ServeHTTP(w, r)
 		// The endpoint decided: a failed login is not an allowed request.
-		ev.reason = "gateway_endpoint"
+		st.reason = ReasonGatewayEndpoint
 		switch code := w.code(); {
 		case code >= 500:
-			ev.decision = "error"
+			st.decision = DecisionError
 		case code >= 400:
-			ev.decision = "deny"
+			st.decision = DecisionDeny
 		default:
-			ev.decision = "allow"
+			st.decision = DecisionAllow
 		}
 		return
 	}
 
 	if g.rp == nil {
-		g.reject(w, st, ev, "no_upstream", &Error{Code: http.StatusNotFound, Msg: "not found"})
+		g.reject(w, st, ReasonNoUpstream, &Error{Code: http.StatusNotFound, Msg: "not found"})
 		return
 	}
-	p, e := g.decide(r, r.Method, canon, ev)
+	p, e := g.decide(r, r.Method, canon, st)
 	st.principal = p
 	if e != nil {
 		g.bound(w)
@@ -325,7 +325,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		// connections, so the per-client bound is on requests.
 		client := clientBucket(g.o.Trusted.ClientIP(r))
 		if !g.perClient.acquire(client) {
-			g.reject(w, st, ev, "client_limit", &Error{Code: http.StatusTooManyRequests, Msg: "too many concurrent requests from this client", RetryAfter: time.Second})
+			g.reject(w, st, ReasonClientLimit, &Error{Code: http.StatusTooManyRequests, Msg: "too many concurrent requests from this client", RetryAfter: time.Second})
 			return
 		}
 		defer g.perClient.release(client)
@@ -334,22 +334,22 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		b.idle, b.minRate, b.window = g.o.BodyReadTimeout, int64(g.o.Limits.BodyMinRate), g.o.Limits.BodyRateWindow
 		if n := g.o.Limits.RequestBuffer; n > 0 {
 			if err := buffer(r, b, n); err != nil {
-				g.bodyError(w, st, ev, err)
+				g.bodyError(w, st, err)
 				return
 			}
 		}
 	}
 	tunnel := r.Header.Get("Upgrade") != "" // checkRequest let only WebSocket through
-	slots, full := g.sem, "overloaded"
+	slots, full := g.sem, ReasonOverloaded
 	if tunnel {
-		slots, full = g.tunnels, "tunnels_full"
+		slots, full = g.tunnels, ReasonTunnelsFull
 	}
 	if slots != nil {
 		select {
 		case slots <- struct{}{}:
 			defer func() { <-slots }()
 		default:
-			g.reject(w, st, ev, full, &Error{Code: http.StatusServiceUnavailable, Msg: "gateway at capacity", RetryAfter: time.Second})
+			g.reject(w, st, full, &Error{Code: http.StatusServiceUnavailable, Msg: "gateway at capacity", RetryAfter: time.Second})
 			return
 		}
 	}
@@ -377,17 +377,17 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 
 // bodyError answers a request whose body could not be read: 408 when it
 // came too slowly, 400 otherwise. The connection is closed after it.
-func (g *Gateway) bodyError(w *statusWriter, st *reqState, ev *event, err error) {
+func (g *Gateway) bodyError(w *statusWriter, st *reqState, err error) {
 	if errors.Is(err, errSlowBody) {
-		g.reject(w, st, ev, "slow_body", &Error{Code: http.StatusRequestTimeout, Msg: "request body too slow", Err: err})
+		g.reject(w, st, ReasonSlowBody, &Error{Code: http.StatusRequestTimeout, Msg: "request body too slow", Err: err})
 		return
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		g.reject(w, st, ev, "body_too_large", &Error{Code: http.StatusRequestEntityTooLarge, Msg: "request body too large", Err: err})
+		g.reject(w, st, ReasonBodyTooLarge, &Error{Code: http.StatusRequestEntityTooLarge, Msg: "request body too large", Err: err})
 		return
 	}
-	g.reject(w, st, ev, "bad_body", &Error{Code: http.StatusBadRequest, Msg: "malformed request body", Err: err})
+	g.reject(w, st, ReasonBadBody, &Error{Code: http.StatusBadRequest, Msg: "malformed request body", Err: err})
 }
 
 // clientBucket is the per-client key of a: IPv6 clients by /64.
@@ -433,17 +433,17 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // decide authenticates r and decides (method, canon) against one policy
 // snapshot. It returns the caller, and a non-nil *Error when the request
 // must not pass: 401 for a bad credential or an anonymous caller, 403 for
-// an authenticated one, 503 when no policy is loaded. ev records the
+// an authenticated one, 503 when no policy is loaded. st records the
 // outcome for the log and metrics. It is shared by the proxy and the
 // forward-auth endpoint, so both decide the same way.
-func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (authn.Principal, *Error) {
+func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (authn.Principal, *Error) {
 	p, ok, err := g.o.Authenticator.Authenticate(r)
 	if err != nil {
-		ev.security = true
+		st.security = true
 		e := credentialError(err)
-		ev.decision, ev.reason, ev.err = "deny", "invalid_credential", err
+		st.decision, st.reason, st.err = DecisionDeny, ReasonInvalidCredential, err
 		if e.Code >= 500 {
-			ev.decision, ev.reason = "error", "credential_check_unavailable"
+			st.decision, st.reason = DecisionError, ReasonCredentialCheck
 		}
 		return authn.Principal{Method: authn.MethodNone}, e
 	}
@@ -451,15 +451,15 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		p = authn.Principal{Method: authn.MethodNone}
 	}
 	snap := g.o.Policy.Load()
-	ev.snapshot = snap
+	st.snapshot = snap
 	if snap == nil {
-		ev.decision, ev.reason = "error", "no_policy"
+		st.decision, st.reason = DecisionError, ReasonNoPolicy
 		return p, &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second}
 	}
 	if !standardMethod(method) && !snap.NamesMethod(method) {
 		// Only methods the policy names pass: WebDAV MOVE/COPY carry a
 		// second target in Destination that the policy never sees.
-		ev.decision, ev.reason = "deny", "method_not_allowed"
+		st.decision, st.reason = DecisionDeny, ReasonMethodNotAllowed
 		return p, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	}
 	req := policy.Request{Method: method, Path: canon, Authenticated: ok, Roles: p.Roles}
@@ -474,7 +474,7 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		}
 		req.Method = http.MethodHead
 	}
-	ev.ruleID, ev.reason = d.RuleID, d.Reason.String()
+	st.ruleID, st.reason = d.RuleID, policyReason(d)
 	sh := snap.Shadow()
 	if g.o.ShadowPolicy != nil {
 		if cand := g.o.ShadowPolicy.Load(); cand != nil {
@@ -483,37 +483,32 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 	}
 	if sh != nil {
 		if sd := sh.Decide(req); sd.Allow != d.Allow {
-			ev.shadow = &sd
+			st.shadow = &sd
 		}
 	}
 	if g.o.Metrics != nil && d.RuleID != "" {
 		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
 	}
 	if !d.Allow {
-		ev.decision, ev.security = "deny", true
+		st.decision, st.security = DecisionDeny, true
 		if !ok {
 			return p, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`}
 		}
 		return p, &Error{Code: http.StatusForbidden, Msg: "access denied"}
 	}
-	ev.decision = "allow"
+	st.decision = DecisionAllow
 	if p.Method == authn.MethodAPIKey && g.o.Metrics != nil {
 		g.o.Metrics.apiKeyUse.WithLabelValues(p.KeyName).Inc()
 	}
 	return p, nil
 }
 
-func allowWord(allow bool) string {
-	if allow {
-		return "allow"
-	}
-	return "deny"
-}
+func allowWord(allow bool) string { return string(decisionOf(allow)) }
 
-func (g *Gateway) reject(w *statusWriter, st *reqState, ev *event, reason string, e *Error) {
-	ev.decision, ev.reason, ev.err = "deny", reason, e.Err
+func (g *Gateway) reject(w *statusWriter, st *reqState, reason Reason, e *Error) {
+	st.decision, st.reason, st.err = DecisionDeny, reason, e.Err
 	if e.Code >= 500 {
-		ev.decision = "error"
+		st.decision = DecisionError
 	}
 	g.bound(w)
 	WriteError(w, st.requestID, e)
@@ -565,20 +560,20 @@ func standardMethod(m string) bool {
 //
 // checkRequest returns the reason (for the log and metrics) and the
 // answer when r must be refused.
-func checkRequest(r *http.Request) (string, *Error) {
+func checkRequest(r *http.Request) (Reason, *Error) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
 	case http.MethodConnect, http.MethodTrace:
-		return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+		return ReasonMethodNotAllowed, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	default:
 		if !upperToken(r.Method) {
-			return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
+			return ReasonMethodNotAllowed, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 		}
 	}
 	// "GET http:admin/users" parses with an opaque URL and an empty path,
 	// and would be forwarded as is: refuse anything but an absolute path.
 	if r.URL.Opaque != "" || r.URL.User != nil || !strings.HasPrefix(r.URL.Path, "/") {
-		return "bad_request", &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
+		return ReasonBadRequest, &Error{Code: http.StatusBadRequest, Msg: "malformed request target"}
 	}
 	if up, ok := r.Header["Upgrade"]; ok {
 		// The reverse proxy splices any upgraded connection into a raw
@@ -586,7 +581,7 @@ func checkRequest(r *http.Request) (string, *Error) {
 		// WebSocket is let through, only on GET (RFC 6455 §4.1), and only
 		// after this request is authorized like any other.
 		if len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") || r.Method != http.MethodGet {
-			return "unsupported_upgrade", &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
+			return ReasonUnsupportedUpgrade, &Error{Code: http.StatusBadRequest, Msg: "unsupported upgrade"}
 		}
 	}
 	return "", nil
@@ -760,39 +755,39 @@ func classify(ctx context.Context, err error) string {
 	return "other"
 }
 
-func (g *Gateway) finish(r *http.Request, st *reqState, ev *event) {
-	elapsed := g.o.Now().Sub(ev.start)
-	if ev.decision == "" {
-		ev.decision = "error"
+func (g *Gateway) finish(r *http.Request, st *reqState) {
+	elapsed := g.o.Now().Sub(st.start)
+	if st.decision == "" {
+		st.decision = DecisionError
 	}
 	if st.errKind != "" && st.errKind != "canceled" {
-		ev.decision, ev.reason = "error", "upstream_"+st.errKind
+		st.decision, st.reason = DecisionError, upstreamReason(st.errKind)
 	}
 	method := string(st.principal.Method)
 	if method == "" {
 		method = string(authn.MethodNone)
 	}
 	if m := g.o.Metrics; m != nil {
-		m.requests.WithLabelValues(ev.decision, ev.reason, method, codeClass(ev.code)).Inc()
+		m.requests.WithLabelValues(string(st.decision), string(st.reason), method, codeClass(st.code)).Inc()
 		overhead := elapsed - st.upstream
 		if overhead < 0 {
 			overhead = 0
 		}
 		m.overhead.Observe(overhead.Seconds())
-		if ev.shadow != nil {
-			m.shadow.WithLabelValues(ev.decision, allowWord(ev.shadow.Allow)).Inc()
+		if st.shadow != nil {
+			m.shadow.WithLabelValues(string(st.decision), allowWord(st.shadow.Allow)).Inc()
 		}
 	}
-	logIt := ev.decision != "allow" || ev.security || ev.shadow != nil || ev.code >= 500 || g.sample.take()
+	logIt := st.decision != DecisionAllow || st.security || st.shadow != nil || st.code >= 500 || g.sample.take()
 	if !logIt {
 		return
 	}
 	msg := "request"
-	if ev.shadow != nil {
+	if st.shadow != nil {
 		msg = "shadow policy disagrees"
 	}
 	level := zap.WarnLevel
-	if ev.decision == "allow" {
+	if st.decision == DecisionAllow {
 		level = zap.InfoLevel
 	}
 	ce := g.log.Check(level, msg)
@@ -803,28 +798,28 @@ func (g *Gateway) finish(r *http.Request, st *reqState, ev *event) {
 	// method named by an ingress, a token's kid inside an error.
 	fields := []zap.Field{
 		zap.String("request_id", st.requestID),
-		zap.String("method", logsafe.String(ev.method)),
+		zap.String("method", logsafe.String(st.method)),
 		zap.String("path", logsafe.String(st.canon)),
-		zap.String("decision", ev.decision),
-		zap.String("reason", ev.reason),
-		zap.String("rule_id", ev.ruleID),
+		zap.String("decision", string(st.decision)),
+		zap.String("reason", string(st.reason)),
+		zap.String("rule_id", st.ruleID),
 		zap.String("subject", logsafe.String(st.principal.Subject)),
 		zap.String("auth_method", method),
-		zap.Int("status", ev.code),
+		zap.Int("status", st.code),
 		zap.String("client_ip", g.o.Trusted.ClientIP(r).String()),
 		zap.Duration("duration", elapsed),
 	}
 	if st.principal.KeyName != "" {
 		fields = append(fields, zap.String("key_name", logsafe.String(st.principal.KeyName)))
 	}
-	if ev.snapshot != nil {
-		fields = append(fields, zap.String("policy_hash", ev.snapshot.Hash()), zap.Int("policy_rules", ev.snapshot.Len()))
+	if st.snapshot != nil {
+		fields = append(fields, zap.String("policy_hash", st.snapshot.Hash()), zap.Int("policy_rules", st.snapshot.Len()))
 	}
-	if ev.err != nil {
-		fields = append(fields, zap.String("error", logsafe.String(ev.err.Error())))
+	if st.err != nil {
+		fields = append(fields, zap.String("error", logsafe.String(st.err.Error())))
 	}
-	if ev.shadow != nil {
-		fields = append(fields, zap.String("shadow_decision", allowWord(ev.shadow.Allow)), zap.String("shadow_rule_id", ev.shadow.RuleID))
+	if st.shadow != nil {
+		fields = append(fields, zap.String("shadow_decision", allowWord(st.shadow.Allow)), zap.String("shadow_rule_id", st.shadow.RuleID))
 	}
 	ce.Write(fields...)
 }

@@ -42,39 +42,41 @@ const (
 	eventLogout  = "logout"
 )
 
-// audit writes one audit event. who is "username" for login attempts (the
-// name the client typed, normalized) and "subject" for token operations.
-// Passwords and tokens are never passed here.
-func (is *Issuer) audit(event, who, name string, ip netip.Addr, outcome, reason string) {
+// auditEntry is one audit line of the token endpoints.
+type auditEntry struct {
+	event   string
+	who     string // the field that names the caller: "username" (as typed) or "subject"
+	name    string
+	ip      netip.Addr
+	outcome string
+	reason  string
+	family  string // the refresh family, on reuse
+}
+
+// audit logs e with the request's id, which the gateway set on r, so the
+// line joins the gateway's own line for the same request.
+func (is *Issuer) audit(r *http.Request, e auditEntry) {
 	fields := []zap.Field{
-		zap.String("event", event),
-		zap.String(who, logsafe.String(name)),
-		zap.String("client_ip", ip.String()),
-		zap.String("outcome", outcome),
+		zap.String("event", e.event),
+		zap.String("request_id", r.Header.Get("X-Request-Id")),
+		zap.String(e.who, logsafe.String(e.name)),
+		zap.String("client_ip", e.ip.String()),
+		zap.String("outcome", e.outcome),
 	}
-	if reason != "" {
-		fields = append(fields, zap.String("reason", reason))
+	if e.reason != "" {
+		fields = append(fields, zap.String("reason", e.reason))
+	}
+	if e.family != "" {
+		fields = append(fields, zap.String("family", e.family))
 	}
 	lvl := zap.InfoLevel
 	switch {
-	case event == eventReuse:
+	case e.event == eventReuse:
 		lvl = zap.ErrorLevel
-	case outcome != outcomeSuccess:
+	case e.outcome != outcomeSuccess:
 		lvl = zap.WarnLevel
 	}
-	is.log.Log(lvl, "issuer "+event, fields...)
-}
-
-// reuseFields are the fields of a refresh-token reuse event.
-func reuseFields(event, subject, family, ip string) []zap.Field {
-	return []zap.Field{
-		zap.String("event", event),
-		zap.String("subject", subject),
-		zap.String("family", family),
-		zap.String("client_ip", ip),
-		zap.String("outcome", outcomeReuse),
-		zap.String("reason", reasonReuse),
-	}
+	is.log.Log(lvl, "issuer "+e.event, fields...)
 }
 
 func unavailable(retry time.Duration) *oauthError {
@@ -110,7 +112,7 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	ip := is.trusted.ClientIP(r)
 	fail := func(name, outcome, reason string, e *oauthError) {
 		is.m.logins.WithLabelValues(outcome).Inc()
-		is.audit(eventLogin, "username", name, ip, outcome, reason)
+		is.audit(r, auditEntry{event: eventLogin, who: "username", name: name, ip: ip, outcome: outcome, reason: reason})
 		writeError(w, e)
 	}
 	p, oe := is.readParams(w, r)
@@ -222,6 +224,6 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	is.m.logins.WithLabelValues(outcomeSuccess).Inc()
-	is.audit(eventLogin, "username", name, ip, outcomeSuccess, "")
+	is.audit(r, auditEntry{event: eventLogin, who: "username", name: name, ip: ip, outcome: outcomeSuccess})
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -65,7 +65,7 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 	ip := is.trusted.ClientIP(r)
 	fail := func(subject, outcome, reason string, e *oauthError) {
 		is.m.refreshes.WithLabelValues(outcome).Inc()
-		is.audit(eventRefresh, "subject", subject, ip, outcome, reason)
+		is.audit(r, auditEntry{event: eventRefresh, who: "subject", name: subject, ip: ip, outcome: outcome, reason: reason})
 		writeError(w, e)
 	}
 	p, oe := is.readParams(w, r)
@@ -136,8 +136,7 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		// whole family; this is a security event.
 		is.m.reuse.Inc()
 		is.m.refreshes.WithLabelValues(outcomeReuse).Inc()
-		is.log.Error("issuer refresh_token_reuse",
-			reuseFields(eventReuse, c.Subject, c.Family, ip.String())...)
+		is.audit(r, auditEntry{event: eventReuse, who: "subject", name: c.Subject, ip: ip, outcome: outcomeReuse, reason: reasonReuse, family: c.Family})
 		writeError(w, invalidGrant(descInvalidRefresh))
 		return
 	case errors.Is(err, state.ErrRevoked):
@@ -149,7 +148,7 @@ func (is *Issuer) serveRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	is.m.refreshes.WithLabelValues(outcomeSuccess).Inc()
-	is.audit(eventRefresh, "subject", c.Subject, ip, outcomeSuccess, "")
+	is.audit(r, auditEntry{event: eventRefresh, who: "subject", name: c.Subject, ip: ip, outcome: outcomeSuccess})
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -171,7 +170,7 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 	ip := is.trusted.ClientIP(r)
 	fail := func(subject, outcome, reason string, e *oauthError) {
 		is.m.logouts.WithLabelValues(outcome).Inc()
-		is.audit(eventLogout, "subject", subject, ip, outcome, reason)
+		is.audit(r, auditEntry{event: eventLogout, who: "subject", name: subject, ip: ip, outcome: outcome, reason: reason})
 		writeError(w, e)
 	}
 	p, oe := is.readParams(w, r)
@@ -218,7 +217,7 @@ func (is *Issuer) serveLogout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	is.m.logouts.WithLabelValues(outcomeSuccess).Inc()
-	is.audit(eventLogout, "subject", subject, ip, outcomeSuccess, reason)
+	is.audit(r, auditEntry{event: eventLogout, who: "subject", name: subject, ip: ip, outcome: outcomeSuccess, reason: reason})
 	writeJSON(w, http.StatusOK, logoutResponse{Status: "logged_out"})
 }
 

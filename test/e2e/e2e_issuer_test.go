@@ -258,3 +258,38 @@ func TestE2ERateLimitedLoginIsTarpitted(t *testing.T) {
 		})
 	}
 }
+
+// The token endpoints' audit lines carry the request id of the gateway's
+// own line for the same request, so the two can be joined.
+func TestE2EIssuerAuditCarriesRequestID(t *testing.T) {
+	e := newEnv(t, "", nil, withUsers)
+	req, _ := http.NewRequest("POST", e.gw.URL+"/auth/login", strings.NewReader(url.Values{"username": {"alice"}, "password": {"wrong-password-1"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Request-Id", "audit-join-1")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var audit, gateway bool
+	for _, l := range e.logs.All() {
+		if l.ContextMap()["request_id"] != "audit-join-1" {
+			continue
+		}
+		switch l.Message {
+		case "issuer login":
+			audit = true
+			if l.ContextMap()["outcome"] != "failure" {
+				t.Errorf("audit line %v, want outcome failure", l.ContextMap())
+			}
+		case "request":
+			gateway = true
+			if l.ContextMap()["decision"] != "deny" {
+				t.Errorf("gateway line for a failed login has decision %v, want deny", l.ContextMap()["decision"])
+			}
+		}
+	}
+	if !audit || !gateway {
+		t.Fatalf("audit line with the request id: %v, gateway line: %v", audit, gateway)
+	}
+}
