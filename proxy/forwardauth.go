@@ -230,7 +230,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState) {
 	// The check carries the client's headers: remove identity headers and
 	// the request id before authenticating, as the proxy does. The peer is
 	// a trusted proxy, so its X-Forwarded-* headers stay.
-	g.strip.strip(r.Header, true)
+	g.strip.strip(r.Header, trustedPeer)
 	r.Header.Set(g.o.RequestIDHeader, st.requestID)
 
 	p, e := g.decide(r, method, canon, st)

@@ -290,7 +290,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 	trusted := g.o.Trusted.PeerTrusted(r)
 	// Strip before authenticating, so nothing downstream can read a
 	// client-written identity header, on public paths too.
-	g.strip.strip(r.Header, trusted)
+	g.strip.strip(r.Header, peer(trusted))
 
 	if h, ok := g.owned(canon); ok {
 		r.Header.Set(g.o.RequestIDHeader, st.requestID)
@@ -654,10 +654,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 
 	// Credentials stop here unless forwarding is opted into. API keys go
 	// in every spelling ("X_API_Key" reaches CGI-style stacks as the key).
-	g.credentials.strip(out.Header, false)
+	g.credentials.strip(out.Header, untrustedPeer)
 	// Trailers are headers too: a client may declare reserved names there.
-	g.strip.strip(out.Trailer, false)
-	g.credentials.strip(out.Trailer, false)
+	g.strip.strip(out.Trailer, untrustedPeer)
+	g.credentials.strip(out.Trailer, untrustedPeer)
 	if !g.o.ForwardAuthorization {
 		out.Header.Del("Authorization")
 	}

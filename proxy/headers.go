@@ -174,10 +174,19 @@ func sameHeader(k, want string) bool {
 	return true
 }
 
+// peer says whether the headers being stripped came from a trusted proxy.
+type peer bool
+
+// The peers.
+const (
+	untrustedPeer peer = false // a client, or headers built here
+	trustedPeer   peer = true  // a configured proxy: its forwarded headers stay
+)
+
 // strip deletes reserved headers from h. Trusted forwarded headers in their
-// exact canonical spelling are kept when trustedPeer is true; underscore
+// exact canonical spelling are kept when from is trustedPeer; underscore
 // variants of them are always removed.
-func (s stripper) strip(h http.Header, trustedPeer bool) {
+func (s stripper) strip(h http.Header, from peer) {
 	for k := range h {
 		if s.prefixed(k) {
 			delete(h, k)
@@ -191,7 +200,7 @@ func (s stripper) strip(h http.Header, trustedPeer bool) {
 		}
 		for _, n := range s.untrusted {
 			if sameHeader(k, n) {
-				if !trustedPeer || strings.ContainsRune(k, '_') || k != http.CanonicalHeaderKey(n) {
+				if from != trustedPeer || strings.ContainsRune(k, '_') || k != http.CanonicalHeaderKey(n) {
 					delete(h, k)
 				}
 				break
