@@ -8,43 +8,23 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/authgate/authgate/internal/testkit"
 )
 
-// findRepoRoot walks up from dir to the directory holding go.mod.
-func findRepoRoot(dir string) (string, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("bench: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("bench: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
+// findRepoRoot returns the repository root: the directory of the
+// gateway's go.mod above the working directory.
+func findRepoRoot(string) (string, error) { return testkit.ModuleRoot() }
 
-// buildAuthgate builds the gateway from the repository root into dir. The
-// build never inherits -race from the caller's GOFLAGS: the figures are for
-// the binary that ships.
-func buildAuthgate(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "authgate")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, ".")
-	cmd.Dir = root
-	cmd.Env = append(withoutEnv(os.Environ(), "GOFLAGS"), "GOFLAGS=", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("bench: go build authgate: %w\n%s", err, b)
-	}
-	return out, nil
+// buildAuthgate builds the gateway into dir, as testkit builds it for every
+// suite: static and trimmed, never inheriting -race from the caller's
+// GOFLAGS, since the figures are for the binary that ships.
+func buildAuthgate(ctx context.Context, _ string, dir string) (string, error) {
+	return testkit.Build(ctx, dir)
 }
 
 // withoutEnv returns environ without the variables named or prefixed.

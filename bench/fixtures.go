@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authgate/authgate/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -283,15 +284,7 @@ func (c *credentials) jwksHandler() (http.Handler, error) {
 
 // freePort returns a loopback address with a port that was free a moment
 // ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("bench: free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr, nil
-}
+func freePort() (string, error) { return testkit.FreeAddr() }
 
 // newAPIKeys returns n distinct random API keys.
 func newAPIKeys(n int) []string {

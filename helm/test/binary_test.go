@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/authgate/internal/testkit"
+
 	"golang.org/x/crypto/bcrypt"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -45,16 +47,15 @@ const (
 )
 
 // buildAuthgate builds the authgate binary from the repository root into a
-// temporary directory and returns its path.
+// temporary directory and returns its path, as every suite of the module
+// builds it (testkit.Build).
 func buildAuthgate(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "authgate")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -o %s . (in %s): %v\n%s", bin, repoRoot, err, out)
+	bin, err := testkit.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/authgate/authgate/internal/testkit"
 )
 
 // Prelude is the top of an nginx.conf that keeps every file nginx writes
@@ -34,15 +36,7 @@ http {
 `
 
 // FreePort returns a free TCP port on 127.0.0.1.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func FreePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // Binary returns the nginx binary. When it is missing the test fails under
 // CI=true (CI installs nginx) and is skipped otherwise.

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/internal/testkit"
 )
 
 // startTimeout bounds how long a redis-server may take to answer PING.
@@ -202,12 +204,12 @@ func ping(addr string) error {
 
 // freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testkit.FreeAddr()
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
 }
 
 // Clock is a settable clock for injecting as Now. The zero value reads as
