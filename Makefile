@@ -23,7 +23,7 @@ run:
 # skipped tests grouped by reason.
 test: lint
 	$(GO) run ./scripts/testsummary -race -count=1 ./...
-	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) static-check
 	$(MAKE) helm-test
 
