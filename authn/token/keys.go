@@ -4,12 +4,16 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/authgate/authgate/authn/assertion"
 )
 
 // MinSecretBytes is the shortest HMAC secret accepted. golang-jwt verifies
@@ -52,6 +56,8 @@ type signKey struct {
 	alg    string
 	method jwt.SigningMethod
 	key    any // []byte for HS256, ed25519.PrivateKey, *ecdsa.PrivateKey
+	// assertHeader is the encoded JOSE header of its assertions.
+	assertHeader string
 }
 
 // KeySet holds the signing key and the keys still accepted for verification
@@ -277,7 +283,8 @@ func (ks *KeySet) addSigning(alg string, priv crypto.Signer) error {
 	} else {
 		key = priv.(ed25519.PrivateKey)
 	}
-	ks.signing = &signKey{id: j.Kid, alg: alg, method: method, key: key}
+	h, _ := json.Marshal(map[string]string{"alg": alg, "kid": j.Kid, "typ": assertion.Type}) // strings: cannot fail
+	ks.signing = &signKey{id: j.Kid, alg: alg, method: method, key: key, assertHeader: base64.RawURLEncoding.EncodeToString(h)}
 	ks.byID[j.Kid] = &verifyKey{id: j.Kid, alg: alg, key: priv.Public(), role: RoleCurrent}
 	ks.public = append(ks.public, j)
 	return nil

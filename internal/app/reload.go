@@ -37,7 +37,7 @@ func (a *App) registerMetrics() {
 		Name: "authgate_policy_info", Help: "The active policy: its content hash as a label, its rule count as the value.",
 	}, []string{"hash"})
 	a.fileReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "authgate_file_reload_total", Help: "Reloads of the API keys and users files by file and result.",
+		Name: "authgate_file_reload_total", Help: "Reloads of the API keys, users, shadow policy and signing key files by file and result.",
 	}, []string{"file", "result"})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "authgate_build_info", Help: "Build information.",
@@ -45,7 +45,7 @@ func (a *App) registerMetrics() {
 	buildInfo.WithLabelValues(a.version).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		a.reloads.WithLabelValues(r)
-		for _, f := range []string{"api_keys", "users", "shadow_policy"} {
+		for _, f := range []string{"api_keys", "users", "shadow_policy", "signing_keys"} {
 			a.fileReloads.WithLabelValues(f, r)
 		}
 	}

@@ -47,6 +47,7 @@ type Config struct {
 	Redis           RedisConfig           `yaml:"redis"`
 	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
+	Assertion       AssertionConfig       `yaml:"assertion"`
 
 	// Path is the file the config was read from; relative paths in it
 	// are resolved against its directory. It is not part of the file.
@@ -127,6 +128,10 @@ type JWTConfig struct {
 	CacheSize  int           `yaml:"cache_size"`
 	// RefreshMaxAge is the absolute lifetime of a session since its login.
 	RefreshMaxAge time.Duration `yaml:"refresh_max_age"`
+	// Algorithm, IssuerURL and JWKSMaxAge: see keys.go.
+	Algorithm  string        `yaml:"algorithm"`
+	IssuerURL  string        `yaml:"issuer_url"`
+	JWKSMaxAge time.Duration `yaml:"jwks_max_age"`
 }
 
 // AuthConfig configures the login, refresh and logout endpoints, served
@@ -172,6 +177,11 @@ type Env struct {
 	RedisURL               string `env:"REDIS_URL"`
 	RedisPassword          string `env:"REDIS_PASSWORD,unset"`
 	RedisPasswordFile      string `env:"REDIS_PASSWORD_FILE"`
+	// The PEM files of the signing keys (see keys.go); private keys
+	// come only from files.
+	JWTSigningKeyFile   string `env:"JWT_SIGNING_KEY_FILE"`
+	JWTNextKeyFile      string `env:"JWT_NEXT_KEY_FILE"`
+	JWTPreviousKeysFile string `env:"JWT_PREVIOUS_KEYS_FILE"`
 }
 
 // Secrets are the resolved secrets. They are never logged.
@@ -180,6 +190,9 @@ type Secrets struct {
 	PreviousJWT []token.Key
 	RedisPass   string
 	RedisURL    string
+	// KeyFiles are the signing key files; they are read, and reloaded,
+	// by whoever builds the key set.
+	KeyFiles KeyFiles
 }
 
 // Default returns the configuration every unset key falls back to.
@@ -193,7 +206,9 @@ func Default() Config {
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
 			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
 		ReloadInterval: time.Second,
-		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge},
+		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge,
+			JWKSMaxAge: DefaultJWKSMaxAge},
+		Assertion: DefaultAssertion(),
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
@@ -418,6 +433,7 @@ func (c *Config) Validate() error {
 	if err := c.JWKS.Validate(); err != nil {
 		bad("jwks", "%v", err)
 	}
+	c.validateTrust(bad)
 	return errors.Join(errs...)
 }
 
@@ -443,12 +459,16 @@ func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
 	switch {
 	case err != nil:
 		errs = append(errs, err)
+	case jwtSecret == "" && e.JWTSigningKeyFile == "":
+		errs = append(errs, errNoSigningKey)
 	case jwtSecret == "":
-		errs = append(errs, errors.New("env: AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"))
 	case len(jwtSecret) < token.MinSecretBytes:
 		errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_SECRET is %d bytes, need at least %d", len(jwtSecret), token.MinSecretBytes))
 	}
-	s.JWT = []byte(jwtSecret)
+	if jwtSecret != "" {
+		s.JWT = []byte(jwtSecret)
+	}
+	s.KeyFiles = KeyFiles{Signing: e.JWTSigningKeyFile, Next: e.JWTNextKeyFile, Previous: e.JWTPreviousKeysFile}
 	prev, err := secret("AUTHGATE_JWT_PREVIOUS_SECRETS", e.JWTPreviousSecrets, e.JWTPreviousSecretsFile)
 	if err != nil {
 		errs = append(errs, err)
@@ -515,11 +535,6 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	return cfg, sec, nil
 }
 
-// KeySet returns the gateway's HMAC keys: the signing key and the previous
-// keys still accepted.
-func (s Secrets) KeySet(cfg *Config) (*token.KeySet, error) {
-	return token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: s.JWT}, s.PreviousJWT...)
-}
 
 // ErrNoConfig reports that neither --config nor AUTHGATE_CONFIG names a
 // config file; commands treat it as a usage error.
