@@ -206,11 +206,11 @@ func Default() Config {
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
 			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
 		ReloadInterval: time.Second,
-		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge,
+		JWT: JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge,
 			JWKSMaxAge: DefaultJWKSMaxAge},
-		Assertion: DefaultAssertion(),
-		APIKeyHeader:   "X-API-Key",
-		JWKS:           jwks.DefaultCacheConfig(),
+		Assertion:    DefaultAssertion(),
+		APIKeyHeader: "X-API-Key",
+		JWKS:         jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
 			Limits: issuer.DefaultLimits(), LimitedDelay: 500 * time.Millisecond},
 		Redis:   RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
@@ -534,7 +534,6 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	}
 	return cfg, sec, nil
 }
-
 
 // ErrNoConfig reports that neither --config nor AUTHGATE_CONFIG names a
 // config file; commands treat it as a usage error.
