@@ -45,9 +45,9 @@ type keyCache struct {
 	cooldown time.Duration
 	now      func() time.Time
 
-	state     atomic.Pointer[keyState]
-	mu        sync.Mutex // one fetch at a time
-	lastFetch time.Time  // last attempt, under mu
+	state   atomic.Pointer[keyState]
+	mu      sync.Mutex // one fetch at a time
+	lastKid time.Time  // last fetch for an unknown kid, under mu
 }
 
 // get returns the key kid names, fetching the key set when it is due, has
@@ -57,12 +57,13 @@ type keyCache struct {
 func (c *keyCache) get(ctx context.Context, kid string) (publicKey, error) {
 	now := c.now()
 	st := c.state.Load()
-	if st != nil && now.Before(st.refreshAt) {
+	due := st == nil || !now.Before(st.refreshAt)
+	if !due {
 		if k, ok := st.keys[kid]; ok {
 			return k, nil
 		}
 	}
-	st = c.fetch(ctx, st)
+	st = c.fetch(ctx, st, !due)
 	if st == nil {
 		return publicKey{}, fmt.Errorf("%w: never fetched", ErrKeysUnavailable)
 	}
@@ -77,19 +78,21 @@ func (c *keyCache) get(ctx context.Context, kid string) (publicKey, error) {
 }
 
 // fetch refreshes the key set unless another caller did since seen was
-// loaded, or the last attempt was within the cooldown. It returns the
-// newest state.
-func (c *keyCache) fetch(ctx context.Context, seen *keyState) *keyState {
+// loaded, or, for an unknown kid, the last such fetch was within the
+// cooldown. It returns the newest state.
+func (c *keyCache) fetch(ctx context.Context, seen *keyState, forKid bool) *keyState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st := c.state.Load(); st != seen {
 		return st // fetched by another request meanwhile
 	}
 	now := c.now()
-	if !c.lastFetch.IsZero() && now.Sub(c.lastFetch) < c.cooldown && seen != nil {
-		return seen
+	if forKid {
+		if !c.lastKid.IsZero() && now.Sub(c.lastKid) < c.cooldown {
+			return seen
+		}
+		c.lastKid = now
 	}
-	c.lastFetch = now
 	keys, err := c.download(ctx)
 	if err != nil {
 		if seen != nil {
