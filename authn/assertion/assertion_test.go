@@ -233,7 +233,9 @@ func TestKeyFetching(t *testing.T) {
 func TestMiddleware(t *testing.T) {
 	g := newFakeGateway(t)
 	var refused []error
-	v := newVerifier(t, g, func(c *assertion.Config) { c.OnError = func(_ *http.Request, err error) { refused = append(refused, err) } })
+	v := newVerifier(t, g, func(c *assertion.Config) {
+		c.OnError = func(_ *http.Request, err error) { refused = append(refused, err) }
+	})
 	h := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := assertion.FromContext(r.Context())
 		_, _ = w.Write([]byte(p.Subject))
