@@ -51,6 +51,14 @@ func Run(t testing.TB, a *app.App) *Gateway {
 	if err != nil {
 		t.Fatalf("apptest: listen: %v", err)
 	}
+	return RunOn(t, a, mainLn)
+}
+
+// RunOn is Run on a main listener the test opened, for a config that
+// must name the gateway's own address before the app is built (its
+// jwt.issuer as a URL, for discovery).
+func RunOn(t testing.TB, a *app.App, mainLn net.Listener) *Gateway {
+	t.Helper()
 	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		mainLn.Close()
