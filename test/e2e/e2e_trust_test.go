@@ -319,7 +319,7 @@ func TestE2ETwoGatewaysDiscovery(t *testing.T) {
 		t.Errorf("B's assertion vouches for %+v", saw.Principal)
 	}
 	for name, tok := range map[string]string{
-		"A's refresh token": tr.RefreshToken,
+		"A's refresh token":            tr.RefreshToken,
 		"A's token, signature changed": tr.AccessToken[:len(tr.AccessToken)-4] + "AAAA",
 	} {
 		if resp, body := b.do("GET", "/api/x", "Authorization", "Bearer "+tok); resp.StatusCode != 401 {
