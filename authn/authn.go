@@ -49,6 +49,10 @@ type Principal struct {
 	Session string
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
+	// Claims are the configured token claims (see ClaimPaths), keyed by
+	// claim path, as header-safe text (see ClaimText). Nil for API keys and
+	// when no claim is configured or found. Callers must not modify it.
+	Claims map[string]string
 }
 
 // Authenticated reports whether p is a caller who presented a valid credential.

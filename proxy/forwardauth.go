@@ -82,7 +82,7 @@ func (g *Gateway) ForwardAuth(o ForwardAuthOptions) http.Handler {
 		// X-Original-Url is checked against the original uri instead.
 		hdrOriginalURI: {}, hdrForwardedURI: {}, "X-Original-Url": {}, g.o.RequestIDHeader: {},
 	}}
-	for _, k := range g.headers.names() {
+	for _, k := range g.identity {
 		fa.exact[k] = struct{}{}
 	}
 	if o.EnvoyPrefix != "" {
@@ -253,7 +253,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState) {
 		// clear absent ones themselves. Send every identity header, empty
 		// when unknown, so a client-written X-Auth-Subject on a public
 		// path cannot reach the upstream through Envoy.
-		for _, k := range g.headers.names() {
+		for _, k := range g.identity {
 			if _, ok := h[k]; !ok {
 				h[k] = []string{""}
 			}

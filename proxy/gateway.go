@@ -16,6 +16,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,12 +62,20 @@ type Options struct {
 	ShadowPolicy *policy.Store
 	// Authenticator identifies the caller.
 	Authenticator authn.Authenticator
-	// Owned are gateway endpoints (login, refresh, logout) by exact
-	// canonical path. They are served before the policy and never proxied.
+	// Owned are gateway endpoints (login, refresh, logout, the published
+	// keys) by exact canonical path. They are served before the policy and
+	// never proxied.
 	Owned map[string]http.Handler
 	// OwnedPrefix is a path prefix owned by the gateway: any path under it
 	// that is not in Owned gets 404 rather than reaching the upstream.
 	OwnedPrefix string
+	// Assertion, if set, signs the identity assertion sent upstream on
+	// every admitted request (see assertion.go).
+	Assertion Asserter
+	// AssertionHeader carries the assertion; default X-Auth-Assertion.
+	// It is reserved whether or not Assertion is set: a client's copy is
+	// always removed.
+	AssertionHeader string
 	// Logger receives one line per decision; nil means no logging.
 	Logger *zap.Logger
 	// Metrics records requests; nil records nothing.
@@ -106,7 +115,9 @@ type Options struct {
 type Gateway struct {
 	o       Options
 	headers IdentityHeaders
-	strip   stripper
+	// identity are every header setIdentity owns (headers.names()).
+	identity []string
+	strip    stripper
 	// credentials are the API key header spellings removed upstream.
 	credentials stripper
 	rp          *httputil.ReverseProxy
@@ -143,7 +154,12 @@ func New(o Options) (*Gateway, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.AssertionHeader == "" {
+		o.AssertionHeader = DefaultAssertionHeader
+	}
 	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger}
+	g.headers.assertion = http.CanonicalHeaderKey(o.AssertionHeader)
+	g.identity = g.headers.names()
 	if g.log == nil {
 		g.log = zap.NewNop()
 	}
@@ -155,7 +171,7 @@ func New(o Options) (*Gateway, error) {
 	g.bodies = bodies
 	// The identity headers and the request id are ours on every request,
 	// public paths included; the forwarded headers only from trusted peers.
-	always := append(append(append(g.headers.names(), o.RequestIDHeader), overrideHeaders...), foreignIdentityHeaders...)
+	always := append(append(append(slices.Clone(g.identity), o.RequestIDHeader), overrideHeaders...), foreignIdentityHeaders...)
 	g.strip = newStripper(always, forwardedHeaders, foreignIdentityPrefixes)
 	g.credentials = newStripper([]string{o.APIKeyHeader, "X-Api-Key"}, nil, nil)
 	if o.MaxInFlight > 0 {
@@ -201,9 +217,10 @@ type reqState struct {
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
 	closeUpstream bool
+	// assertion is the signed identity assertion for this request.
+	assertion string
 
 	// What became of the request, for its log line and metrics.
-
 	start    time.Time
 	method   string
 	decision Decision
@@ -363,6 +380,13 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 			w.arm()
 		} else {
 			_ = w.dl.SetWriteDeadline(time.Time{})
+		}
+	}
+	if g.o.Assertion != nil {
+		// Signed last, once the request is sure to go upstream.
+		if e := g.assert(r, st); e != nil {
+			g.reject(w, st, ReasonAssertionFailed, e)
+			return
 		}
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
@@ -531,10 +555,12 @@ func credentialError(err error) *Error {
 
 // owned returns the gateway endpoint for canon, if it is one.
 func (g *Gateway) owned(canon string) (http.Handler, bool) {
-	if g.o.OwnedPrefix == "" {
-		return nil, false
+	if h, ok := g.o.Owned[strings.TrimSuffix(canon, "/")]; ok && canon != "/" {
+		// An owned path outside the prefix (the /.well-known documents):
+		// that path only; the rest of /.well-known stays the app's.
+		return h, true
 	}
-	if canon != g.o.OwnedPrefix && !strings.HasPrefix(canon, g.o.OwnedPrefix+"/") {
+	if !underPrefix(canon, g.o.OwnedPrefix) {
 		return nil, false
 	}
 	if h, ok := g.o.Owned[strings.TrimSuffix(canon, "/")]; ok {
@@ -606,12 +632,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = g.o.Upstream.Scheme
 	out.URL.Host = g.o.Upstream.Host
 	// Forward exactly the canonical path that was authorized.
-	if strings.IndexByte(st.canon, '%') < 0 && g.baseRaw == g.basePath {
-		out.URL.Path, out.URL.RawPath = g.basePath+st.canon, ""
-	} else {
-		p, _ := url.PathUnescape(st.canon) // canon is valid by construction
-		out.URL.Path, out.URL.RawPath = g.basePath+p, g.baseRaw+st.canon
-	}
+	out.URL.Path, out.URL.RawPath = g.forwardPath(st.canon)
 	out.URL.RawQuery = in.URL.RawQuery
 	if st.closeUpstream {
 		// A body on a method without body semantics: the upstream may
@@ -628,7 +649,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// Forwarded headers: Rewrite starts with them removed from Out. Incoming
 	// values are kept only from trusted proxies. The header values share
 	// one backing array: one allocation instead of one per header.
-	vals := make([]string, 9) // 4 here, 5 for the identity headers
+	vals := make([]string, 10) // 4 here, 5 for the identity headers, the assertion
 	trusted := g.o.Trusted.PeerTrusted(in)
 	vals[0] = clientip.Peer(in).String()
 	if trusted {
@@ -665,7 +686,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// hop-by-hop headers a client may name in Connection, so a client
 	// cannot have them dropped (see the Director doc).
 	out.Header[g.o.RequestIDHeader] = vals[3:4:4]
-	g.setIdentity(out.Header, st.principal, vals[4:])
+	g.setIdentity(out.Header, st.principal, vals[4:9:9])
+	if st.assertion != "" {
+		vals[9] = st.assertion
+		out.Header[g.headers.assertion] = vals[9:10:10]
+	}
 }
 
 // setIdentity replaces the identity headers in h with those of p; an
@@ -673,7 +698,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 // header values.
 func (g *Gateway) setIdentity(h http.Header, p authn.Principal, vals []string) {
 	n := g.headers
-	for _, k := range n.names() {
+	for _, k := range g.identity {
 		delete(h, k)
 	}
 	if !p.Authenticated() {
@@ -694,6 +719,7 @@ func (g *Gateway) setIdentity(h http.Header, p authn.Principal, vals []string) {
 		// Two issuers may use the same subject; the issuer tells them apart.
 		h[n.Issuer] = vals[4:5:5]
 	}
+	g.setClaims(h, p)
 }
 
 // upstreamError answers a failed upstream round trip: 504 for a timeout,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -13,7 +14,20 @@ type IdentityHeaders struct {
 	Method  string `yaml:"method"`
 	KeyName string `yaml:"key_name"`
 	Issuer  string `yaml:"issuer"`
+	// Claims maps an upstream header name to the token claim path it
+	// carries (for example X-Auth-Email: email), for the gateway's own
+	// tokens and external issuers alike. The values are
+	// authn.ClaimText: no control characters, list items joined with ","
+	// and never containing one. These headers are reserved like the
+	// others: a client's copies are always removed.
+	Claims map[string]string `yaml:"claims"`
+
+	claims    []claimHeader // Claims in header order, canonical names; set by withDefaults
+	assertion string        // the assertion header, canonical; set by New
 }
+
+// claimHeader is one header of IdentityHeaders.Claims.
+type claimHeader struct{ name, path string }
 
 // DefaultIdentityHeaders are the documented default header names.
 var DefaultIdentityHeaders = IdentityHeaders{
@@ -46,11 +60,25 @@ func (h IdentityHeaders) withDefaults() IdentityHeaders {
 	d.Method = http.CanonicalHeaderKey(d.Method)
 	d.KeyName = http.CanonicalHeaderKey(d.KeyName)
 	d.Issuer = http.CanonicalHeaderKey(d.Issuer)
+	d.Claims, d.claims = h.Claims, nil
+	for name, path := range h.Claims {
+		d.claims = append(d.claims, claimHeader{name: http.CanonicalHeaderKey(name), path: path})
+	}
+	slices.SortFunc(d.claims, func(a, b claimHeader) int { return strings.Compare(a.name, b.name) })
 	return d
 }
 
+// names are every header the gateway sets for the caller: the identity
+// headers, the claim headers and the assertion header.
 func (h IdentityHeaders) names() []string {
-	return []string{h.Subject, h.Roles, h.Method, h.KeyName, h.Issuer}
+	out := []string{h.Subject, h.Roles, h.Method, h.KeyName, h.Issuer}
+	for _, c := range h.claims {
+		out = append(out, c.name)
+	}
+	if h.assertion != "" {
+		out = append(out, h.assertion)
+	}
+	return out
 }
 
 // overrideHeaders make many frameworks serve another method or path than

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/internal/testkit"
 	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
 )
@@ -38,13 +39,13 @@ func newRetryEnv(t *testing.T, delay time.Duration) *retryEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The upstream's port: free a moment ago, refused until listened on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// The upstream's port: free a moment ago, refused until listened on,
+	// and outside the ephemeral range so no other socket takes it.
+	upAddr, err := testkit.StableAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &retryEnv{upAddr: l.Addr().String(), reg: prometheus.NewRegistry()}
-	l.Close()
+	e := &retryEnv{upAddr: upAddr, reg: prometheus.NewRegistry()}
 	up, _ := url.Parse("http://" + e.upAddr)
 	tr := proxy.NewTransport(proxy.TransportOptions{DialTimeout: 2 * time.Second})
 	t.Cleanup(tr.CloseIdleConnections)

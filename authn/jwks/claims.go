@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/jose"
 )
 
@@ -72,42 +72,8 @@ func decodeStrictObject(b []byte) (map[string]json.RawMessage, error) {
 	return out, nil
 }
 
-// splitClaimPath splits a dotted claim path. A literal dot inside a name is
-// written `\.` and a literal backslash `\\`. Empty segments are errors.
-func splitClaimPath(p string) ([]string, error) {
-	if p == "" {
-		return nil, errors.New("empty path")
-	}
-	var (
-		segs []string
-		cur  strings.Builder
-	)
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case '\\':
-			if i+1 >= len(p) || (p[i+1] != '.' && p[i+1] != '\\') {
-				return nil, errors.New(`"\" must be followed by "." or "\"`)
-			}
-			cur.WriteByte(p[i+1])
-			i++
-		case '.':
-			if cur.Len() == 0 {
-				return nil, errors.New("empty path segment")
-			}
-			segs = append(segs, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if cur.Len() == 0 {
-		return nil, errors.New("empty path segment")
-	}
-	if !utf8.ValidString(p) {
-		return nil, errors.New("path is not valid UTF-8")
-	}
-	return append(segs, cur.String()), nil
-}
+// splitClaimPath splits a dotted claim path (see authn.SplitClaimPath).
+func splitClaimPath(p string) ([]string, error) { return authn.SplitClaimPath(p) }
 
 // lookupPath walks path through nested objects, decoding each level with
 // the same duplicate-member check as the top level. It reports whether the

@@ -32,6 +32,9 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer receives the metrics. If nil, no metrics are recorded.
 	Registerer prometheus.Registerer
+	// Claims, if set, are the claims copied into Principal.Claims (the
+	// claim headers), read like the roles claim.
+	Claims *authn.ClaimPaths
 }
 
 // Set holds the verifiers of all configured external issuers and the
@@ -112,6 +115,7 @@ func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
 			subjectClaim: c.SubjectClaim,
 			keys:         src,
 			cache:        tc,
+			claims:       opts.Claims,
 			now:          s.now,
 			parser: jose.NewParser(jose.Options{
 				Algorithms: c.algorithms(),
@@ -236,6 +240,7 @@ type verifier struct {
 	parser       *jose.Parser
 	keys         *keySource
 	cache        *tokenCache
+	claims       *authn.ClaimPaths
 	metrics      *metrics
 	now          func() time.Time
 }
@@ -302,6 +307,7 @@ func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, e
 	if p.Roles, err = v.roles(claims); err != nil {
 		return authn.Principal{}, v.invalid(err)
 	}
+	p.Claims = v.claims.Extract(func(segs []string) (json.RawMessage, bool, error) { return lookupPath(claims.raw, segs) })
 	if now.Before(p.ExpiresAt) {
 		v.cache.put(cacheEntry{key: digest, principal: p, kid: used.kid, alg: used.usedAlg, fingerprint: used.fingerprint})
 	}

@@ -36,10 +36,6 @@ const (
 	TypeRefresh = "refresh"
 )
 
-// MinSecretBytes is the shortest HMAC secret accepted. golang-jwt verifies
-// tokens with an empty key, so a missing or short secret must stop startup.
-const MinSecretBytes = 32
-
 // Claims are the claims of a gateway token. Typed claims are used instead of
 // jwt.MapClaims because MapClaims treats "exp": 0 as "no expiry".
 type Claims struct {
@@ -63,51 +59,6 @@ type Claims struct {
 	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
 }
 
-// Key is one HMAC key with its key id.
-type Key struct {
-	// ID is the "kid" header value.
-	ID string
-	// Secret is the HMAC secret, at least MinSecretBytes long.
-	Secret []byte
-}
-
-// KeySet holds the signing key and the keys still accepted for verification
-// (key rotation). The zero value has no keys and verifies nothing. A KeySet
-// is immutable after NewKeySet and safe for concurrent use.
-type KeySet struct {
-	current Key
-	byID    map[string][]byte
-}
-
-// NewKeySet returns a key set that signs with current and verifies with
-// current and every key in previous. Every key needs a distinct non-empty id
-// and a secret of at least MinSecretBytes.
-func NewKeySet(current Key, previous ...Key) (*KeySet, error) {
-	ks := &KeySet{current: current, byID: make(map[string][]byte)}
-	var errs []error
-	for i, k := range append([]Key{current}, previous...) {
-		name := "signing key"
-		if i > 0 {
-			name = fmt.Sprintf("previous key %d", i)
-		}
-		switch {
-		case k.ID == "":
-			errs = append(errs, fmt.Errorf("token: %s: empty kid", name))
-		case len(k.Secret) < MinSecretBytes:
-			// The length is safe to report; the secret is not.
-			errs = append(errs, fmt.Errorf("token: %s (kid %q): secret is %d bytes, need at least %d", name, k.ID, len(k.Secret), MinSecretBytes))
-		}
-		if _, dup := ks.byID[k.ID]; dup && k.ID != "" {
-			errs = append(errs, fmt.Errorf("token: %s: duplicate kid %q", name, k.ID))
-		}
-		ks.byID[k.ID] = k.Secret
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return ks, nil
-}
-
 // Settings are the claims every gateway token must carry.
 type Settings struct {
 	// Issuer is the "iss" claim, for example "authgate".
@@ -121,12 +72,14 @@ type Settings struct {
 // Verifier verifies gateway tokens. It implements authn.TokenVerifier for
 // access tokens. It is safe for concurrent use.
 type Verifier struct {
-	keys     *KeySet
+	keys     KeySource
 	settings Settings
 	parser   *jose.Parser
+	refresh  *jose.Parser // refresh tokens: their own audience (see refreshAudience)
 	binding  Binding
+	claims   *authn.ClaimPaths
 	now      func() time.Time
-	cache    *lru.Cache[*Claims] // verified access tokens; nil = off
+	cache    *lru.Cache[cachedClaims] // verified access tokens; nil = off
 }
 
 // Options are the optional collaborators of a Verifier or Signer.
@@ -139,34 +92,21 @@ type Options struct {
 	// digest (never past their exp; the binding check still runs on every
 	// hit). Zero disables the cache.
 	CacheSize int
+	// Claims, if set, are the claims a Verifier copies into
+	// Principal.Claims (the claim headers).
+	Claims *authn.ClaimPaths
 }
 
-// NewVerifier returns a verifier for tokens signed by keys.
-func NewVerifier(keys *KeySet, s Settings, o Options) *Verifier {
+// NewVerifier returns a verifier for tokens signed by keys: a fixed
+// *KeySet, or a *KeyStore whose set is replaced on rotation.
+func NewVerifier(keys KeySource, s Settings, o Options) *Verifier {
 	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
-	p := jose.NewParser(jose.Options{
-		// Only HS256: "none" and every asymmetric algorithm are refused,
-		// which rules out algorithm-confusion attacks.
-		Algorithms: []string{jwt.SigningMethodHS256.Alg()},
-		// typ absent, JWT or at+jwt; the "type" claim tells access and
-		// refresh tokens apart.
-		Type: jose.TypeJWT,
-		// Claims are read by their exact names: "ROLES" is refused, not
-		// decoded into Roles.
-		Claims: Claims{},
-		Validation: []jwt.ParserOption{
-			jwt.WithIssuer(s.Issuer),
-			jwt.WithAudience(s.Audience),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithLeeway(s.Leeway),
-			jwt.WithTimeFunc(now),
-		},
-	})
-	return &Verifier{keys: keys, settings: s, parser: p, binding: o.Binding, now: now, cache: lru.New[*Claims](o.CacheSize)}
+	return &Verifier{keys: keys, settings: s, parser: newParser(s, now, s.Audience),
+		refresh: newParser(s, now, s.Audience, refreshAudience(s)), binding: o.Binding, claims: o.Claims,
+		now: now, cache: lru.New[cachedClaims](o.CacheSize)}
 }
 
 // Issuer returns the "iss" value of gateway tokens.
@@ -185,6 +125,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, err
 		Issuer:  c.Issuer,
 		TokenID: c.ID,
 		Session: c.SessionID,
+		Claims:  v.claimValues(c),
 	}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
@@ -201,22 +142,23 @@ func (v *Verifier) Parse(ctx context.Context, raw, typ string) (*Claims, error) 
 	// Hash the token without copying it: Sum256 neither keeps nor changes
 	// its input, so viewing the string's bytes is safe.
 	digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-	switch c, res := v.cache.Get(digest, v.now()); res {
-	case lru.Hit:
+	keys := v.keys.Keys() // before verifying: a hit needs this very set
+	switch e, res := v.cache.Get(digest, v.now()); {
+	case res == lru.Hit && e.keys == keys:
 		// The signature and claims were verified; the user's credentials
 		// may have changed since, so the binding is checked again.
-		if err := v.checkBinding(ctx, c); err != nil {
+		if err := v.checkBinding(ctx, e.c); err != nil {
 			return nil, err
 		}
-		return c, nil
-	case lru.Expired:
+		return e.c, nil
+	case res == lru.Expired:
 		return nil, fmt.Errorf("%w: token is expired", authn.ErrInvalidToken)
 	}
 	c, err := v.parse(ctx, raw, typ)
 	if err != nil {
 		return nil, err
 	}
-	v.cache.Put(digest, c, c.ExpiresAt.Time.Add(v.settings.Leeway))
+	v.cache.Put(digest, cachedClaims{c: c, keys: keys}, c.ExpiresAt.Time.Add(v.settings.Leeway))
 	return c, nil
 }
 
@@ -234,7 +176,7 @@ func (v *Verifier) parse(ctx context.Context, raw, typ string) (*Claims, error) 
 // parseUnbound verifies raw's signature and claims, but not its binding.
 func (v *Verifier) parseUnbound(raw, typ string) (*Claims, error) {
 	var c Claims
-	_, err := v.parser.Parse(raw, &c, v.keyFunc)
+	_, err := v.parserFor(typ).Parse(raw, &c, v.keyFunc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", authn.ErrInvalidToken, err)
 	}
@@ -257,23 +199,20 @@ func (v *Verifier) parseUnbound(raw, typ string) (*Claims, error) {
 }
 
 func (v *Verifier) keyFunc(h jose.Header) (any, error) {
-	secret, ok := v.keys.byID[h.Kid]
-	if !ok {
-		return nil, fmt.Errorf("token: unknown kid %q", h.Kid)
-	}
-	return secret, nil
+	return v.keys.Keys().verificationKey(h)
 }
 
-// Signer mints gateway tokens with the newest key of a KeySet. It is safe
+// Signer mints gateway tokens with the signing key of a KeySet. It is safe
 // for concurrent use.
 type Signer struct {
-	keys     *KeySet
+	keys     KeySource
 	settings Settings
 	now      func() time.Time
 }
 
-// NewSigner returns a signer.
-func NewSigner(keys *KeySet, s Settings, o Options) *Signer {
+// NewSigner returns a signer that signs with the key set keys holds at
+// each Mint.
+func NewSigner(keys KeySource, s Settings, o Options) *Signer {
 	now := o.Now
 	if now == nil {
 		now = time.Now
@@ -318,7 +257,7 @@ func (s *Signer) Mint(g Grant) (string, *Claims, error) {
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.settings.Issuer,
 			Subject:   g.Subject,
-			Audience:  jwt.ClaimStrings{s.settings.Audience},
+			Audience:  jwt.ClaimStrings{audienceFor(s.settings, g.Type)},
 			ExpiresAt: jwt.NewNumericDate(exp),
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
@@ -333,9 +272,7 @@ func (s *Signer) Mint(g Grant) (string, *Claims, error) {
 	if !g.AuthTime.IsZero() {
 		c.AuthTime = jwt.NewNumericDate(g.AuthTime)
 	}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
-	t.Header["kid"] = s.keys.current.ID
-	signed, err := t.SignedString(s.keys.current.Secret)
+	signed, err := s.keys.Keys().sign(c)
 	if err != nil {
 		return "", nil, fmt.Errorf("token: sign: %w", err)
 	}

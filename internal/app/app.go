@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -124,7 +125,11 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 			errs = append(errs, err)
 		}
 	}
-	keys, err := sec.KeySet(cfg)
+	keys, err := a.loadSigningKeys(sec, d.Now)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	claims, err := cfg.ClaimPaths()
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -135,11 +140,19 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if keys.Keys().Algorithm() == token.AlgHS256 {
+		a.log.Warn("tokens are signed with a shared secret (HS256): every service that verifies them can also mint them, and no app can verify an identity assertion; " +
+			"create a key with `authgate gen-signing-key` and set AUTHGATE_JWT_SIGNING_KEY_FILE (README \"Upgrading\")")
+	}
 	settings := token.Settings{Issuer: cfg.JWT.Issuer, Audience: cfg.JWT.Audience, Leeway: cfg.JWT.Leeway}
 	// Every gateway token is bound to its user's current credentials: a
 	// password change, disable or delete in the users file ends it.
-	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now, Binding: a.users, CacheSize: cfg.JWT.CacheSize})
+	a.verifier = token.NewVerifier(keys, settings, token.Options{Now: d.Now, Binding: a.users, CacheSize: cfg.JWT.CacheSize, Claims: claims})
 	a.signer = token.NewSigner(keys, settings, token.Options{Now: d.Now})
+	asserter, err := a.newAsserter(keys, d.Now)
+	if err != nil {
+		return nil, err
+	}
 	if d.State != nil {
 		a.state = d.State
 	} else if a.state, err = openState(cfg, sec, d, roots); err != nil {
@@ -170,7 +183,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	}
 	verifiers := []authn.TokenVerifier{own}
 	if len(cfg.Issuers) > 0 {
-		a.external, err = jwks.New(cfg.Issuers, cfg.JWKS, jwks.Options{Client: fetchClient(roots, cfg.JWKS.FetchTimeout), Now: d.Now, Logger: a.log.With(zap.String("component", "jwks")), Registerer: a.reg})
+		a.external, err = jwks.New(cfg.Issuers, cfg.JWKS, jwks.Options{Client: fetchClient(roots, cfg.JWKS.FetchTimeout), Now: d.Now, Logger: a.log.With(zap.String("component", "jwks")), Registerer: a.reg, Claims: claims})
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +215,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 			RootCAs:               roots,
 		})
 	}
-	var owned map[string]http.Handler
+	owned := a.wellKnown(keys)
 	ownedPrefix := ""
 	if cfg.UsersFile != "" {
 		a.issuer, err = issuer.New(issuer.Options{
@@ -214,11 +227,14 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		owned, ownedPrefix = a.issuer.Handlers(cfg.Auth.Prefix), cfg.Auth.Prefix
+		maps.Copy(owned, a.issuer.Handlers(cfg.Auth.Prefix))
+		ownedPrefix = cfg.Auth.Prefix
 	}
 	a.gateway, err = proxy.New(proxy.Options{
 		Owned:                owned,
 		OwnedPrefix:          ownedPrefix,
+		Assertion:            asserter,
+		AssertionHeader:      cfg.Assertion.Header,
 		Upstream:             up,
 		PreserveHost:         cfg.Upstream.HostHeader == "preserve",
 		ForwardAuthorization: cfg.Upstream.ForwardAuthorization,

@@ -41,7 +41,7 @@ func (a *App) registerMetrics() {
 		Name: "authgate_policy_rules", Help: "Rules in the active policy.",
 	})
 	a.fileReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "authgate_file_reload_total", Help: "Reloads of the API keys and users files by file and result.",
+		Name: "authgate_file_reload_total", Help: "Reloads of the API keys, users, shadow policy and signing key files by file and result.",
 	}, []string{"file", "result"})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "authgate_build_info", Help: "Build information; the value is always 1.",
@@ -49,7 +49,7 @@ func (a *App) registerMetrics() {
 	buildInfo.WithLabelValues(a.version, a.revision, runtime.Version()).Set(1)
 	for _, r := range []string{"success", "failure"} {
 		a.reloads.WithLabelValues(r)
-		for _, f := range []string{"api_keys", "users", "shadow_policy"} {
+		for _, f := range []string{"api_keys", "users", "shadow_policy", "signing_keys"} {
 			a.fileReloads.WithLabelValues(f, r)
 		}
 	}

@@ -100,9 +100,10 @@ role policy and proxies it with identity headers to one upstream.
 
 Without a command it serves, as "authgate serve" does.
 
-The config file is --config, else $AUTHGATE_CONFIG. Secrets come from the
-environment: AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE), at least 32
-bytes.
+The config file is --config, else $AUTHGATE_CONFIG. Keys and secrets come
+from the environment: AUTHGATE_JWT_SIGNING_KEY_FILE, a private key PEM
+(gen-signing-key writes one), or for HS256 AUTHGATE_JWT_SECRET (or
+AUTHGATE_JWT_SECRET_FILE), at least 32 bytes.
 
 Exit codes:
   0  success
@@ -146,6 +147,7 @@ func newRoot(o *Options, args []string) *cobra.Command {
 		newCheckCmd(o),
 		newExplainCmd(o),
 		newGenKeyCmd(),
+		newGenSigningKeyCmd(),
 		newHashPasswordCmd(),
 		newTokenCmd(o),
 		newVersionCmd(o),

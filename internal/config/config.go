@@ -36,6 +36,7 @@ type Config struct {
 	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
 	TLS             TrustConfig           `yaml:"tls"`
+	Assertion       AssertionConfig       `yaml:"assertion"`
 
 	// Path is the file the config was read from; relative paths in it
 	// are resolved against its directory. It is not part of the file.
@@ -132,6 +133,10 @@ type JWTConfig struct {
 	CacheSize  int           `yaml:"cache_size"`
 	// RefreshMaxAge is the absolute lifetime of a session since its login.
 	RefreshMaxAge time.Duration `yaml:"refresh_max_age"`
+	// Algorithm, IssuerURL and JWKSMaxAge: see keys.go.
+	Algorithm  string        `yaml:"algorithm"`
+	IssuerURL  string        `yaml:"issuer_url"`
+	JWKSMaxAge time.Duration `yaml:"jwks_max_age"`
 }
 
 // AuthConfig configures the login, refresh and logout endpoints, served
@@ -178,7 +183,8 @@ func Default() Config {
 			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
 		ReloadInterval: time.Second,
 		ReloadSettle:   filewatch.DefaultSettle,
-		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge},
+		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge, JWKSMaxAge: DefaultJWKSMaxAge},
+		Assertion:      DefaultAssertion(),
 		APIKeyHeader:   "X-API-Key",
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,

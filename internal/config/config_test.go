@@ -109,7 +109,7 @@ func TestResolveSecrets(t *testing.T) {
 		environ []string
 		want    string // error substring; empty for success
 	}{
-		{"missing", nil, "AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"},
+		{"missing", nil, "no signing key: set AUTHGATE_JWT_SIGNING_KEY_FILE"},
 		{"short", []string{"AUTHGATE_JWT_SECRET=short"}, "is 5 bytes, need at least 32"},
 		{"both forms", []string{"AUTHGATE_JWT_SECRET=" + long, "AUTHGATE_JWT_SECRET_FILE=" + secretFile}, "set AUTHGATE_JWT_SECRET or AUTHGATE_JWT_SECRET_FILE, not both"},
 		{"unreadable file", []string{"AUTHGATE_JWT_SECRET_FILE=" + filepath.Join(dir, "none")}, "AUTHGATE_JWT_SECRET_FILE"},

@@ -21,6 +21,11 @@ type Env struct {
 	RedisURL               string `env:"REDIS_URL"`
 	RedisPassword          string `env:"REDIS_PASSWORD,unset"`
 	RedisPasswordFile      string `env:"REDIS_PASSWORD_FILE"`
+	// The PEM files of the signing keys (see keys.go); private keys
+	// come only from files.
+	JWTSigningKeyFile   string `env:"JWT_SIGNING_KEY_FILE"`
+	JWTNextKeyFile      string `env:"JWT_NEXT_KEY_FILE"`
+	JWTPreviousKeysFile string `env:"JWT_PREVIOUS_KEYS_FILE"`
 }
 
 // Secrets are the resolved secrets. They are never logged.
@@ -29,6 +34,9 @@ type Secrets struct {
 	PreviousJWT []token.Key
 	RedisPass   string
 	RedisURL    string
+	// KeyFiles are the signing key files; they are read, and reloaded,
+	// by whoever builds the key set.
+	KeyFiles KeyFiles
 }
 
 // ReadEnv reads the AUTHGATE_* variables.
@@ -53,12 +61,16 @@ func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
 	switch {
 	case err != nil:
 		errs = append(errs, err)
+	case jwtSecret == "" && e.JWTSigningKeyFile == "":
+		errs = append(errs, errNoSigningKey)
 	case jwtSecret == "":
-		errs = append(errs, errors.New("env: AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"))
 	case len(jwtSecret) < token.MinSecretBytes:
 		errs = append(errs, fmt.Errorf("env: AUTHGATE_JWT_SECRET is %d bytes, need at least %d", len(jwtSecret), token.MinSecretBytes))
 	}
-	s.JWT = []byte(jwtSecret)
+	if jwtSecret != "" {
+		s.JWT = []byte(jwtSecret)
+	}
+	s.KeyFiles = KeyFiles{Signing: e.JWTSigningKeyFile, Next: e.JWTNextKeyFile, Previous: e.JWTPreviousKeysFile}
 	prev, err := secret("AUTHGATE_JWT_PREVIOUS_SECRETS", e.JWTPreviousSecrets, e.JWTPreviousSecretsFile)
 	if err != nil {
 		errs = append(errs, err)
@@ -97,10 +109,4 @@ func secret(name, direct, file string) (string, error) {
 		return "", fmt.Errorf("env: %s_FILE: %w", name, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
-// KeySet returns the gateway's HMAC keys: the signing key and the previous
-// keys still accepted.
-func (s Secrets) KeySet(cfg *Config) (*token.KeySet, error) {
-	return token.NewKeySet(token.Key{ID: cfg.JWT.KeyID, Secret: s.JWT}, s.PreviousJWT...)
 }

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +82,7 @@ func (c *Config) Validate() error {
 	c.Auth.validate(p)
 	c.Redis.validate(p)
 	c.validateIssuers(p)
+	c.validateTrust(p.add)
 	return errors.Join(p.errs...)
 }
 
@@ -276,4 +279,8 @@ func (c *Config) validateIssuers(p *problems) {
 	if err := c.JWKS.Validate(); err != nil {
 		p.addErr("jwks", err)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }

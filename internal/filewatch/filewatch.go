@@ -143,7 +143,19 @@ type file struct {
 	info os.FileInfo       // the file as last read
 	ok   bool              // false after a read failure was reported
 	cand *candidate        // an in-place edit waiting to settle
+	// emptyOK: an empty file is a version (an empty list of keys), not
+	// the start of a write; see EmptyIsValid.
+	emptyOK bool
 }
+
+// AddOption changes how one file is watched.
+type AddOption func(*file)
+
+// EmptyIsValid makes an empty file a version to load, for files whose
+// empty form is meaningful and can only remove what they grant (a list
+// of previous or next signing keys with none in it). The settle wait
+// still applies, so an in-place edit is loaded only once whole.
+func EmptyIsValid(f *file) { f.emptyOK = true }
 
 // candidate is changed content seen in the same file, waiting to settle.
 type candidate struct {
@@ -174,19 +186,24 @@ func (w *Watcher) Settle() time.Duration { return w.settle }
 // the settle interval is loaded only once it has been stable for the
 // interval, so Add may block for about that long (longer, up to a bound,
 // while the file keeps changing).
-func (w *Watcher) Add(path string, load Loader) error {
+func (w *Watcher) Add(path string, load Loader, opts ...AddOption) error {
+	f := &file{path: path, load: load}
+	for _, o := range opts {
+		o(f)
+	}
 	data, info, err := w.settled(path)
 	if err != nil {
 		return err
 	}
-	if len(data) == 0 {
+	if len(data) == 0 && !f.emptyOK {
 		return fmt.Errorf("%w: %s", ErrEmpty, path)
 	}
 	if err := load(data); err != nil {
 		return err
 	}
+	f.sum, f.info, f.ok = sha256.Sum256(data), info, true
 	w.mu.Lock()
-	w.files = append(w.files, &file{path: path, load: load, sum: sha256.Sum256(data), info: info, ok: true})
+	w.files = append(w.files, f)
 	w.mu.Unlock()
 	return nil
 }
@@ -366,7 +383,7 @@ func (w *Watcher) checkFile(f *file, force bool) time.Time {
 		}
 	}
 	f.sum, f.info, f.ok, f.cand = sum, info, true, nil
-	if len(data) == 0 {
+	if len(data) == 0 && !f.emptyOK {
 		// Every in-place write starts with a truncation; a file left empty
 		// is never a version to enforce.
 		w.onResult(Result{Path: f.path, Err: fmt.Errorf("%w: %s", ErrEmpty, f.path)})

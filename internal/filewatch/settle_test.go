@@ -364,3 +364,31 @@ func TestRunAppliesASettledEditWithoutWaitingForTheTicker(t *testing.T) {
 		}
 	}
 }
+
+// A file added with EmptyIsValid loads when empty, at start and after an
+// edit; one without it keeps its last version.
+func TestEmptyIsValid(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.pem")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	_ = os.Chtimes(path, old, old)
+	var loads []string
+	w := New(time.Hour, nil, WithSettle(time.Millisecond))
+	if err := w.Add(path, func(b []byte) error { loads = append(loads, string(b)); return nil }, EmptyIsValid); err != nil {
+		t.Fatalf("Add(empty, EmptyIsValid) = %v", err)
+	}
+	if len(loads) != 1 || loads[0] != "" {
+		t.Fatalf("loads = %q, want one empty load", loads)
+	}
+	other := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(other, old, old)
+	if err := w.Add(other, func([]byte) error { return nil }); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("Add(empty) error = %v, want ErrEmpty", err)
+	}
+}

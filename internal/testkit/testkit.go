@@ -13,9 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // FreeAddr returns a 127.0.0.1 address whose port was free a moment ago.
@@ -109,4 +111,32 @@ func withoutEnv(environ []string, names ...string) []string {
 		}
 	}
 	return out
+}
+
+// StableAddr returns a 127.0.0.1 address, free a moment ago, whose port is
+// below the kernel's ephemeral range. A test that closes a listener and
+// listens on the same port again later (an upstream that restarts) needs
+// one: a port from the ephemeral range can be handed to another socket's
+// automatic bind in between.
+func StableAddr() (string, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if n, _ := fmt.Sscan(string(b), &lo, &hi); n == 2 && lo > 2048 {
+			low = lo
+		}
+	}
+	span := low - 1024
+	start := int(time.Now().UnixNano()%int64(span)) + 1024
+	for i := range span {
+		port := 1024 + (start-1024+i)%span
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		return addr, nil
+	}
+	return "", errors.New("testkit: no free port below the ephemeral range")
 }

@@ -395,7 +395,7 @@ func TestProcess(t *testing.T) {
 				config:  okConfig,
 				policy:  reloadPolicyA,
 				environ: nil,
-				want:    []string{"AUTHGATE_JWT_SECRET (or AUTHGATE_JWT_SECRET_FILE) is required"},
+				want:    []string{"no signing key: set AUTHGATE_JWT_SIGNING_KEY_FILE"},
 			},
 			{
 				name:    "secret shorter than 32 bytes",

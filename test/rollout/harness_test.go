@@ -284,7 +284,9 @@ func newCluster(t *testing.T, s settings, pods int, appMode string) *cluster {
 		sl := &slot{idx: i, dir: t.TempDir()}
 		for _, a := range []*string{&sl.appAddr, &sl.gwAddr, &sl.admAddr} {
 			var err error
-			if *a, err = testkit.FreeAddr(); err != nil {
+			// Processes restart on these addresses: keep them out of the
+			// ephemeral range, where another socket could take them.
+			if *a, err = testkit.StableAddr(); err != nil {
 				t.Fatal(err)
 			}
 		}

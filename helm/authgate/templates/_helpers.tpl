@@ -212,6 +212,20 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     - name: AUTHGATE_JWT_SECRET_FILE
       value: /etc/authgate/jwt/jwt-secret
     {{- end }}
+    {{- with .Values.jwt.signingKeys }}
+    {{- if .existingSecret }}
+    - name: AUTHGATE_JWT_SIGNING_KEY_FILE
+      value: /etc/authgate/signing/{{ .signingKey }}
+    {{- if .nextKey }}
+    - name: AUTHGATE_JWT_NEXT_KEY_FILE
+      value: /etc/authgate/signing/{{ .nextKey }}
+    {{- end }}
+    {{- if .previousKeys }}
+    - name: AUTHGATE_JWT_PREVIOUS_KEYS_FILE
+      value: /etc/authgate/signing/{{ .previousKeys }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
     {{- if .Values.redis.url }}
     - name: AUTHGATE_REDIS_URL
       value: {{ .Values.redis.url | quote }}
@@ -264,6 +278,11 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     {{- if .Values.jwt.enabled }}
     - name: authgate-jwt
       mountPath: /etc/authgate/jwt
+      readOnly: true
+    {{- end }}
+    {{- if .Values.jwt.signingKeys.existingSecret }}
+    - name: authgate-signing
+      mountPath: /etc/authgate/signing
       readOnly: true
     {{- end }}
     {{- if .Values.redis.existingSecret }}
@@ -320,6 +339,13 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     items:
       - key: {{ ternary .Values.jwt.existingSecretKey "jwt-secret" (ne .Values.jwt.existingSecret "") }}
         path: jwt-secret
+{{- end }}
+{{- if .Values.jwt.signingKeys.existingSecret }}
+{{- /* The whole Secret, no items: a rotation updates all files at once. */}}
+- name: authgate-signing
+  secret:
+    secretName: {{ .Values.jwt.signingKeys.existingSecret }}
+    defaultMode: 0440
 {{- end }}
 {{- if .Values.redis.existingSecret }}
 - name: authgate-redis
