@@ -90,6 +90,13 @@ type Options struct {
 	// reused. Empty means a body on any of them is refused with 400; see
 	// body.go for why.
 	AllowBodiesOn []string
+	// SignIn, when set, sends anonymous browser navigations that a rule
+	// denies to the sign-in page instead of answering 401.
+	SignIn *SignIn
+	// Cookies are the gateway's own cookies (the session, CSRF): never
+	// forwarded upstream, and never accepted from the upstream's
+	// Set-Cookie.
+	Cookies []string
 	// TunnelRecheck is how often an open WebSocket tunnel is authorized
 	// again (see tunnel.go); it should be the reload interval. Zero means
 	// DefaultTunnelRecheck.
@@ -113,6 +120,7 @@ type Gateway struct {
 	sample      sampler
 	states      sync.Pool
 	bodies      bodyPolicy
+	cookies     map[string]bool
 }
 
 // New returns a gateway.
@@ -166,6 +174,12 @@ func New(o Options) (*Gateway, error) {
 		g.o.Limits.BodyRateWindow = o.Limits.BodyRateWindow
 	}
 	g.perClient = newClientSlots(o.Limits.MaxPerClient)
+	if len(o.Cookies) > 0 {
+		g.cookies = make(map[string]bool, len(o.Cookies))
+		for _, c := range o.Cookies {
+			g.cookies[c] = true
+		}
+	}
 	g.states.New = func() any { return new(reqState) }
 	if o.Upstream == nil {
 		return g, nil
@@ -246,6 +260,7 @@ type event struct {
 	security bool
 	shadow   *policy.Decision
 	snapshot *policy.Set
+	onUnauth policy.OnUnauthenticated
 }
 
 func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
@@ -305,6 +320,11 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	st.principal = p
 	if e != nil {
 		g.bound(w)
+		if e.Code == http.StatusUnauthorized && ev.reason == policy.ReasonDenyUnauthenticated.String() && g.o.SignIn.wants(r, ev.onUnauth) {
+			ev.reason = "sign_in_redirect"
+			g.o.SignIn.redirect(w, r, canon)
+			return
+		}
 		WriteError(w, st.requestID, e)
 		return
 	}
@@ -400,6 +420,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if st != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		g.tunnelOpened(st)
 	}
+	if g.cookies != nil {
+		dropSetCookies(resp.Header, g.cookies)
+	}
 	if st == nil || !st.principal.Authenticated() {
 		return nil
 	}
@@ -430,6 +453,9 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		ev.security = true
 		e := credentialError(err)
 		ev.decision, ev.reason, ev.err = "deny", "invalid_credential", err
+		if e.Code == http.StatusForbidden {
+			ev.reason = "cross_site_request"
+		}
 		if e.Code >= 500 {
 			ev.decision, ev.reason = "error", "credential_check_unavailable"
 		}
@@ -478,7 +504,7 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
 	}
 	if !d.Allow {
-		ev.decision, ev.security = "deny", true
+		ev.decision, ev.security, ev.onUnauth = "deny", true, d.OnUnauthenticated
 		if !ok {
 			return p, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`}
 		}
@@ -511,6 +537,9 @@ func credentialError(err error) *Error {
 	if errors.Is(err, authn.ErrAmbiguous) {
 		return &Error{Code: http.StatusBadRequest, Msg: "send one credential: a bearer token or an API key, not both", Err: err,
 			Challenge: `Bearer realm="authgate", error="invalid_request"`}
+	}
+	if errors.Is(err, authn.ErrCrossSite) {
+		return &Error{Code: http.StatusForbidden, Msg: "cross-site request refused", Err: err}
 	}
 	if errors.Is(err, authn.ErrUnavailable) {
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "credential check unavailable", Err: err, RetryAfter: time.Second}
@@ -653,6 +682,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	g.credentials.strip(out.Trailer, false)
 	if !g.o.ForwardAuthorization {
 		out.Header.Del("Authorization")
+	}
+	if g.cookies != nil {
+		// The session cookie is a credential like a token: it stops
+		// here, so the app can neither log it nor replay it.
+		stripCookies(out.Header, g.cookies)
 	}
 	// Identity headers are set here, after the reverse proxy removed the
 	// hop-by-hop headers a client may name in Connection, so a client

@@ -53,6 +53,8 @@ type Memory struct {
 	families  map[string]*family
 	revoked   map[string]time.Time
 	notBefore map[string]notBefore
+	sessions  map[string]*Session            // by key (the cookie's digest)
+	bySubject map[string]map[string]struct{} // session keys by subject
 	lastSweep time.Time
 	dirty     bool        // state differs from the file
 	timer     *time.Timer // pending debounced flush, or nil
@@ -281,6 +283,7 @@ func (m *Memory) maybeSweep(now time.Time) {
 			n++
 		}
 	}
+	n += m.sweepSessions(now)
 	if n > 0 {
 		m.changed()
 	}

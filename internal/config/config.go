@@ -45,6 +45,7 @@ type Config struct {
 	Logging         LoggingConfig         `yaml:"logging"`
 	Auth            AuthConfig            `yaml:"auth"`
 	Redis           RedisConfig           `yaml:"redis"`
+	Sessions        SessionsConfig        `yaml:"sessions"`
 	Issuers         []jwks.IssuerConfig   `yaml:"issuers"`
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
 
@@ -142,6 +143,21 @@ type AuthConfig struct {
 	AccessRevocation  RevocationConfig `yaml:"access_revocation"`
 }
 
+// SessionsConfig configures browser sign-in: the sign-in page under
+// auth.prefix and server-side sessions in the state store.
+type SessionsConfig struct {
+	Enabled           bool          `yaml:"enabled"`
+	CookieName        string        `yaml:"cookie_name"`
+	Secure            bool          `yaml:"secure"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	AbsoluteTimeout   time.Duration `yaml:"absolute_timeout"`
+	OnUnauthenticated string        `yaml:"on_unauthenticated"`
+	CheckOrigin       bool          `yaml:"check_origin"`
+	ExternalURL       string        `yaml:"external_url"`
+	CacheTTL          time.Duration `yaml:"cache_ttl"`
+	Page              issuer.Page   `yaml:"page"`
+}
+
 // RevocationConfig turns on the revocation check for access tokens.
 type RevocationConfig struct {
 	Enabled  bool `yaml:"enabled"`
@@ -199,6 +215,8 @@ func Default() Config {
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
 			Limits: issuer.DefaultLimits(), LimitedDelay: 500 * time.Millisecond},
 		Redis:   RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
+		Sessions: SessionsConfig{Secure: true, IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 10 * time.Hour,
+			OnUnauthenticated: "redirect", CheckOrigin: true},
 		Logging: LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
 	}
 }
@@ -219,7 +237,7 @@ func Load(path string) (*Config, error) {
 	}
 	c.Path = path
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile} {
+	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile, &c.Sessions.Page.TemplateFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -418,6 +436,7 @@ func (c *Config) Validate() error {
 	if err := c.JWKS.Validate(); err != nil {
 		bad("jwks", "%v", err)
 	}
+	c.validateSessions(bad)
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// SessionCookieName returns the session cookie's name: the configured
+// one, or __Host-authgate_session (authgate_session when secure is off,
+// since the __Host- prefix needs Secure).
+func (s SessionsConfig) SessionCookieName() string {
+	switch {
+	case s.CookieName != "":
+		return s.CookieName
+	case s.Secure:
+		return "__Host-authgate_session"
+	}
+	return "authgate_session"
+}
+
+// ExternalOrigin returns scheme://host[:port] of external_url, or "".
+func (s SessionsConfig) ExternalOrigin() string {
+	if s.ExternalURL == "" {
+		return ""
+	}
+	u, err := url.Parse(s.ExternalURL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// validateSessions checks the sessions section.
+func (c *Config) validateSessions(bad func(field, format string, a ...any)) {
+	s := c.Sessions
+	if !s.Enabled {
+		return
+	}
+	if c.UsersFile == "" && !c.hasLogin() {
+		bad("sessions.enabled", "browser sign-in needs users_file or an issuers entry with a login block")
+	}
+	if s.IdleTimeout <= 0 || s.AbsoluteTimeout <= 0 {
+		bad("sessions.idle_timeout", "idle_timeout and absolute_timeout must be positive")
+	} else if s.IdleTimeout > s.AbsoluteTimeout {
+		bad("sessions.idle_timeout", "must not exceed sessions.absolute_timeout (%s)", s.AbsoluteTimeout)
+	}
+	switch s.OnUnauthenticated {
+	case "redirect", "deny":
+	default:
+		bad("sessions.on_unauthenticated", "want redirect or deny, got %q", s.OnUnauthenticated)
+	}
+	if n := s.SessionCookieName(); !s.Secure && (strings.HasPrefix(n, "__Host-") || strings.HasPrefix(n, "__Secure-")) {
+		bad("sessions.cookie_name", "%q needs the Secure attribute; pick a name without the prefix when secure is false", n)
+	}
+	if s.CacheTTL < 0 || s.CacheTTL > time.Minute {
+		bad("sessions.cache_ttl", "must be between 0s and 1m (a session ended on another replica ends here within it)")
+	}
+	if s.ExternalURL != "" {
+		u, err := url.Parse(s.ExternalURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad("sessions.external_url", "want the gateway's public https:// URL, like https://app.example.com")
+		} else if u.Scheme == "http" && s.Secure && !loopbackHost(u.Hostname()) {
+			bad("sessions.external_url", "plain http with secure cookies works only on localhost; use https")
+		}
+	}
+	if err := s.Page.Validate(); err != nil {
+		bad("sessions.page", "%v", err)
+	}
+}
+
+// hasLogin reports whether some external issuer has a login block.
+func (c *Config) hasLogin() bool { return false }
+
+func loopbackHost(h string) bool {
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+}
