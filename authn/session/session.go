@@ -261,7 +261,7 @@ func (mg *Manager) Start(w http.ResponseWriter, r *http.Request, rec state.Sessi
 // (the server decides when it ends).
 func (mg *Manager) SetCookie(w http.ResponseWriter, raw string, exp time.Time) {
 	http.SetCookie(w, &http.Cookie{
-		Name: mg.o.CookieName, Value: raw, Path: "/", Expires: exp.UTC(), MaxAge: int(time.Until(exp) / time.Second),
+		Name: mg.o.CookieName, Value: raw, Path: "/", Expires: exp.UTC(), MaxAge: max(1, int(exp.Sub(mg.o.Now())/time.Second)),
 		Secure: !mg.o.Insecure, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
 }
