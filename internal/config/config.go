@@ -214,7 +214,7 @@ func Default() Config {
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
 			Limits: issuer.DefaultLimits(), LimitedDelay: 500 * time.Millisecond},
-		Redis:   RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
+		Redis: RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
 		Sessions: SessionsConfig{Secure: true, IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 10 * time.Hour,
 			OnUnauthenticated: "redirect", CheckOrigin: true},
 		Logging: LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
