@@ -137,7 +137,7 @@ input:focus,button:focus,a:focus{outline:3px solid #ffbf47;outline-offset:2px}
 .error{margin:0 0 1rem;padding:.75rem;border-radius:8px;background:#fdecea;color:#8a1c12;border:1px solid #f5c2bd}
 .or{margin:1.5rem 0 0;text-align:center;color:#555}
 a{color:{{.Primary}}}
-@media (max-width:30rem){main{margin:0;min-height:100vh;border-radius:0;box-shadow:none;padding:1.5rem}}
+@media (max-width:30rem){main{margin:0;max-width:none;min-height:100vh;border-radius:0;box-shadow:none;padding:1.5rem}}
 </style>
 </head>
 <body>
