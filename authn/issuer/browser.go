@@ -70,9 +70,6 @@ type Provider interface {
 	// Start answers a browser that chose this provider: it redirects to
 	// the provider, carrying rd (already checked) through the flow.
 	Start(w http.ResponseWriter, r *http.Request, rd string)
-	// Callback completes the flow of the provider whose state the request
-	// carries; it reports false when the state is not this provider's.
-	Callback(w http.ResponseWriter, r *http.Request) bool
 }
 
 // BrowserOptions configure NewBrowser. Sessions and CSRFKey are required.
@@ -84,6 +81,12 @@ type BrowserOptions struct {
 	Sessions *session.Manager
 	// Providers are the external identity providers, in button order.
 	Providers []Provider
+	// Callback, with providers, completes their flows at
+	// <prefix>/callback.
+	Callback http.Handler
+	// Extra are more endpoints below the prefix (a provider's
+	// back-channel logout), by path relative to it.
+	Extra map[string]http.Handler
 	// Prefix is auth.prefix; empty means /auth.
 	Prefix string
 	// Page customises the pages.
@@ -181,14 +184,19 @@ func (b *Browser) Handlers() map[string]http.Handler {
 	for id, p := range b.byID {
 		h[b.prefix+PathSignIn+"/"+id] = b.startHandler(p)
 	}
-	if len(b.byID) > 0 {
-		h[b.prefix+PathCallback] = http.HandlerFunc(b.serveCallback)
+	if b.o.Callback != nil {
+		h[b.prefix+PathCallback] = b.o.Callback
+	}
+	for p, hd := range b.o.Extra {
+		h[b.prefix+p] = hd
 	}
 	return h
 }
 
 // Cookies returns the names of the cookies the browser endpoints set.
 func (b *Browser) Cookies() []string { return []string{b.o.Sessions.CookieName(), b.csrfCookie} }
+
+
 
 // SignInPath is the sign-in page's path.
 func (b *Browser) SignInPath() string { return b.prefix + PathSignIn }
@@ -418,7 +426,7 @@ func (b *Browser) serveSignOut(w http.ResponseWriter, r *http.Request) {
 		var endErr error
 		if p["scope"] == "everywhere" {
 			reason = session.EndSignOutEverywhere
-			_, endErr = b.o.Sessions.EndAll(r.Context(), s.Subject, reason)
+			_, endErr = b.o.Sessions.EndAll(r.Context(), state.SubjectKey(s.Issuer, s.Subject), reason)
 		} else if _, endErr = b.o.Sessions.End(r.Context(), key, reason); errors.Is(endErr, state.ErrNoSession) {
 			endErr = nil
 		}
@@ -474,17 +482,6 @@ func (b *Browser) startHandler(p Provider) http.Handler {
 		}
 		p.Start(w, r, b.redirectTarget(r, r.URL.Query().Get("rd")))
 	})
-}
-
-// serveCallback hands the authorization response to the provider whose
-// flow it belongs to.
-func (b *Browser) serveCallback(w http.ResponseWriter, r *http.Request) {
-	for _, p := range b.o.Providers {
-		if p.Callback(w, r) {
-			return
-		}
-	}
-	b.pages.render(w, r, http.StatusBadRequest, PageData{Kind: KindError, Error: "This sign-in link has expired or was already used.", RetryURL: b.prefix + PathSignIn})
 }
 
 // ErrorPage renders a sign-in error with a "try again" link; providers

@@ -116,6 +116,8 @@ func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
 			keys:         src,
 			cache:        tc,
 			now:          s.now,
+			algs:   c.algorithms(),
+			leeway: cache.Leeway,
 			parser: jwt.NewParser(
 				jwt.WithValidMethods(c.algorithms()),
 				jwt.WithIssuer(c.Issuer),
@@ -233,6 +235,8 @@ type verifier struct {
 	rolesPath    []string
 	roleMap      map[string][]string
 	parser       *jwt.Parser
+	algs         []string      // the allow-list
+	leeway       time.Duration // clock skew on exp, nbf, iat
 	keys         *keySource
 	cache        *tokenCache
 	metrics      *metrics

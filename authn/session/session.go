@@ -208,6 +208,9 @@ func (mg *Manager) CookieName() string { return mg.o.CookieName }
 // Secure reports whether cookies carry the Secure attribute.
 func (mg *Manager) Secure() bool { return !mg.o.Insecure }
 
+// AbsoluteTimeout returns the absolute timeout.
+func (mg *Manager) AbsoluteTimeout() time.Duration { return mg.o.AbsoluteTimeout }
+
 // IdleTimeout returns the idle timeout.
 func (mg *Manager) IdleTimeout() time.Duration { return mg.o.IdleTimeout }
 
@@ -448,8 +451,9 @@ func (mg *Manager) End(ctx context.Context, key, reason string) (state.Session, 
 	return s, nil
 }
 
-// EndAll ends every session of subject ("sign out everywhere", a
-// provider's back-channel logout) and returns how many there were.
+// EndAll ends every session of a subject, named by state.SubjectKey
+// ("sign out everywhere", a provider's back-channel logout), and returns
+// how many there were.
 func (mg *Manager) EndAll(ctx context.Context, subject, reason string) (int, error) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*mg.o.StateTimeout)
 	defer cancel()

@@ -54,7 +54,8 @@ type Memory struct {
 	revoked   map[string]time.Time
 	notBefore map[string]notBefore
 	sessions  map[string]*Session            // by key (the cookie's digest)
-	bySubject map[string]map[string]struct{} // session keys by subject
+	bySubject map[string]map[string]struct{} // session keys by SubjectKey
+	once      map[string]onceRecord          // PutOnce records
 	lastSweep time.Time
 	dirty     bool        // state differs from the file
 	timer     *time.Timer // pending debounced flush, or nil
@@ -284,6 +285,11 @@ func (m *Memory) maybeSweep(now time.Time) {
 		}
 	}
 	n += m.sweepSessions(now)
+	for k, r := range m.once {
+		if !r.exp.After(now) {
+			delete(m.once, k)
+		}
+	}
 	if n > 0 {
 		m.changed()
 	}

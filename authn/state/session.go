@@ -67,11 +67,28 @@ type SessionStore interface {
 	// EndSession removes the session under key and returns it, or
 	// returns ErrNoSession.
 	EndSession(ctx context.Context, key string) (Session, error)
-	// EndSessions removes every session of subject and returns their
-	// keys.
-	EndSessions(ctx context.Context, subject string) ([]string, error)
+	// EndSessions removes every session of a subject, named by
+	// SubjectKey, and returns their keys.
+	EndSessions(ctx context.Context, subjectKey string) ([]string, error)
 	// SessionCount returns the number of live sessions.
 	SessionCount(ctx context.Context) (int, error)
+	// PutOnce stores a short-lived record under key until exp, unless
+	// the key exists (an error). Sign-in flows keep their state in it.
+	PutOnce(ctx context.Context, key string, val []byte, exp time.Time) error
+	// TakeOnce removes the record under key and returns it, atomically:
+	// of two callers at most one gets it. A missing or expired record is
+	// ErrNoSession.
+	TakeOnce(ctx context.Context, key string) ([]byte, error)
+}
+
+// SubjectKey names a subject across issuers: the gateway's users by their
+// name, an external provider's by issuer and subject, so that equal
+// subjects of two providers stay two people.
+func SubjectKey(issuer, subject string) string {
+	if issuer == "" {
+		return subject
+	}
+	return issuer + "\x00" + subject
 }
 
 // checkSession validates a record before it is stored.
@@ -101,10 +118,11 @@ func (m *Memory) liveSession(key string, now time.Time) (*Session, error) {
 // dropSession removes a session and its index entry. m.mu must be held.
 func (m *Memory) dropSession(key string, s *Session) {
 	delete(m.sessions, key)
-	if set := m.bySubject[s.Subject]; set != nil {
+	sk := SubjectKey(s.Issuer, s.Subject)
+	if set := m.bySubject[sk]; set != nil {
 		delete(set, key)
 		if len(set) == 0 {
-			delete(m.bySubject, s.Subject)
+			delete(m.bySubject, sk)
 		}
 	}
 	m.changed()
@@ -139,10 +157,11 @@ func (m *Memory) putSession(key string, s Session) {
 	s.Roles = slices.Clone(s.Roles)
 	s.Data = slices.Clone(s.Data)
 	m.sessions[key] = &s
-	set := m.bySubject[s.Subject]
+	sk := SubjectKey(s.Issuer, s.Subject)
+	set := m.bySubject[sk]
 	if set == nil {
 		set = make(map[string]struct{})
-		m.bySubject[s.Subject] = set
+		m.bySubject[sk] = set
 	}
 	set[key] = struct{}{}
 }
@@ -340,7 +359,7 @@ func (r *Redis) CreateSession(ctx context.Context, key string, s Session) error 
 	// The indexes: a failure here leaves a session that sign-out
 	// everywhere cannot find, so the creation fails and the session goes.
 	now := r.clock().UnixMilli()
-	idx, all := r.subjectSessionsKey(s.Subject), r.allSessionsKey()
+	idx, all := r.subjectSessionsKey(SubjectKey(s.Issuer, s.Subject)), r.allSessionsKey()
 	maxMS := s.MaxExpires.UnixMilli()
 	pipe := r.client.Pipeline()
 	pipe.ZAdd(octx, idx, redis.Z{Score: float64(maxMS), Member: key})
@@ -449,7 +468,7 @@ func (r *Redis) EndSession(ctx context.Context, key string) (Session, error) {
 		return Session{}, unavailable("end session", errors.New("malformed record"))
 	}
 	pipe := r.client.Pipeline()
-	pipe.ZRem(octx, r.subjectSessionsKey(s.Subject), key)
+	pipe.ZRem(octx, r.subjectSessionsKey(SubjectKey(s.Issuer, s.Subject)), key)
 	pipe.ZRem(octx, r.allSessionsKey(), key)
 	_, _ = pipe.Exec(octx) // the indexes only lag; the session is gone
 	return s, nil
@@ -506,4 +525,97 @@ func newSessionScripts() sessionScripts {
 		update: redis.NewScript(updateSessionSrc),
 		end:    redis.NewScript(endSessionSrc),
 	}
+}
+
+// onceRecord is a PutOnce record of a Memory.
+type onceRecord struct {
+	val []byte
+	exp time.Time
+}
+
+// PutOnce implements SessionStore. The records are not persisted: a
+// restart only makes a sign-in in progress start again.
+func (m *Memory) PutOnce(ctx context.Context, key string, val []byte, exp time.Time) error {
+	if key == "" {
+		return errors.New("state: put once: empty key")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return unavailable("put once", errClosed)
+	}
+	now := m.now()
+	if r, ok := m.once[key]; ok && r.exp.After(now) {
+		return errors.New("state: put once: key exists")
+	}
+	if m.once == nil {
+		m.once = make(map[string]onceRecord)
+	}
+	if len(m.once) >= maxOnce {
+		for k, r := range m.once {
+			if !r.exp.After(now) {
+				delete(m.once, k)
+			}
+		}
+		if len(m.once) >= maxOnce {
+			// A flood of abandoned sign-ins must not grow memory without
+			// bound; new ones wait for old ones to expire.
+			return unavailable("put once", errors.New("too many pending records"))
+		}
+	}
+	m.once[key] = onceRecord{val: slices.Clone(val), exp: exp}
+	return nil
+}
+
+// maxOnce bounds the PutOnce records of a Memory.
+const maxOnce = 100000
+
+// TakeOnce implements SessionStore.
+func (m *Memory) TakeOnce(ctx context.Context, key string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, unavailable("take once", errClosed)
+	}
+	r, ok := m.once[key]
+	delete(m.once, key)
+	if !ok || !r.exp.After(m.now()) {
+		return nil, ErrNoSession
+	}
+	return r.val, nil
+}
+
+// PutOnce implements SessionStore.
+func (r *Redis) PutOnce(ctx context.Context, key string, val []byte, exp time.Time) error {
+	if key == "" {
+		return errors.New("state: put once: empty key")
+	}
+	ttl := exp.Sub(r.clock())
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	ok, err := r.client.SetNX(octx, r.prefix+"once:{"+boundKey(key)+"}", val, ttl).Result()
+	if err != nil {
+		return unavailable("put once", err)
+	}
+	if !ok {
+		return errors.New("state: put once: key exists")
+	}
+	return nil
+}
+
+// TakeOnce implements SessionStore with GETDEL: one atomic command.
+func (r *Redis) TakeOnce(ctx context.Context, key string) ([]byte, error) {
+	octx, cancel := r.op(ctx)
+	defer cancel()
+	v, err := r.client.GetDel(octx, r.prefix+"once:{"+boundKey(key)+"}").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, unavailable("take once", err)
+	}
+	return v, nil
 }

@@ -170,3 +170,46 @@ func TestSessionsPersist(t *testing.T) {
 		t.Fatalf("ended session after a restart error = %v, want ErrNoSession", err)
 	}
 }
+
+func TestPutTakeOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			clk := statetest.NewClock(t0())
+			a, b := be.open(t, clk)
+			if err := a.PutOnce(ctx, "state1", []byte("flow"), clk.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.PutOnce(ctx, "state1", []byte("other"), clk.Now().Add(time.Minute)); err == nil {
+				t.Fatal("PutOnce() over an existing key succeeded")
+			}
+			// Of concurrent takers exactly one gets the record (no replay).
+			got := make(chan []byte, 8)
+			for i := 0; i < 8; i++ {
+				s := a
+				if i%2 == 1 {
+					s = b
+				}
+				go func() {
+					v, err := s.TakeOnce(ctx, "state1")
+					if err != nil && !errors.Is(err, ErrNoSession) {
+						t.Error(err)
+					}
+					got <- v
+				}()
+			}
+			n := 0
+			for i := 0; i < 8; i++ {
+				if v := <-got; v != nil {
+					n++
+					if string(v) != "flow" {
+						t.Errorf("TakeOnce() = %q", v)
+					}
+				}
+			}
+			if n != 1 {
+				t.Fatalf("%d takers got the record, want 1", n)
+			}
+		})
+	}
+}

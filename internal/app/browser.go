@@ -1,14 +1,17 @@
 package app
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/authn/issuer"
+	"github.com/authgate/authgate/authn/oidc"
 	"github.com/authgate/authgate/authn/session"
 	"github.com/authgate/authgate/authn/state"
 	"github.com/authgate/authgate/internal/clientip"
@@ -42,8 +45,17 @@ func (a *App) newBrowser(cfg *config.Config, sec config.Secrets, trusted clienti
 		// session ended on another replica ends here within it.
 		cacheTTL = min(cfg.ReloadInterval, time.Second)
 	}
+	rp, err := a.newRP(cfg, sec, d)
+	if err != nil {
+		return browserParts{}, err
+	}
+	var refresher session.Refresher
+	if rp != nil {
+		refresher = rp
+	}
 	mg, err := session.New(session.Options{
-		Store: a.state, Binding: a.users,
+		Refresher: refresher,
+		Store:     a.state, Binding: a.users,
 		Roles: func(sub string) ([]string, bool) {
 			u, ok := a.users.Load().Lookup(sub)
 			if !ok {
@@ -62,15 +74,76 @@ func (a *App) newBrowser(cfg *config.Config, sec config.Secrets, trusted clienti
 	// Every replica derives the same CSRF key from the signing secret.
 	mac := hmac.New(sha256.New, sec.JWT)
 	mac.Write([]byte("authgate browser form csrf v1"))
-	b, err := issuer.NewBrowser(issuer.BrowserOptions{
+	bo := issuer.BrowserOptions{
 		Issuer: a.issuer, Sessions: mg, Prefix: cfg.Auth.Prefix, Page: sc.Page, CSRFKey: mac.Sum(nil),
 		Trusted: trusted, MaxBodyBytes: cfg.Auth.MaxBodyBytes, Logger: a.log.With(zap.String("component", "browser")), Registerer: a.reg,
-	})
+	}
+	if cfg.UsersFile == "" {
+		bo.Issuer = nil
+	}
+	var cookies []string
+	if rp != nil {
+		bo.Callback = http.HandlerFunc(rp.Callback)
+		bo.Extra = map[string]http.Handler{}
+		for _, p := range rp.Providers() {
+			bo.Providers = append(bo.Providers, p)
+			if p.Backchannel() {
+				bo.Extra["/backchannel_logout/"+p.ID()] = rp.BackchannelHandler(p)
+			}
+		}
+		cookies = append(cookies, rp.FlowCookie())
+	}
+	b, err := issuer.NewBrowser(bo)
 	if err != nil {
 		return browserParts{}, err
 	}
+	if rp != nil {
+		rp.Attach(mg, b)
+	}
 	return browserParts{
-		sessions: mg, handlers: b.Handlers(), cookies: b.Cookies(),
+		sessions: mg, handlers: b.Handlers(), cookies: append(b.Cookies(), cookies...),
 		signIn: &proxy.SignIn{Path: b.SignInPath(), Default: sc.OnUnauthenticated == "redirect"},
 	}, nil
+}
+
+// newRP builds the relying party of the issuers with a login block, or
+// returns nil when there is none.
+func (a *App) newRP(cfg *config.Config, sec config.Secrets, d Deps) (*oidc.RP, error) {
+	var pcs []oidc.ProviderConfig
+	base := strings.TrimSuffix(cfg.Sessions.ExternalURL, "/") + cfg.Auth.Prefix
+	for _, is := range cfg.Issuers {
+		l := is.Login
+		if l == nil {
+			continue
+		}
+		pc := oidc.ProviderConfig{Issuer: is.Issuer, Login: *l, ClientSecret: sec.ClientSecrets[l.ID],
+			RedirectURL: cmp.Or(l.RedirectURL, base+issuer.PathCallback), PostLogoutURL: cmp.Or(l.PostLogoutRedirectURL, base+issuer.PathSignOut)}
+		if l.PrivateKeyFile != "" {
+			k, err := oidc.LoadPrivateKey(l.PrivateKeyFile)
+			if err != nil {
+				return nil, err
+			}
+			pc.PrivateKey, pc.ClientSecret = k, ""
+		}
+		pcs = append(pcs, pc)
+	}
+	if len(pcs) == 0 {
+		return nil, nil
+	}
+	return oidc.New(oidc.Options{
+		Providers: pcs, Keys: a.external, Store: a.state, Insecure: !cfg.Sessions.Secure, StateTimeout: cfg.Auth.StateTimeout,
+		Client: a.oidcClient(cfg, d), Now: d.Now, Logger: a.log.With(zap.String("component", "oidc")), Registerer: a.reg,
+	})
+}
+
+// oidcClient is the HTTP client for the providers' token endpoints: the
+// injected transport in tests, else a transport of its own; redirects are
+// never followed.
+func (a *App) oidcClient(cfg *config.Config, d Deps) *http.Client {
+	c := &http.Client{Timeout: max(cfg.JWKS.FetchTimeout, oidc.DefaultTimeout),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		c.Transport = t.Clone()
+	}
+	return c
 }

@@ -196,6 +196,8 @@ type Secrets struct {
 	PreviousJWT []token.Key
 	RedisPass   string
 	RedisURL    string
+	// ClientSecrets are the identity providers' client secrets by login id.
+	ClientSecrets map[string]string
 }
 
 // Default returns the configuration every unset key falls back to.
@@ -240,6 +242,11 @@ func Load(path string) (*Config, error) {
 	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile, &c.Sessions.Page.TemplateFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i := range c.Issuers {
+		if l := c.Issuers[i].Login; l != nil && l.PrivateKeyFile != "" && !filepath.IsAbs(l.PrivateKeyFile) {
+			l.PrivateKeyFile = filepath.Join(dir, l.PrivateKeyFile)
 		}
 	}
 	if err := errors.Join(append(fieldErrs, c.Validate())...); err != nil {
@@ -529,6 +536,9 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	}
 	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
 	if err != nil {
+		return nil, Secrets{}, err
+	}
+	if sec.ClientSecrets, err = ResolveClientSecrets(cfg, environ); err != nil {
 		return nil, Secrets{}, err
 	}
 	return cfg, sec, nil

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -33,6 +35,7 @@ func (s SessionsConfig) ExternalOrigin() string {
 
 // validateSessions checks the sessions section.
 func (c *Config) validateSessions(bad func(field, format string, a ...any)) {
+	c.validateLogins(bad)
 	s := c.Sessions
 	if !s.Enabled {
 		return
@@ -70,7 +73,74 @@ func (c *Config) validateSessions(bad func(field, format string, a ...any)) {
 }
 
 // hasLogin reports whether some external issuer has a login block.
-func (c *Config) hasLogin() bool { return false }
+func (c *Config) hasLogin() bool {
+	for _, is := range c.Issuers {
+		if is.Login != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// validateLogins checks the issuers' login blocks against the sessions
+// section.
+func (c *Config) validateLogins(bad func(field, format string, a ...any)) {
+	ids := map[string]int{}
+	for i, is := range c.Issuers {
+		l := is.Login
+		if l == nil {
+			continue
+		}
+		field := fmt.Sprintf("issuers[%d].login", i)
+		if !c.Sessions.Enabled {
+			bad(field, "needs sessions.enabled: true (the provider's sign-in makes a browser session)")
+		}
+		if l.RedirectURL == "" && c.Sessions.ExternalURL == "" {
+			bad(field+".redirect_url", "required unless sessions.external_url is set (the provider needs the exact URL)")
+		}
+		if prev, dup := ids[l.ID]; dup {
+			bad(field+".id", "%q is also the id of issuers[%d]", l.ID, prev)
+		}
+		ids[l.ID] = i
+	}
+}
+
+// ClientSecretVar returns the variable holding the client secret of the
+// provider with login id: AUTHGATE_OIDC_<ID>_CLIENT_SECRET, with the id
+// upper-cased and "-" as "_".
+func ClientSecretVar(id string) string {
+	return "AUTHGATE_OIDC_" + strings.ToUpper(strings.ReplaceAll(id, "-", "_")) + "_CLIENT_SECRET"
+}
+
+// ResolveClientSecrets reads the client secret of every login block that
+// does not use private_key_jwt, from its variable or the _FILE variant.
+// A missing secret is an error naming the variable.
+func ResolveClientSecrets(c *Config, environ []string) (map[string]string, error) {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	out := map[string]string{}
+	var errs []error
+	for _, is := range c.Issuers {
+		l := is.Login
+		if l == nil || l.PrivateKeyFile != "" {
+			continue
+		}
+		name := ClientSecretVar(l.ID)
+		v, err := secret(name, env[name], env[name+"_FILE"])
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case v == "":
+			errs = append(errs, fmt.Errorf("env: %s (or %s_FILE) is required for the login of %s, or set private_key_file", name, name, is.Issuer))
+		default:
+			out[l.ID] = v
+		}
+	}
+	return out, errors.Join(errs...)
+}
 
 func loopbackHost(h string) bool {
 	return h == "localhost" || h == "127.0.0.1" || h == "::1"
