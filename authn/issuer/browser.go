@@ -490,9 +490,10 @@ func (b *Browser) ErrorPage(w http.ResponseWriter, r *http.Request, status int, 
 	b.pages.render(w, r, status, PageData{Kind: KindError, Error: msg, RetryURL: b.prefix + PathSignIn})
 }
 
-// SignedOutPage renders the signed-out page.
-func (b *Browser) SignedOutPage(w http.ResponseWriter, r *http.Request) {
-	b.pages.render(w, r, http.StatusOK, PageData{Kind: KindSignedOut})
+// SignedOutPage renders the signed-out page; with next, it sends the
+// browser on to next (the provider's end-session endpoint).
+func (b *Browser) SignedOutPage(w http.ResponseWriter, r *http.Request, next string) {
+	b.pages.render(w, r, http.StatusOK, PageData{Kind: KindSignedOut, Continue: next})
 }
 
 // CountSignIn counts and audits a provider sign-in outcome.

@@ -106,6 +106,11 @@ type PageData struct {
 	SignInURL string
 	// RetryURL is the "try again" link of an error page.
 	RetryURL string
+	// Continue, on the signed-out page, is where the browser goes on to
+	// sign out at the identity provider too (a meta refresh and a link:
+	// a redirect from the sign-out form would be a form-action to
+	// another origin, which the CSP forbids).
+	Continue string
 }
 
 // ProviderLink is one external provider's button on the sign-in page.
@@ -122,7 +127,8 @@ const defaultTemplate = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>{{if eq .Kind "sign_in"}}{{.Title}}{{else if eq .Kind "sign_out"}}Sign out{{else if eq .Kind "signed_out"}}Signed out{{else}}Sign-in problem{{end}}</title>
+{{if .Continue}}<meta http-equiv="refresh" content="0;url={{.Continue}}">
+{{end}}<title>{{if eq .Kind "sign_in"}}{{.Title}}{{else if eq .Kind "sign_out"}}Sign out{{else if eq .Kind "signed_out"}}Signed out{{else}}Sign-in problem{{end}}</title>
 <style nonce="{{.Nonce}}">
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:{{.Background}};font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1a1a1a}
@@ -170,7 +176,8 @@ a{color:{{.Primary}}}
 </form>
 {{else if eq .Kind "signed_out"}}
 <h1>You are signed out</h1>
-<p><a href="{{.SignInURL}}">Sign in again</a></p>
+{{if .Continue}}<p><a class="button" href="{{.Continue}}">Continue to sign out at your identity provider</a></p>
+{{else}}<p><a href="{{.SignInURL}}">Sign in again</a></p>{{end}}
 {{else}}
 <h1>Sign-in did not work</h1>
 <p class="error" role="alert">{{.Error}}</p>

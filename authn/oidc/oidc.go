@@ -86,8 +86,9 @@ type ProviderConfig struct {
 type Pages interface {
 	// ErrorPage renders a sign-in error with a "try again" link.
 	ErrorPage(w http.ResponseWriter, r *http.Request, status int, msg string)
-	// SignedOutPage renders the signed-out page.
-	SignedOutPage(w http.ResponseWriter, r *http.Request)
+	// SignedOutPage renders the signed-out page, sending the browser on
+	// to next when it is set.
+	SignedOutPage(w http.ResponseWriter, r *http.Request, next string)
 	// CountSignIn counts and audits a provider sign-in outcome.
 	CountSignIn(r *http.Request, subject, outcome, reason string)
 }
@@ -181,13 +182,16 @@ func New(o Options) (*RP, error) {
 	}
 	rp.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authgate_oidc_failures_total",
-		Help: "Failed steps of provider sign-ins, refreshes and back-channel logouts, by provider id and reason.",
+		Help: "Failed steps of provider sign-ins, refreshes and back-channel logouts, by provider id (unknown when no flow names one) and reason.",
 	}, []string{"provider", "reason"})
 	for _, p := range rp.providers {
 		for _, r := range failureReasons {
 			rp.failures.WithLabelValues(p.id, r)
 		}
 	}
+	// A callback whose state names no flow names no provider either.
+	rp.failures.WithLabelValues("unknown", ReasonUnknownState)
+	rp.failures.WithLabelValues("unknown", ReasonUnavailable)
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(rp.failures); err != nil {
 			return nil, fmt.Errorf("oidc: register metrics: %w", err)
@@ -222,9 +226,7 @@ func (rp *RP) fail(w http.ResponseWriter, r *http.Request, p *Provider, reason s
 	if p != nil {
 		id = p.id
 	}
-	if p != nil {
-		rp.failures.WithLabelValues(id, reason).Inc()
-	}
+	rp.failures.WithLabelValues(id, reason).Inc()
 	fields := []zap.Field{zap.String("event", "oidc"), zap.String("provider", id), zap.String("reason", reason),
 		zap.String("request_id", logsafe.String(r.Header.Get("X-Request-Id")))}
 	if err != nil {

@@ -475,7 +475,7 @@ func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, s state.Sessio
 	t, ok := decodeTokens(s.Data)
 	m, err := p.metadata(r.Context())
 	if !ok || err != nil || m.EndSessionEndpoint == "" {
-		pages.SignedOutPage(w, r)
+		pages.SignedOutPage(w, r, "")
 		return
 	}
 	q := url.Values{"id_token_hint": {t.IDToken}, "client_id": {p.cfg.Login.ClientID}, "state": {randomToken(16)}}
@@ -488,9 +488,7 @@ func (p *Provider) Logout(w http.ResponseWriter, r *http.Request, s state.Sessio
 	} else {
 		target += "?" + q.Encode()
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Location", target)
-	w.WriteHeader(http.StatusSeeOther)
+	pages.SignedOutPage(w, r, target)
 }
 
 // indexSID records which session a provider session id belongs to, for

@@ -51,6 +51,24 @@ func Run(t testing.TB, a *app.App) *Gateway {
 	if err != nil {
 		t.Fatalf("apptest: listen: %v", err)
 	}
+	return RunOn(t, a, mainLn)
+}
+
+// StartOn is Start with the main listener opened by the caller, for a
+// config that must name the gateway's own URL (a redirect URI).
+func StartOn(t testing.TB, cfg *config.Config, sec config.Secrets, d app.Deps, mainLn net.Listener) *Gateway {
+	t.Helper()
+	a, err := app.New(cfg, sec, d)
+	if err != nil {
+		mainLn.Close()
+		t.Fatalf("app.New: %v", err)
+	}
+	return RunOn(t, a, mainLn)
+}
+
+// RunOn is Run on the given main listener.
+func RunOn(t testing.TB, a *app.App, mainLn net.Listener) *Gateway {
+	t.Helper()
 	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		mainLn.Close()

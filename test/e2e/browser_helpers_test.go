@@ -176,3 +176,8 @@ func withSessions(c *config.Config) {
 
 // pathOf returns the path and query of a URL on the gateway.
 func pathOf(gwURL, loc string) string { return strings.TrimPrefix(loc, gwURL) }
+
+// typeInto waits for the field matching css and types value into it.
+func typeInto(b *browser, css, value string) error {
+	return chromedp.Do(b.ctx, chromedp.WaitVisible(chromedp.CSS(css)), chromedp.SendKeys(chromedp.CSS(css), value))
+}
