@@ -196,8 +196,6 @@ func (b *Browser) Handlers() map[string]http.Handler {
 // Cookies returns the names of the cookies the browser endpoints set.
 func (b *Browser) Cookies() []string { return []string{b.o.Sessions.CookieName(), b.csrfCookie} }
 
-
-
 // SignInPath is the sign-in page's path.
 func (b *Browser) SignInPath() string { return b.prefix + PathSignIn }
 

@@ -116,8 +116,8 @@ func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
 			keys:         src,
 			cache:        tc,
 			now:          s.now,
-			algs:   c.algorithms(),
-			leeway: cache.Leeway,
+			algs:         c.algorithms(),
+			leeway:       cache.Leeway,
 			parser: jwt.NewParser(
 				jwt.WithValidMethods(c.algorithms()),
 				jwt.WithIssuer(c.Issuer),

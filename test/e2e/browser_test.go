@@ -127,7 +127,6 @@ func TestBrowserSignIn(t *testing.T) {
 	})
 }
 
-
 // TestBrowserSessionEnds: a session unused past its idle timeout, and one
 // whose user changed password, sends the browser back to the sign-in page.
 func TestBrowserSessionEnds(t *testing.T) {
