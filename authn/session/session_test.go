@@ -335,3 +335,45 @@ func TestCacheEndsWithinTTL(t *testing.T) {
 		t.Fatal("session ended on another replica still works after the cache TTL")
 	}
 }
+
+// fakeRefresher is due always and answers err or new data.
+type fakeRefresher struct {
+	err   error
+	calls int
+}
+
+func (f *fakeRefresher) Due(state.Session, time.Time) bool { return true }
+func (f *fakeRefresher) Refresh(context.Context, state.Session) ([]byte, error) {
+	f.calls++
+	return []byte("new tokens"), f.err
+}
+
+func TestProviderSessionRefresh(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		rf := &fakeRefresher{}
+		if fail {
+			rf.err = errors.New("invalid_grant")
+		}
+		f := newFixture(t, Options{Refresher: rf})
+		w := httptest.NewRecorder()
+		if _, err := f.mg.Start(w, httptest.NewRequest("GET", "https://app.example/auth/callback", nil),
+			state.Session{Subject: "alice", Issuer: "https://idp.example", Data: []byte("old tokens")}); err != nil {
+			t.Fatal(err)
+		}
+		c := w.Result().Cookies()[0]
+		_, ok, err := f.auth("GET", c)
+		if fail {
+			if ok || err != nil {
+				t.Fatalf("failed refresh: ok=%v err=%v; want the session ended", ok, err)
+			}
+			if _, err := f.store.Session(context.Background(), Key(c.Value)); !errors.Is(err, state.ErrNoSession) {
+				t.Fatal("a failed refresh left the session in the store")
+			}
+			continue
+		}
+		s, _ := f.store.Session(context.Background(), Key(c.Value))
+		if !ok || string(s.Data) != "new tokens" || rf.calls != 1 {
+			t.Fatalf("refresh: ok=%v data=%q calls=%d", ok, s.Data, rf.calls)
+		}
+	}
+}
