@@ -265,3 +265,42 @@ func TestSignOut(t *testing.T) {
 	}
 	_ = state.ErrNoSession
 }
+
+// stubProvider records the browsers sent to it.
+type stubProvider struct{ started []string }
+
+func (s *stubProvider) Name() string { return "Example IdP" }
+func (s *stubProvider) ID() string   { return "idp" }
+func (s *stubProvider) Start(w http.ResponseWriter, r *http.Request, rd string) {
+	s.started = append(s.started, rd)
+	w.Header().Set("Location", "https://idp.example/authorize")
+	w.WriteHeader(http.StatusFound)
+}
+
+func TestSignInWithProviders(t *testing.T) {
+	f := newFixture(t)
+	mg, _ := session.New(session.Options{Store: f.mem, Now: f.clk.Now})
+	p := &stubProvider{}
+	// One provider and no users file: straight to the provider.
+	b, err := NewBrowser(BrowserOptions{Sessions: mg, Providers: []Provider{p}, CSRFKey: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	b.Handlers()["/auth/sign_in"].ServeHTTP(w, httptest.NewRequest("GET", "https://app.example/auth/sign_in?rd=%2Fx", nil))
+	if w.Code != http.StatusFound || len(p.started) != 1 || p.started[0] != "/x" {
+		t.Fatalf("sign-in page with one provider = %d, started %v; want a redirect to the provider with rd /x", w.Code, p.started)
+	}
+	// With the users file too: the form and one button.
+	bf := newBrowserFixture(t)
+	b2, err := NewBrowser(BrowserOptions{Issuer: bf.is, Sessions: bf.mg, Providers: []Provider{p}, CSRFKey: []byte(strings.Repeat("k", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = httptest.NewRecorder()
+	b2.Handlers()["/auth/sign_in"].ServeHTTP(w, httptest.NewRequest("GET", "https://app.example/auth/sign_in?rd=%2Fx", nil))
+	body := w.Body.String()
+	if w.Code != 200 || !strings.Contains(body, `href="/auth/sign_in/idp?rd=%2fx"`) && !strings.Contains(body, `href="/auth/sign_in/idp?rd=%2Fx"`) || !strings.Contains(body, "Sign in with Example IdP") || !strings.Contains(body, `id="password"`) {
+		t.Fatalf("sign-in page with a users file and a provider: %d %s", w.Code, body)
+	}
+}
