@@ -32,6 +32,8 @@ type fakeOP struct {
 	srv  *httptest.Server
 	key  *rsa.PrivateKey
 	iss  bool // advertises and sends RFC 9207 iss
+	// methods are the advertised PKCE methods; nil means [S256].
+	methods []string
 	mu   sync.Mutex
 	auth map[string]url.Values // code -> authorization request
 	// idToken edits the claims of the next ID tokens.
@@ -58,7 +60,7 @@ func (op *fakeOP) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"issuer": op.srv.URL, "authorization_endpoint": op.srv.URL + "/authorize", "token_endpoint": op.srv.URL + "/token",
 			"jwks_uri": op.srv.URL + "/jwks", "end_session_endpoint": op.srv.URL + "/logout",
-			"code_challenge_methods_supported": []string{"S256"}, "authorization_response_iss_parameter_supported": op.iss,
+			"code_challenge_methods_supported": op.pkceMethods(), "authorization_response_iss_parameter_supported": op.iss,
 		})
 	case "/jwks":
 		n := base64.RawURLEncoding.EncodeToString(op.key.N.Bytes())
@@ -69,6 +71,13 @@ func (op *fakeOP) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+func (op *fakeOP) pkceMethods() []string {
+	if op.methods == nil {
+		return []string{"S256"}
+	}
+	return op.methods
 }
 
 // authorize plays the provider's authorization endpoint for the URL the
@@ -422,5 +431,15 @@ func TestBackchannelLogout(t *testing.T) {
 	}
 	if code := post(base()); code != http.StatusBadRequest {
 		t.Fatalf("replayed logout token: status %d, want 400", code)
+	}
+}
+
+func TestProviderWithoutS256IsRefused(t *testing.T) {
+	f := newRPFixture(t, false)
+	f.op.methods = []string{"plain"}
+	w := f.do(func(w http.ResponseWriter, r *http.Request) { f.rp.Providers()[0].Start(w, r, "/app") },
+		httptest.NewRequest("GET", "https://app.example/auth/sign_in/op", nil))
+	if w.Code != http.StatusServiceUnavailable || f.failures(ReasonDiscovery) != 1 {
+		t.Fatalf("Start() with a provider without S256 = %d, want 503 and a discovery failure", w.Code)
 	}
 }
