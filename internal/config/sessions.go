@@ -61,8 +61,8 @@ func (c *Config) validateSessions(bad func(field, format string, a ...any)) {
 	}
 	if s.ExternalURL != "" {
 		u, err := url.Parse(s.ExternalURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			bad("sessions.external_url", "want the gateway's public https:// URL, like https://app.example.com")
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+			bad("sessions.external_url", "want the gateway's public origin, like https://app.example.com (no path: the gateway's endpoints are at auth.prefix)")
 		} else if u.Scheme == "http" && s.Secure && !loopbackHost(u.Hostname()) {
 			bad("sessions.external_url", "plain http with secure cookies works only on localhost; use https")
 		}
