@@ -95,6 +95,7 @@ type Pages interface {
 
 // Options configure New. Providers, Keys and Store are required.
 type Options struct {
+	// Providers are the providers with a login block, in button order.
 	Providers []ProviderConfig
 	// Keys verifies ID and logout tokens with each issuer's JWKS.
 	Keys *jwks.Set

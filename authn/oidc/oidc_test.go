@@ -28,14 +28,14 @@ import (
 // PKCE, the redirect URI, the client's secret and single use of codes,
 // and issues tokens a test can bend.
 type fakeOP struct {
-	t    *testing.T
-	srv  *httptest.Server
-	key  *rsa.PrivateKey
-	iss  bool // advertises and sends RFC 9207 iss
+	t   *testing.T
+	srv *httptest.Server
+	key *rsa.PrivateKey
+	iss bool // advertises and sends RFC 9207 iss
 	// methods are the advertised PKCE methods; nil means [S256].
 	methods []string
-	mu   sync.Mutex
-	auth map[string]url.Values // code -> authorization request
+	mu      sync.Mutex
+	auth    map[string]url.Values // code -> authorization request
 	// idToken edits the claims of the next ID tokens.
 	idToken func(jwt.MapClaims)
 	// refreshFails makes refresh grants fail.

@@ -132,14 +132,14 @@ func (a *App) newRP(cfg *config.Config, sec config.Secrets, d Deps) (*oidc.RP, e
 	}
 	return oidc.New(oidc.Options{
 		Providers: pcs, Keys: a.external, Store: a.state, Insecure: !cfg.Sessions.Secure, StateTimeout: cfg.Auth.StateTimeout,
-		Client: a.oidcClient(cfg, d), Now: d.Now, Logger: a.log.With(zap.String("component", "oidc")), Registerer: a.reg,
+		Client: oidcClient(cfg), Now: d.Now, Logger: a.log.With(zap.String("component", "oidc")), Registerer: a.reg,
 	})
 }
 
-// oidcClient is the HTTP client for the providers' token endpoints: the
-// injected transport in tests, else a transport of its own; redirects are
-// never followed.
-func (a *App) oidcClient(cfg *config.Config, d Deps) *http.Client {
+// oidcClient is the HTTP client for the providers' discovery and token
+// endpoints: a transport of its own, and redirects are never followed (a
+// redirect would carry the code or the client secret elsewhere).
+func oidcClient(cfg *config.Config) *http.Client {
 	c := &http.Client{Timeout: max(cfg.JWKS.FetchTimeout, oidc.DefaultTimeout),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {

@@ -27,8 +27,10 @@ import (
 
 // User is one account of the login app.
 type User struct {
+	// Password is checked by the login page.
 	Password string
-	Roles    []string
+	// Roles go into the ID token's "roles" claim.
+	Roles []string
 }
 
 // Options configure Start.
@@ -204,10 +206,13 @@ func (h *Hydra) Close() {
 
 // Client is an OAuth 2.0 client registration.
 type Client struct {
-	ID, Secret             string
+	// ID and Secret are the client id and secret.
+	ID, Secret string
+	// RedirectURIs and PostLogoutRedirectURIs are registered exactly.
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
-	BackchannelLogoutURI   string
+	// BackchannelLogoutURI receives logout tokens.
+	BackchannelLogoutURI string
 	// AuthMethod is client_secret_basic (default) or private_key_jwt.
 	AuthMethod string
 	// JWKS, for private_key_jwt, is the client's public key set.
