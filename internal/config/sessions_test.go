@@ -36,10 +36,21 @@ func TestValidateSessions(t *testing.T) {
 		{"external url with a query", func(c *Config) { c.Sessions.ExternalURL = "https://app.example/?x" }, "sessions.external_url"},
 		{"external url with a path", func(c *Config) { c.Sessions.ExternalURL = "https://app.example/app" }, "sessions.external_url"},
 		{"plain http external url off loopback", func(c *Config) { c.Sessions.ExternalURL = "http://app.example" }, "sessions.external_url"},
-		{"login needs sessions", func(c *Config) { c.Sessions.Enabled = false; c.Sessions.ExternalURL = "https://app.example"; c.Issuers = []jwks.IssuerConfig{login} }, "needs sessions.enabled"},
+		{"login needs sessions", func(c *Config) {
+			c.Sessions.Enabled = false
+			c.Sessions.ExternalURL = "https://app.example"
+			c.Issuers = []jwks.IssuerConfig{login}
+		}, "needs sessions.enabled"},
 		{"login needs a redirect URL", func(c *Config) { c.Issuers = []jwks.IssuerConfig{login} }, "redirect_url: required unless sessions.external_url"},
-		{"login", func(c *Config) { c.Sessions.ExternalURL = "https://app.example"; c.Issuers = []jwks.IssuerConfig{login} }, ""},
-		{"login only", func(c *Config) { c.UsersFile = ""; c.Sessions.ExternalURL = "https://app.example"; c.Issuers = []jwks.IssuerConfig{login} }, ""},
+		{"login", func(c *Config) {
+			c.Sessions.ExternalURL = "https://app.example"
+			c.Issuers = []jwks.IssuerConfig{login}
+		}, ""},
+		{"login only", func(c *Config) {
+			c.UsersFile = ""
+			c.Sessions.ExternalURL = "https://app.example"
+			c.Issuers = []jwks.IssuerConfig{login}
+		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := sessionsConfig()
