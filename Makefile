@@ -8,7 +8,7 @@ APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 DEMO_SECRET := demo-secret-for-make-run-only-0123456789
 
-.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release rollout-long
+.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release rollout-long hydra-demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authgate .
@@ -20,8 +20,10 @@ run:
 # The test command CI runs (.ci/run): formatting and vet, the race-enabled
 # suite, a short run of every fuzz target, the static-binary check and the
 # Helm chart tests. scripts/testsummary prints what go test prints, then the
-# skipped tests grouped by reason.
+# skipped tests grouped by reason. scripts/hydra.sh builds the OpenID
+# Provider of the SSO tests once (cached).
 test: lint
+	scripts/hydra.sh >/dev/null
 	$(GO) run ./scripts/testsummary -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) static-check
@@ -80,3 +82,9 @@ bench-quick: build
 # contract" quotes its figures. About ten minutes.
 rollout-long:
 	AUTHGATE_ROLLOUT_LONG=1 $(GO) test -count=1 -timeout 90m -v ./test/rollout
+
+# A local OpenID Provider (Ory Hydra, in memory) with a demo login app and
+# the gateway in front of the demo upstream, signed in through it: see
+# README "SSO with your identity provider".
+hydra-demo:
+	AUTHGATE_JWT_SECRET=$(DEMO_SECRET) $(GO) run ./test/e2e/hydrademo --hydra "$$(scripts/hydra.sh)"

@@ -25,6 +25,9 @@ const (
 	// MethodExternal is a bearer token from an external identity provider
 	// verified through its JWKS.
 	MethodExternal Method = "external"
+	// MethodSession is a browser session cookie (the gateway's sign-in
+	// page or an external provider's authorization code flow).
+	MethodSession Method = "session"
 )
 
 // Principal is an authenticated caller. The zero value is the anonymous
@@ -40,12 +43,14 @@ type Principal struct {
 	Method Method
 	// KeyName is the API key's name when Method is MethodAPIKey.
 	KeyName string
-	// Issuer is the token issuer for the JWT methods.
+	// Issuer is the token issuer for the JWT methods, and the external
+	// provider for a session signed in there.
 	Issuer string
 	// TokenID is the token's jti, when it has one.
 	TokenID string
 	// Session identifies the login a gateway access token belongs to (its
-	// "sid" claim, the refresh-token family); empty when there is none.
+	// "sid" claim, the refresh-token family), or the store key of a
+	// browser session; empty when there is none.
 	Session string
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
@@ -97,6 +102,10 @@ var (
 	ErrAmbiguous = errors.New("authn: more than one credential presented")
 	// ErrMalformed is an Authorization header that is not a bearer token.
 	ErrMalformed = errors.New("authn: malformed credential")
+	// ErrCrossSite is a request authenticated by a browser's session
+	// cookie whose unsafe method did not come from the gateway's own
+	// origin (cross-site request forgery). It is answered 403.
+	ErrCrossSite = errors.New("authn: cross-site request with a session cookie")
 	// ErrUnavailable is a technical failure (a store or key source that
 	// cannot be reached). It still denies.
 	ErrUnavailable = errors.New("authn: credential check unavailable")

@@ -168,12 +168,20 @@ func peekIssuer(raw string) (string, error) {
 	return iss, nil
 }
 
-// Chain is the gateway's authenticator: a bearer token or an API key.
+// Chain is the gateway's authenticator: a bearer token, an API key or a
+// browser session cookie.
 //
 // A request that carries both an Authorization header and an X-API-Key is
 // rejected with ErrAmbiguous, even when both are valid: two identities on
 // one request have no single meaning, and picking one silently would let a
 // weaker credential ride along (RFC 6750 §2 forbids more than one method).
+//
+// A session cookie is used only when the request carries neither: the
+// credential a client chose to send wins over the one the browser attaches
+// by itself, as in oauth2-proxy (a bearer token skips the cookie) and
+// Pomerium. The cookie is then not consulted at all, so exactly one
+// credential decides, and a page's script calling an API with a token is
+// not refused for the cookie that rides along.
 type Chain struct {
 	// Bearer authenticates Authorization headers; nil rejects them.
 	Bearer Authenticator
@@ -182,6 +190,8 @@ type Chain struct {
 	// APIKeyHeader is the API key header name in canonical form
 	// (http.CanonicalHeaderKey); empty means X-API-Key.
 	APIKeyHeader string
+	// Session authenticates browser session cookies; nil ignores them.
+	Session Authenticator
 }
 
 // Authenticate implements Authenticator.
@@ -205,6 +215,9 @@ func (c Chain) Authenticate(r *http.Request) (Principal, bool, error) {
 			return Principal{}, false, fmt.Errorf("%w: api keys are not accepted", ErrInvalidAPIKey)
 		}
 		return checked(c.APIKey.Authenticate(r))
+	}
+	if c.Session != nil {
+		return checked(c.Session.Authenticate(r))
 	}
 	return Principal{}, false, nil
 }

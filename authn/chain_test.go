@@ -333,3 +333,34 @@ func TestForwardableRoles(t *testing.T) {
 		})
 	}
 }
+
+// TestChainSessionOnlyWithoutOtherCredentials: a bearer token or an API
+// key decides alone, the session cookie is not even consulted; without
+// them the session authenticates.
+func TestChainSessionOnlyWithoutOtherCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		hdr      []string
+		want     string
+		sessions int
+		err      error
+	}{
+		{"cookie only", []string{"Cookie", "s=1"}, "alice-session", 1, nil},
+		{"bearer and cookie", []string{"Authorization", "Bearer t", "Cookie", "s=1"}, "bearer-user", 0, nil},
+		{"api key and cookie", []string{"X-API-Key", "k", "Cookie", "s=1"}, "key-user", 0, nil},
+		{"bearer, key and cookie", []string{"Authorization", "Bearer t", "X-API-Key", "k", "Cookie", "s=1"}, "", 0, ErrAmbiguous},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := &fakeAuth{p: Principal{Subject: "alice-session", Method: MethodSession}, ok: true}
+			c := Chain{
+				Bearer:  &fakeAuth{p: Principal{Subject: "bearer-user", Method: MethodJWT}, ok: true},
+				APIKey:  &fakeAuth{p: Principal{Subject: "key-user", Method: MethodAPIKey}, ok: true},
+				Session: sess,
+			}
+			p, _, err := c.Authenticate(request(tc.hdr...))
+			if !errors.Is(err, tc.err) || p.Subject != tc.want || sess.calls != tc.sessions {
+				t.Fatalf("Authenticate() = %q, %v (session consulted %d times); want %q, %v, %d", p.Subject, err, sess.calls, tc.want, tc.err, tc.sessions)
+			}
+		})
+	}
+}

@@ -72,4 +72,25 @@ type Decision struct {
 	RuleID string // "" when no rule matched
 	Line   int    // line of the winning rule, 0 when none
 	Reason Reason
+	// OnUnauthenticated is the winning rule's on_unauthenticated; the
+	// zero value (no rule, or a rule without it) leaves the choice to the
+	// gateway's default.
+	OnUnauthenticated OnUnauthenticated
 }
+
+// OnUnauthenticated says what a rule answers an anonymous browser
+// navigation it denies. The zero value is UnauthenticatedDefault.
+type OnUnauthenticated uint8
+
+// The values of a rule's on_unauthenticated key.
+const (
+	// UnauthenticatedDefault: the key is not set; the gateway's default
+	// applies.
+	UnauthenticatedDefault OnUnauthenticated = iota
+	// UnauthenticatedRedirect: redirect browser navigations to the
+	// sign-in page.
+	UnauthenticatedRedirect
+	// UnauthenticatedDeny: answer 401, browsers included (an API under a
+	// path a browser may open).
+	UnauthenticatedDeny
+)

@@ -79,6 +79,7 @@ type ruleSpec struct {
 	public        *bool
 	authenticated *bool
 	shadow        bool
+	onUnauth      string
 }
 
 // lineOf returns the line of key in the rule, or the rule's line.
@@ -325,6 +326,8 @@ func (p *parser) rule(index int, n *yaml.Node) ruleSpec {
 			r.authenticated = &b
 		case "shadow":
 			r.shadow = p.boolean(v, where, key)
+		case "on_unauthenticated":
+			r.onUnauth = p.str(v, where, key)
 		default:
 			delete(r.keyLines, key)
 			return false

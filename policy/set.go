@@ -20,6 +20,10 @@ type Rule struct {
 	Roles         []string // any-of, sorted
 	AllRoles      []string // all-of, sorted
 	Shadow        bool     // dry-run rule, only present in the shadow set
+	// OnUnauthenticated is what an anonymous browser navigation that the
+	// rule denies gets: the gateway's default, a redirect to the sign-in
+	// page, or the 401.
+	OnUnauthenticated OnUnauthenticated
 }
 
 type crule struct {
@@ -190,7 +194,7 @@ func (s *Set) decide(cr *crule, r Request) Decision {
 	if cr == nil {
 		return Decision{Reason: ReasonDenyNoRule}
 	}
-	d := Decision{RuleID: cr.ID, Line: cr.Line}
+	d := Decision{RuleID: cr.ID, Line: cr.Line, OnUnauthenticated: cr.OnUnauthenticated}
 	switch {
 	case cr.Public:
 		d.Allow, d.Reason = true, ReasonAllowPublic
@@ -484,6 +488,16 @@ func (c *compiler) rule(rs *ruleSpec, declared map[string]bool) (r *crule, ok bo
 		seen[m] = true
 	}
 	r.Methods = slices.Compact(slices.Sorted(slices.Values(rs.methods)))
+	if _, set := rs.keyLines["on_unauthenticated"]; set {
+		switch rs.onUnauth {
+		case "redirect":
+			r.OnUnauthenticated = UnauthenticatedRedirect
+		case "deny":
+			r.OnUnauthenticated = UnauthenticatedDeny
+		default:
+			c.errRule(rs, "on_unauthenticated", fmt.Sprintf("on_unauthenticated: want redirect or deny, got %q", rs.onUnauth))
+		}
+	}
 	r.Roles = c.roleList(rs, "roles", rs.roles, declared)
 	r.AllRoles = c.roleList(rs, "all_roles", rs.allRoles, declared)
 

@@ -105,6 +105,13 @@ type Options struct {
 	// reused. Empty means a body on any of them is refused with 400; see
 	// body.go for why.
 	AllowBodiesOn []string
+	// SignIn, when set, sends anonymous browser navigations that a rule
+	// denies to the sign-in page instead of answering 401.
+	SignIn *SignIn
+	// Cookies are the gateway's own cookies (the session, CSRF): never
+	// forwarded upstream, and never accepted from the upstream's
+	// Set-Cookie.
+	Cookies []string
 	// TunnelRecheck is how often an open WebSocket tunnel is authorized
 	// again (see tunnel.go); it should be the reload interval. Zero means
 	// DefaultTunnelRecheck.
@@ -130,6 +137,7 @@ type Gateway struct {
 	sample      sampler
 	states      sync.Pool
 	bodies      bodyPolicy
+	cookies     map[string]bool
 }
 
 // New returns a gateway.
@@ -185,6 +193,12 @@ func New(o Options) (*Gateway, error) {
 		g.o.Limits.BodyRateWindow = o.Limits.BodyRateWindow
 	}
 	g.perClient = newClientSlots(o.Limits.MaxPerClient)
+	if len(o.Cookies) > 0 {
+		g.cookies = make(map[string]bool, len(o.Cookies))
+		for _, c := range o.Cookies {
+			g.cookies[c] = true
+		}
+	}
 	g.states.New = func() any { return new(reqState) }
 	if o.Upstream == nil {
 		return g, nil
@@ -231,6 +245,7 @@ type reqState struct {
 	security bool
 	shadow   *policy.Decision
 	snapshot *policy.Set
+	onUnauth policy.OnUnauthenticated
 }
 
 type stateKey struct{}
@@ -334,6 +349,11 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 	st.principal = p
 	if e != nil {
 		g.bound(w)
+		if e.Code == http.StatusUnauthorized && st.reason == Reason(policy.ReasonDenyUnauthenticated.String()) && g.o.SignIn.wants(r, st.onUnauth) {
+			st.reason = ReasonSignInRedirect
+			g.o.SignIn.redirect(w, r, canon)
+			return
+		}
 		WriteError(w, st.requestID, e)
 		return
 	}
@@ -436,6 +456,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if st != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		g.tunnelOpened(st)
 	}
+	if g.cookies != nil {
+		dropSetCookies(resp.Header, g.cookies)
+	}
 	if st == nil || !st.principal.Authenticated() {
 		return nil
 	}
@@ -466,6 +489,9 @@ func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (a
 		st.security = true
 		e := credentialError(err)
 		st.decision, st.reason, st.err = DecisionDeny, ReasonInvalidCredential, err
+		if e.Code == http.StatusForbidden {
+			st.reason = ReasonCrossSite
+		}
 		if e.Code >= 500 {
 			st.decision, st.reason = DecisionError, ReasonCredentialCheck
 		}
@@ -514,7 +540,7 @@ func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (a
 		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
 	}
 	if !d.Allow {
-		st.decision, st.security = DecisionDeny, true
+		st.decision, st.security, st.onUnauth = DecisionDeny, true, d.OnUnauthenticated
 		if !ok {
 			return p, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`}
 		}
@@ -542,6 +568,9 @@ func credentialError(err error) *Error {
 	if errors.Is(err, authn.ErrAmbiguous) {
 		return &Error{Code: http.StatusBadRequest, Msg: "send one credential: a bearer token or an API key, not both", Err: err,
 			Challenge: `Bearer realm="authgate", error="invalid_request"`}
+	}
+	if errors.Is(err, authn.ErrCrossSite) {
+		return &Error{Code: http.StatusForbidden, Msg: "cross-site request refused", Err: err}
 	}
 	if errors.Is(err, authn.ErrUnavailable) {
 		return &Error{Code: http.StatusServiceUnavailable, Msg: "credential check unavailable", Err: err, RetryAfter: time.Second}
@@ -681,6 +710,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	g.credentials.strip(out.Trailer, untrustedPeer)
 	if !g.o.ForwardAuthorization {
 		out.Header.Del("Authorization")
+	}
+	if g.cookies != nil {
+		// The session cookie is a credential like a token: it stops
+		// here, so the app can neither log it nor replay it.
+		stripCookies(out.Header, g.cookies)
 	}
 	// Identity headers are set here, after the reverse proxy removed the
 	// hop-by-hop headers a client may name in Connection, so a client

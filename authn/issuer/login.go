@@ -133,44 +133,69 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	u, e, outcome, reason := is.checkPassword(r.Context(), name, password, ip)
+	if e != nil {
+		fail(name, outcome, reason, e)
+		return
+	}
+	ctx := r.Context()
+	resp, rc, err := is.mintPair(u, token.NewID(), is.now())
+	if err != nil {
+		fail(name, outcomeUnavailable, reasonMintFailed, unavailable(retryStateUnavailable))
+		return
+	}
+	sctx, cancel := is.stateCtx(ctx)
+	err = is.state.StartFamily(sctx, rc.Family, rc.ID, rc.ExpiresAt.Time)
+	cancel()
+	if err != nil {
+		fail(name, outcomeUnavailable, reasonStateUnavailable, unavailable(retryStateUnavailable))
+		return
+	}
+	is.m.logins.WithLabelValues(outcomeSuccess).Inc()
+	is.audit(r, auditEntry{event: eventLogin, who: "username", name: name, ip: ip, outcome: outcomeSuccess})
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// checkPassword runs one password check for the username name from ip:
+// every limit first, then exactly one bcrypt compare, then the settlement
+// of the limiter's charge. It returns the user, or the answer for the
+// client with the outcome and audit reason. The API login and the sign-in
+// page share it, so both have the same limits, tarpit, timing and answers.
+func (is *Issuer) checkPassword(ctx context.Context, name, password string, ip netip.Addr) (*users.User, *oauthError, string, string) {
 	// Every limit is checked before any bcrypt work. Per IP slows one
 	// client guessing many accounts; the per-username limits slow many
 	// clients (a botnet) guessing one account, without letting them lock
 	// the user out (see Limits). The IP is taken from X-Forwarded-For only
 	// when the socket peer is a trusted proxy, so a client cannot get a
 	// fresh quota by writing the header itself.
-	ctx := r.Context()
 	if e, outcome := is.limit(ctx, endpointLogin, keyIP, limitKey(ip), is.limits.LoginPerIP); e != nil {
-		fail(name, outcome, reasonFor(outcome, reasonLimitIP), e)
-		return
+		return nil, e, outcome, reasonFor(outcome, reasonLimitIP)
 	}
 	set := is.users.Load()
 	u, found := set.Lookup(name)
 	attempt, e, outcome, reason := is.admitLogin(ctx, name, found, ip)
 	if e != nil {
-		fail(name, outcome, reason, e)
-		return
+		return nil, e, outcome, reason
 	}
 	// notChecked answers an admitted attempt whose password was never
 	// checked: it was no guess, so its charge is refunded.
-	notChecked := func(reason string) {
+	notChecked := func(reason string) (*users.User, *oauthError, string, string) {
 		_ = is.settleLogin(ctx, attempt, state.LoginNotChecked) // a lost refund only errs strict
-		fail(name, outcomeUnavailable, reason, unavailable(retryBcryptBusy))
+		return nil, unavailable(retryBcryptBusy), outcomeUnavailable, reason
 	}
 
 	if !is.acquire(ctx) {
 		// A login flood must queue here, not on every CPU: bcrypt is
 		// deliberately slow and would starve proxied traffic.
-		notChecked(reasonBcryptBusy)
-		return
+		return notChecked(reasonBcryptBusy)
 	}
 	dummy, err := is.dummyFor(set.MaxCost())
 	if err != nil {
 		is.release()
-		notChecked(reasonBcryptBusy)
-		return
+		return notChecked(reasonBcryptBusy)
 	}
-	hash, reason := dummy, ""
+	hash := dummy
+	reason = ""
 	switch {
 	case !found:
 		reason = reasonUnknownUser
@@ -199,31 +224,14 @@ func (is *Issuer) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if err := is.settleLogin(ctx, attempt, settled); err != nil {
 		// Fail closed either way: a failure that is not counted would be
 		// a free guess, and success and failure answer alike here.
-		fail(name, outcomeUnavailable, reasonStateUnavailable, unavailable(retryStateUnavailable))
-		return
+		return nil, unavailable(retryStateUnavailable), outcomeUnavailable, reasonStateUnavailable
 	}
 	if reason != "" {
-		fail(name, outcomeFailure, reason, invalidGrant(descInvalidCredentials))
-		return
+		return nil, invalidGrant(descInvalidCredentials), outcomeFailure, reason
 	}
 
 	if e := is.awaitValidFrom(ctx, u); e != nil {
-		fail(name, outcomeUnavailable, reasonTokensRevoked, e)
-		return
+		return nil, e, outcomeUnavailable, reasonTokensRevoked
 	}
-	resp, rc, err := is.mintPair(u, token.NewID(), is.now())
-	if err != nil {
-		fail(name, outcomeUnavailable, reasonMintFailed, unavailable(retryStateUnavailable))
-		return
-	}
-	sctx, cancel := is.stateCtx(ctx)
-	err = is.state.StartFamily(sctx, rc.Family, rc.ID, rc.ExpiresAt.Time)
-	cancel()
-	if err != nil {
-		fail(name, outcomeUnavailable, reasonStateUnavailable, unavailable(retryStateUnavailable))
-		return
-	}
-	is.m.logins.WithLabelValues(outcomeSuccess).Inc()
-	is.audit(r, auditEntry{event: eventLogin, who: "username", name: name, ip: ip, outcome: outcomeSuccess})
-	writeJSON(w, http.StatusOK, resp)
+	return u, nil, "", ""
 }

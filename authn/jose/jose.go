@@ -139,13 +139,21 @@ const (
 	// TypeAccessToken accepts only "at+jwt" or "application/at+jwt", in any
 	// case (RFC 9068 §4).
 	TypeAccessToken
+	// TypeIDToken accepts an OpenID Connect ID token: no "typ" or "JWT",
+	// never "at+jwt", so an access token of the same provider cannot stand
+	// in for an ID token.
+	TypeIDToken
+	// TypeLogoutToken accepts a back-channel logout token: "logout+jwt"
+	// (OpenID Connect Back-Channel Logout 1.0 §2.4), or no "typ" or "JWT"
+	// from providers older than that rule; never "at+jwt".
+	TypeLogoutToken
 )
 
 // allows reports whether p accepts typ; present is false when the header
 // has no "typ".
 func (p TypePolicy) allows(typ string, present bool) bool {
 	if !present {
-		return p == TypeJWT
+		return p != TypeAccessToken
 	}
 	t := strings.ToLower(typ)
 	if !strings.Contains(t, "/") {
@@ -153,9 +161,11 @@ func (p TypePolicy) allows(typ string, present bool) bool {
 	}
 	switch t {
 	case "application/at+jwt":
-		return true
+		return p == TypeJWT || p == TypeAccessToken
 	case "application/jwt":
-		return p == TypeJWT
+		return p != TypeAccessToken
+	case "application/logout+jwt":
+		return p == TypeLogoutToken
 	}
 	return false
 }

@@ -52,6 +52,11 @@ type IssuerConfig struct {
 	// profile) type access tokens "JWT" and Okta's custom authorization
 	// servers send no "typ" at all.
 	RequireTyp string `yaml:"require_typ"`
+
+	// Login, when set, lets browsers sign in through this provider (the
+	// OpenID Connect authorization code flow with PKCE). It needs
+	// discovery.
+	Login *LoginConfig `yaml:"login"`
 }
 
 // typePolicy returns the "typ" rule of the issuer.
@@ -60,6 +65,54 @@ func (c *IssuerConfig) typePolicy() jose.TypePolicy {
 		return jose.TypeAccessToken
 	}
 	return jose.TypeJWT
+}
+
+// LoginConfig is the relying-party registration of the gateway at one
+// provider. The client secret is never in the file: it comes from
+// AUTHGATE_OIDC_<ID>_CLIENT_SECRET or its _FILE variant, or the client
+// authenticates with private_key_jwt (private_key_file).
+type LoginConfig struct {
+	// ID names the provider in paths and variables: [a-z0-9-], unique.
+	ID string `yaml:"id"`
+	// Name is the button label; empty means the issuer's host.
+	Name string `yaml:"name"`
+	// ClientID is the gateway's client id at the provider. Required.
+	ClientID string `yaml:"client_id"`
+	// PrivateKeyFile, when set, authenticates the client with
+	// private_key_jwt (RFC 7523) signed by this PEM key (RSA or EC)
+	// instead of a client secret.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// PrivateKeyID is the kid of that key at the provider, if it wants one.
+	PrivateKeyID string `yaml:"private_key_id"`
+	// RedirectURL is the registered redirect URI; empty means
+	// <sessions.external_url><auth.prefix>/callback.
+	RedirectURL string `yaml:"redirect_url"`
+	// PostLogoutRedirectURL is the registered post_logout_redirect_uri;
+	// empty means <sessions.external_url><auth.prefix>/sign_out.
+	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
+	// Scopes are requested in addition to openid; empty means
+	// [profile, email].
+	Scopes []string `yaml:"scopes"`
+	// Prompt and ACRValues are sent as prompt and acr_values when set.
+	Prompt    string `yaml:"prompt"`
+	ACRValues string `yaml:"acr_values"`
+	// BackchannelLogout accepts the provider's logout tokens at
+	// <auth.prefix>/backchannel_logout/<id>.
+	BackchannelLogout bool `yaml:"backchannel_logout"`
+}
+
+// validLoginID reports whether id is a provider id.
+func validLoginID(id string) bool {
+	if id == "" || len(id) > 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // isSupportedAlgorithm reports whether alg is in the closed set of
@@ -125,6 +178,30 @@ func (c *IssuerConfig) Validate() error {
 	if c.RolesClaim != "" {
 		if _, err := splitClaimPath(c.RolesClaim); err != nil {
 			add("roles_claim: %v", err)
+		}
+	}
+	if l := c.Login; l != nil {
+		if !c.Discovery {
+			add("login: needs discovery: true (the endpoints come from the discovery document)")
+		}
+		if !validLoginID(l.ID) {
+			add("login.id: want 1 to 32 of a-z, 0-9 and -, got %q", l.ID)
+		}
+		if l.ClientID == "" {
+			add("login.client_id: required")
+		}
+		for _, u := range []struct{ name, v string }{{"redirect_url", l.RedirectURL}, {"post_logout_redirect_url", l.PostLogoutRedirectURL}} {
+			if u.v == "" {
+				continue
+			}
+			if p, err := url.Parse(u.v); err != nil || (p.Scheme != "https" && !(p.Scheme == "http" && isLoopback(p.Hostname()))) || p.Host == "" || p.Fragment != "" {
+				add("login.%s: want an absolute https URL (http only on loopback)", u.name)
+			}
+		}
+		switch l.Prompt {
+		case "", "none", "login", "consent", "select_account":
+		default:
+			add("login.prompt: want none, login, consent or select_account, got %q", l.Prompt)
 		}
 	}
 	for k, v := range c.RoleMap {

@@ -117,6 +117,8 @@ func New(cfgs []IssuerConfig, cache CacheConfig, opts Options) (*Set, error) {
 			cache:        tc,
 			claims:       opts.Claims,
 			now:          s.now,
+			algs:         c.algorithms(),
+			leeway:       cache.Leeway,
 			parser: jose.NewParser(jose.Options{
 				Algorithms: c.algorithms(),
 				Type:       c.typePolicy(),
@@ -238,6 +240,8 @@ type verifier struct {
 	rolesPath    []string
 	roleMap      map[string][]string
 	parser       *jose.Parser
+	algs         []string      // the allow-list
+	leeway       time.Duration // clock skew on exp, nbf, iat
 	keys         *keySource
 	cache        *tokenCache
 	claims       *authn.ClaimPaths

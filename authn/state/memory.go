@@ -53,6 +53,9 @@ type Memory struct {
 	families  map[string]*family
 	revoked   map[string]time.Time
 	notBefore map[string]notBefore
+	sessions  map[string]*Session            // by key (the cookie's digest)
+	bySubject map[string]map[string]struct{} // session keys by SubjectKey
+	once      map[string]onceRecord          // PutOnce records
 	lastSweep time.Time
 	dirty     bool        // state differs from the file
 	timer     *time.Timer // pending debounced flush, or nil
@@ -279,6 +282,12 @@ func (m *Memory) maybeSweep(now time.Time) {
 		if !nb.exp.After(now) {
 			delete(m.notBefore, k)
 			n++
+		}
+	}
+	n += m.sweepSessions(now)
+	for k, r := range m.once {
+		if !r.exp.After(now) {
+			delete(m.once, k)
 		}
 	}
 	if n > 0 {

@@ -25,6 +25,9 @@ type stateFile struct {
 	Families  map[string]fileFamily    `json:"families"`
 	Revoked   map[string]time.Time     `json:"revoked"`
 	NotBefore map[string]fileNotBefore `json:"not_before,omitempty"`
+	// Sessions are browser sessions by the digest of their id; never the
+	// id itself.
+	Sessions map[string]Session `json:"sessions,omitempty"`
 }
 
 // fileNotBefore is one subject's not-before record in the state file.
@@ -90,6 +93,14 @@ func (m *Memory) load() error {
 			m.setNotBefore(k, notBefore{at: nb.At, exp: nb.Exp})
 		}
 	}
+	for k, s := range f.Sessions {
+		if err := checkSession(k, s); err != nil {
+			return fmt.Errorf("state: load %s: invalid session entry", m.path)
+		}
+		if s.Expires.After(now) {
+			m.putSession(k, s)
+		}
+	}
 	return nil
 }
 
@@ -120,6 +131,12 @@ func (m *Memory) flush() error {
 		f.NotBefore = make(map[string]fileNotBefore, len(m.notBefore))
 		for k, v := range m.notBefore {
 			f.NotBefore[k] = fileNotBefore{At: v.at, Exp: v.exp}
+		}
+	}
+	if len(m.sessions) > 0 {
+		f.Sessions = make(map[string]Session, len(m.sessions))
+		for k, v := range m.sessions {
+			f.Sessions[k] = *v
 		}
 	}
 	m.dirty = false

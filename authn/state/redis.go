@@ -61,11 +61,12 @@ type Redis struct {
 	timeout time.Duration
 	now     func() time.Time // nil: server clock for the limiter
 
-	scripts      redisScripts // the limiter's
-	startScript  *redis.Script
-	rotateScript *redis.Script
-	revokeScript *redis.Script
-	raiseScript  *redis.Script
+	scripts        redisScripts // the limiter's
+	startScript    *redis.Script
+	rotateScript   *redis.Script
+	revokeScript   *redis.Script
+	raiseScript    *redis.Script
+	sessionScripts sessionScripts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -166,16 +167,17 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		return nil, errors.New("state: redis key prefix must not contain '{' or '}'")
 	}
 	r := &Redis{
-		client:       redis.NewClient(opt),
-		dialer:       dialer,
-		prefix:       prefix,
-		timeout:      timeout,
-		now:          o.Now,
-		scripts:      newRedisScripts(),
-		startScript:  redis.NewScript(startSrc),
-		rotateScript: redis.NewScript(rotateSrc),
-		revokeScript: redis.NewScript(revokeFamilySrc),
-		raiseScript:  redis.NewScript(raiseNotBeforeSrc),
+		client:         redis.NewClient(opt),
+		dialer:         dialer,
+		prefix:         prefix,
+		timeout:        timeout,
+		now:            o.Now,
+		scripts:        newRedisScripts(),
+		startScript:    redis.NewScript(startSrc),
+		rotateScript:   redis.NewScript(rotateSrc),
+		revokeScript:   redis.NewScript(revokeFamilySrc),
+		raiseScript:    redis.NewScript(raiseNotBeforeSrc),
+		sessionScripts: newSessionScripts(),
 	}
 	// Each PING is bounded by the per-command timeout. A PING that timed
 	// out is retried (a few times, within ctx) so a slow first answer on a

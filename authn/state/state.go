@@ -1,7 +1,7 @@
 // Package state holds the gateway's shared mutable security state: login and
 // request rate-limit buckets, refresh-token families, the token revocation
-// list, and per-user "not before" instants that end every token issued
-// before a user was disabled or deleted.
+// list, per-user "not before" instants that end every token issued
+// before a user was disabled or deleted, and browser sessions.
 //
 // Two implementations sit behind the Store interface: Memory, embedded and
 // meant for a single replica (optionally persisted to a file), and Redis,
@@ -108,6 +108,8 @@ type Store interface {
 	// NotBefore returns the recorded not-before instants of subjects; a
 	// subject without a live record is absent from the map.
 	NotBefore(ctx context.Context, subjects []string) (map[string]time.Time, error)
+	// SessionStore holds browser sessions.
+	SessionStore
 	// Ping reports the store's health (nil = healthy).
 	Ping(ctx context.Context) error
 	// Close releases the store's resources. Later calls fail with

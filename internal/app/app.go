@@ -230,6 +230,20 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		maps.Copy(owned, a.issuer.Handlers(cfg.Auth.Prefix))
 		ownedPrefix = cfg.Auth.Prefix
 	}
+	browser, err := a.newBrowser(cfg, sec, trusted, d)
+	if err != nil {
+		return nil, err
+	}
+	if browser.sessions != nil {
+		chain.Session = browser.sessions
+		if owned == nil {
+			owned = map[string]http.Handler{}
+		}
+		for p, h := range browser.handlers {
+			owned[p] = h
+		}
+		ownedPrefix = cfg.Auth.Prefix
+	}
 	a.gateway, err = proxy.New(proxy.Options{
 		Owned:                owned,
 		OwnedPrefix:          ownedPrefix,
@@ -253,6 +267,8 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
 		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
 		TunnelRecheck:        cfg.ReloadInterval,
+		SignIn:               browser.signIn,
+		Cookies:              browser.cookies,
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,

@@ -3,6 +3,8 @@ package app
 import (
 	"encoding/json"
 	"errors"
+	"html"
+	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -41,6 +43,20 @@ func demoEcho(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(names)
 	for _, k := range names {
 		identity[k] = r.Header.Get(k)
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		// A browser gets a page: who the gateway says is signed in, and a
+		// way out.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		var b strings.Builder
+		b.WriteString("<!doctype html><html lang=\"en\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>authgate demo</title>" +
+			"<h1>authgate demo upstream</h1><p>" + html.EscapeString(r.Method+" "+r.URL.EscapedPath()) + "</p><table>")
+		for _, k := range names {
+			b.WriteString("<tr><th align=left>" + html.EscapeString(k) + "</th><td>" + html.EscapeString(identity[k]) + "</td></tr>")
+		}
+		b.WriteString("</table><p><a href=\"/auth/sign_out\">Sign out</a></p></html>\n")
+		_, _ = io.WriteString(w, b.String())
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

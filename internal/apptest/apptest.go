@@ -55,9 +55,20 @@ func Run(t testing.TB, a *app.App) *Gateway {
 	return RunOn(t, a, mainLn)
 }
 
-// RunOn is Run on a main listener the test opened, for a config that
-// must name the gateway's own address before the app is built (its
-// jwt.issuer as a URL, for discovery).
+// StartOn is Start with the main listener opened by the caller, for a
+// config that must name the gateway's own URL (a redirect URI, or its
+// jwt.issuer as a URL for discovery).
+func StartOn(t testing.TB, cfg *config.Config, sec config.Secrets, d app.Deps, mainLn net.Listener) *Gateway {
+	t.Helper()
+	a, err := app.New(cfg, sec, d)
+	if err != nil {
+		mainLn.Close()
+		t.Fatalf("app.New: %v", err)
+	}
+	return RunOn(t, a, mainLn)
+}
+
+// RunOn is Run on a main listener the test opened.
 func RunOn(t testing.TB, a *app.App, mainLn net.Listener) *Gateway {
 	t.Helper()
 	adminLn, err := net.Listen("tcp", "127.0.0.1:0")

@@ -37,6 +37,7 @@ type Config struct {
 	JWKS            jwks.CacheConfig      `yaml:"jwks"`
 	TLS             TrustConfig           `yaml:"tls"`
 	Assertion       AssertionConfig       `yaml:"assertion"`
+	Sessions        SessionsConfig        `yaml:"sessions"`
 
 	// Path is the file the config was read from; relative paths in it
 	// are resolved against its directory. It is not part of the file.
@@ -104,6 +105,21 @@ type ListenConfig struct {
 	WriteIdleTimeout        time.Duration `yaml:"write_idle_timeout"`
 	WriteMinRate            int           `yaml:"write_min_rate"`
 	RequestBufferBytes      int           `yaml:"request_buffer_bytes"`
+}
+
+// SessionsConfig configures browser sign-in: the sign-in page under
+// auth.prefix and server-side sessions in the state store.
+type SessionsConfig struct {
+	Enabled           bool          `yaml:"enabled"`
+	CookieName        string        `yaml:"cookie_name"`
+	Secure            bool          `yaml:"secure"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	AbsoluteTimeout   time.Duration `yaml:"absolute_timeout"`
+	OnUnauthenticated string        `yaml:"on_unauthenticated"`
+	CheckOrigin       bool          `yaml:"check_origin"`
+	ExternalURL       string        `yaml:"external_url"`
+	CacheTTL          time.Duration `yaml:"cache_ttl"`
+	Page              issuer.Page   `yaml:"page"`
 }
 
 // TrustConfig names the certificate authorities the gateway trusts as a
@@ -189,7 +205,9 @@ func Default() Config {
 		JWKS:           jwks.DefaultCacheConfig(),
 		Auth: AuthConfig{Prefix: "/auth", MaxBodyBytes: issuer.DefaultMaxBodyBytes, StateTimeout: issuer.DefaultStateTimeout,
 			Limits: issuer.DefaultLimits(), LimitedDelay: 500 * time.Millisecond},
-		Redis:   RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
+		Redis: RedisConfig{KeyPrefix: "authgate:", Timeout: 250 * time.Millisecond},
+		Sessions: SessionsConfig{Secure: true, IdleTimeout: 30 * time.Minute, AbsoluteTimeout: 10 * time.Hour,
+			OnUnauthenticated: "redirect", CheckOrigin: true},
 		Logging: LoggingConfig{Level: "info", Format: "json", AllowedSampleRate: 1},
 	}
 }

@@ -37,6 +37,8 @@ type Secrets struct {
 	// KeyFiles are the signing key files; they are read, and reloaded,
 	// by whoever builds the key set.
 	KeyFiles KeyFiles
+	// ClientSecrets are the identity providers' client secrets by login id.
+	ClientSecrets map[string]string
 }
 
 // ReadEnv reads the AUTHGATE_* variables.

@@ -25,9 +25,14 @@ func Load(path string) (*Config, error) {
 	}
 	c.Path, c.lines = path, yamlx.KeyLines(data)
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile, &c.TLS.CAFile} {
+	for _, p := range []*string{&c.PolicyFile, &c.ShadowPolicy, &c.APIKeysFile, &c.UsersFile, &c.Listen.TLS.CertFile, &c.Listen.TLS.KeyFile, &c.Auth.StateFile, &c.TLS.CAFile, &c.Sessions.Page.TemplateFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i := range c.Issuers {
+		if l := c.Issuers[i].Login; l != nil && l.PrivateKeyFile != "" && !filepath.IsAbs(l.PrivateKeyFile) {
+			l.PrivateKeyFile = filepath.Join(dir, l.PrivateKeyFile)
 		}
 	}
 	if err := errors.Join(append(fieldErrs, c.Validate())...); err != nil {
@@ -53,6 +58,9 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	}
 	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
 	if err != nil {
+		return nil, Secrets{}, err
+	}
+	if sec.ClientSecrets, err = ResolveClientSecrets(cfg, environ); err != nil {
 		return nil, Secrets{}, err
 	}
 	return cfg, sec, nil

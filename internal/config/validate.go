@@ -83,6 +83,7 @@ func (c *Config) Validate() error {
 	c.Redis.validate(p)
 	c.validateIssuers(p)
 	c.validateTrust(p.add)
+	c.validateSessions(p.add)
 	return errors.Join(p.errs...)
 }
 

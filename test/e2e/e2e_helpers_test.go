@@ -139,6 +139,13 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 // Redis URL that several gateways share.
 func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
+	return newEnvOn(t, nil, sec, policyText, handler, opts...)
+}
+
+// newEnvOn is newEnvSecrets on a main listener the caller opened (nil:
+// a fresh one), for configs that name the gateway's own URL.
+func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
+	t.Helper()
 	e := &gwEnv{t: t, dir: t.TempDir(), up: &recorder{}}
 	if policyText == "" {
 		policyText = testPolicy
@@ -174,7 +181,11 @@ func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler 
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
 	registerSink(logs)
-	e.gw = apptest.Start(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
+	if ln != nil {
+		e.gw = apptest.StartOn(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"}, ln)
+	} else {
+		e.gw = apptest.Start(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
+	}
 	e.app = e.gw.App
 	e.client = &http.Client{Timeout: 10 * time.Second}
 	return e

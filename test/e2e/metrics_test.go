@@ -57,6 +57,7 @@ func newFullEnv(t *testing.T) *gwEnv {
 		e.up.ServeHTTP(w, r)
 	})
 	e = newEnv(t, metricsPolicy, upstream, withUsers, func(c *config.Config) {
+		c.Sessions.Enabled = true
 		c.Issuers = []jwks.IssuerConfig{{
 			Issuer: idp.Issuer(), JWKSURI: idp.JWKSURI(), Audiences: []string{"my-app"},
 			Algorithms: []string{"RS256"}, RolesClaim: "realm_access.roles",

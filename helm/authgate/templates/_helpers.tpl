@@ -234,6 +234,10 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     - name: AUTHGATE_REDIS_PASSWORD_FILE
       value: /etc/authgate/redis/password
     {{- end }}
+    {{- range .Values.oidcClientSecrets }}
+    - name: AUTHGATE_OIDC_{{ .id | upper | replace "-" "_" }}_CLIENT_SECRET_FILE
+      value: /etc/authgate/oidc/{{ .id }}/client-secret
+    {{- end }}
     {{- with include "authgate.goMemLimitEnv" . }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -288,6 +292,11 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     {{- if .Values.redis.existingSecret }}
     - name: authgate-redis
       mountPath: /etc/authgate/redis
+      readOnly: true
+    {{- end }}
+    {{- range .Values.oidcClientSecrets }}
+    - name: authgate-oidc-{{ .id }}
+      mountPath: /etc/authgate/oidc/{{ .id }}
       readOnly: true
     {{- end }}
     {{- if include "authgate.caEnabled" . }}
@@ -355,6 +364,15 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     items:
       - key: {{ .Values.redis.existingSecretKey }}
         path: password
+{{- end }}
+{{- range .Values.oidcClientSecrets }}
+- name: authgate-oidc-{{ .id }}
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .existingSecretKey | default "client-secret" }}
+        path: client-secret
 {{- end }}
 {{- if include "authgate.caEnabled" . }}
 {{- $ca := .Values.caBundle }}
