@@ -444,7 +444,7 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		ev.decision, ev.reason = "error", "no_policy"
 		return p, &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second}
 	}
-	if !standardMethod(method) && !snap.NamesMethod(method) {
+	if !policy.StandardMethod(method) && !snap.NamesMethod(method) {
 		// Only methods the policy names pass: WebDAV MOVE/COPY carry a
 		// second target in Destination that the policy never sees.
 		ev.decision, ev.reason = "deny", "method_not_allowed"
@@ -538,14 +538,6 @@ func (g *Gateway) owned(canon string) (http.Handler, bool) {
 	}), true
 }
 
-func standardMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
-		return true
-	}
-	return false
-}
-
 // allowedMethods are the request methods accepted without configuration.
 // CONNECT would open a tunnel and TRACE reflects headers (cross-site
 // tracing); both get 405. Methods are case-sensitive tokens (RFC 9110
@@ -559,7 +551,9 @@ func checkRequest(r *http.Request) (string, *Error) {
 	case http.MethodConnect, http.MethodTrace:
 		return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	default:
-		if !upperToken(r.Method) {
+		// One method grammar with the policy (policy.ValidMethod), so a
+		// method a rule names is never refused here.
+		if !policy.ValidMethod(r.Method) {
 			return "method_not_allowed", &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 		}
 	}
@@ -578,19 +572,6 @@ func checkRequest(r *http.Request) (string, *Error) {
 		}
 	}
 	return "", nil
-}
-
-func upperToken(m string) bool {
-	if m == "" || len(m) > 32 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		c := m[i]
-		if !('A' <= c && c <= 'Z') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {

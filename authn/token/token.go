@@ -23,6 +23,7 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/internal/lru"
+	"github.com/authgate/authgate/policy"
 )
 
 // Token types carried in the "type" claim.
@@ -337,15 +338,20 @@ func NewID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// NormalizeRoles returns roles sorted and without duplicates or empty
-// strings. It does not modify its argument.
+// NormalizeRoles returns roles sorted, without duplicates and without
+// names outside the role grammar (policy.ValidRoleName): such a name can be
+// listed by no rule and would reach the upstream as something else ("a,b"
+// is two roles in a comma-separated header), so it grants nothing. The
+// loaders of roles (users and keys files, the CLI) report such names when
+// they read them, so none vanishes unannounced. It does not modify its
+// argument.
 func NormalizeRoles(roles []string) []string {
 	if len(roles) == 0 {
 		return nil
 	}
 	out := make([]string, 0, len(roles))
 	for _, r := range roles {
-		if r != "" {
+		if policy.ValidRoleName(r) {
 			out = append(out, r)
 		}
 	}
