@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"cel.dev/cel-go/cel"
 )
 
 // Load parses and compiles a policy file.
@@ -25,6 +27,10 @@ func Compile(f *File) (*Set, error) {
 	}
 	c := &compiler{f: f}
 	declared := c.declaredRoles()
+	var global *CORS
+	if f.cors != nil {
+		global = c.cors(f.cors, "cors")
+	}
 	var enforced, shadow []*crule
 	ids := map[string]*crule{}
 	for i := range f.rules {
@@ -51,7 +57,7 @@ func Compile(f *File) (*Set, error) {
 		var base []*crule
 		for _, r := range enforced {
 			if !slices.ContainsFunc(shadow, func(s *crule) bool {
-				return s.pat.key == r.pat.key && slices.Equal(s.Methods, r.Methods)
+				return s.pat.key == r.pat.key && slices.Equal(s.Methods, r.Methods) && s.Deny == r.Deny
 			}) {
 				base = append(base, r)
 			}
@@ -59,7 +65,9 @@ func Compile(f *File) (*Set, error) {
 		all := append(base, shadow...)
 		slices.SortFunc(all, func(a, b *crule) int { return a.index - b.index })
 		set.shadow = c.build(all, "shadow set: ")
+		set.shadow.cors = global
 	}
+	set.cors = global
 	set.methods = map[string]bool{}
 	for _, r := range append(slices.Clone(enforced), shadow...) {
 		for _, m := range r.Methods {
@@ -78,6 +86,9 @@ func Compile(f *File) (*Set, error) {
 type compiler struct {
 	f    *File
 	errs []error
+	// cel is the CEL environment, built on the first `when`.
+	cel    *cel.Env
+	celErr string
 }
 
 func (c *compiler) err(line int, where, msg string) {
@@ -155,6 +166,30 @@ func (c *compiler) rule(rs *ruleSpec, declared map[string]bool) (r *crule, ok bo
 	r.Methods = slices.Compact(slices.Sorted(slices.Values(rs.methods)))
 	r.Roles = c.roleList(rs, "roles", rs.roles, declared)
 	r.AllRoles = c.roleList(rs, "all_roles", rs.allRoles, declared)
+	r.cond = c.conditions(rs)
+	if rs.deny != nil {
+		if !*rs.deny {
+			c.errRule(rs, "deny", "deny: false is not a rule; remove the key")
+		}
+		r.Deny = *rs.deny
+	}
+	if r.Deny {
+		c.denyRule(rs, r)
+		r.Conditions = r.cond.describe()
+		return r, len(c.errs) == n
+	}
+	if r.cond != nil && r.cond.identity() && rs.public != nil && *rs.public {
+		// A public rule admits callers without credentials, who have no
+		// issuer, claims or roles: such a condition could only ever deny.
+		c.errRule(rs, "public", "public: true with an identity condition (issuers, auth_methods, key_names, claims, scopes, email_domains); use authenticated: true")
+	}
+	r.Conditions = r.cond.describe()
+	if rs.rateLimit != nil {
+		r.rateLimit = c.rateLimit(rs, r)
+	}
+	if rs.cors != nil {
+		r.cors = c.cors(rs.cors, r.ID)
+	}
 
 	levels := 0
 	if rs.public != nil {
@@ -177,7 +212,7 @@ func (c *compiler) rule(rs *ruleSpec, declared map[string]bool) (r *crule, ok bo
 	switch {
 	case levels == 0:
 		// A rule without an access level must not default to anything.
-		c.errRule(rs, "", "no access level: set one of public: true, authenticated: true, roles or all_roles")
+		c.errRule(rs, "", "no access level: set one of public: true, authenticated: true, roles or all_roles, or deny: true")
 	case levels > 1:
 		c.errRule(rs, "", "several access levels: set exactly one of public: true, authenticated: true, or roles/all_roles")
 	}
@@ -190,6 +225,15 @@ func (c *compiler) build(rules []*crule, prefix string) *Set {
 	s := &Set{name: c.f.name, hash: c.f.hash, ci: c.f.caseInsensitive, rules: rules, root: &node{}}
 	byKey := map[string][]*crule{}
 	for _, r := range rules {
+		s.needs |= r.cond.needs()
+		if r.Deny {
+			// Deny rules never conflict: any one that matches wins.
+			if s.denyRoot == nil {
+				s.denyRoot = &node{}
+			}
+			s.denyRoot.insert(r)
+			continue
+		}
 		for _, o := range byKey[r.pat.key] {
 			if prefix != "" && !o.Shadow && !r.Shadow {
 				continue // already reported for the enforced set
@@ -206,6 +250,9 @@ func (c *compiler) build(rules []*crule, prefix string) *Set {
 }
 
 func describe(r *crule) string {
+	if r.Deny {
+		return "deny " + strings.Join(append(slices.Clone(r.Methods), r.Pattern), " ")
+	}
 	if len(r.Methods) > 0 {
 		return strings.Join(r.Methods, ",") + " " + r.Pattern
 	}

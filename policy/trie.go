@@ -54,25 +54,28 @@ func insertOrdered(list []*crule, r *crule) []*crule {
 	return list
 }
 
-func pick(list []*crule, method string) *crule {
+// pick returns the first rule of list that takes method and, when req is
+// not nil (the deny trie), whose conditions req satisfies.
+func pick(list []*crule, method string, req *Request) *crule {
 	for _, r := range list {
-		if r.allowsMethod(method) {
+		if r.allowsMethod(method) && (req == nil || r.cond.failing(req, true) == "") {
 			return r
 		}
 	}
 	return nil
 }
 
-// lookup walks the trie depth first: literal child, then "*", then "**".
+// lookup walks the trie depth first: literal child, then "*", then "**",
+// and returns the first rule pick accepts, so the most specific one.
 // rest is the folded path after the leading slash, without trailing slash.
 // A trie node sits at one depth, so each node is visited at most once per
 // lookup: backtracking is bounded by the size of the trie, not the path.
-func (n *node) lookup(rest []byte, method string) *crule {
+func (n *node) lookup(rest []byte, method string, req *Request) *crule {
 	if len(rest) == 0 {
-		if r := pick(n.exact, method); r != nil {
+		if r := pick(n.exact, method, req); r != nil {
 			return r
 		}
-		return pick(n.rest, method)
+		return pick(n.rest, method, req)
 	}
 	seg, tail := rest, rest[len(rest):]
 	if i := bytes.IndexByte(rest, '/'); i >= 0 {
@@ -80,15 +83,15 @@ func (n *node) lookup(rest []byte, method string) *crule {
 	}
 	if n.lit != nil {
 		if c := n.lit[string(seg)]; c != nil {
-			if r := c.lookup(tail, method); r != nil {
+			if r := c.lookup(tail, method, req); r != nil {
 				return r
 			}
 		}
 	}
 	if n.star != nil && len(seg) > 0 {
-		if r := n.star.lookup(tail, method); r != nil {
+		if r := n.star.lookup(tail, method, req); r != nil {
 			return r
 		}
 	}
-	return pick(n.rest, method)
+	return pick(n.rest, method, req)
 }
