@@ -60,7 +60,7 @@ func (c *compiler) conditions(rs *ruleSpec) *conditions {
 	for _, cs := range rs.claims {
 		path, err := SplitClaimPath(cs.path)
 		if err != nil {
-			c.err(cs.line, rs.label(), "claims: "+strings.TrimPrefix(err.Error(), "policy: "))
+			c.err(cs.line, rs.label(), fmt.Sprintf("claims: path %q: %s", cs.path, strings.TrimPrefix(err.Error(), "policy: ")))
 			continue
 		}
 		if len(cs.values) == 0 {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -263,7 +264,7 @@ func formatScalar(v any) string {
 // the issuers' roles_claim reads paths the same way.
 func SplitClaimPath(p string) ([]string, error) {
 	if p == "" {
-		return nil, fmt.Errorf("policy: claim path: empty path")
+		return nil, errors.New("policy: empty path")
 	}
 	var (
 		segs []string
@@ -273,13 +274,13 @@ func SplitClaimPath(p string) ([]string, error) {
 		switch c := p[i]; c {
 		case '\\':
 			if i+1 >= len(p) || (p[i+1] != '.' && p[i+1] != '\\') {
-				return nil, fmt.Errorf(`policy: claim path %q: "\" must be followed by "." or "\"`, p)
+				return nil, errors.New(`policy: "\" must be followed by "." or "\"`)
 			}
 			cur.WriteByte(p[i+1])
 			i++
 		case '.':
 			if cur.Len() == 0 {
-				return nil, fmt.Errorf("policy: claim path %q: empty segment", p)
+				return nil, errors.New("policy: empty path segment")
 			}
 			segs = append(segs, cur.String())
 			cur.Reset()
@@ -288,10 +289,10 @@ func SplitClaimPath(p string) ([]string, error) {
 		}
 	}
 	if cur.Len() == 0 {
-		return nil, fmt.Errorf("policy: claim path %q: empty segment", p)
+		return nil, errors.New("policy: empty path segment")
 	}
 	if !utf8.ValidString(p) {
-		return nil, fmt.Errorf("policy: claim path: not valid UTF-8")
+		return nil, errors.New("policy: path is not valid UTF-8")
 	}
 	return append(segs, cur.String()), nil
 }

@@ -221,7 +221,7 @@ func TestConditionCompileErrors(t *testing.T) {
 		{"public: true\n    issuers: [a]", "public: true with an identity condition"},
 		{"roles: [admin]\n    claims: [{path: a}]", "exactly one of equals, in, contains"},
 		{"roles: [admin]\n    claims: [{path: a, equals: x, in: [y]}]", "exactly one of equals, in, contains"},
-		{"roles: [admin]\n    claims: [{path: 'a..b', equals: x}]", "empty segment"},
+		{"roles: [admin]\n    claims: [{path: 'a..b', equals: x}]", "empty path segment"},
 		{"roles: [admin]\n    claims: [{path: a, equals: [x]}]", "must be a string, a number or true/false"},
 		{"roles: [admin]\n    email_domains: [Example.com]", "lower-case domain"},
 		{"roles: [admin]\n    source_cidrs: [10.0.0.0/33]", "not an address or CIDR"},

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
+	"github.com/authgate/authgate/policy"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -123,41 +123,15 @@ func foldKey(s string) string {
 	return b.String()
 }
 
-// splitClaimPath splits a dotted claim path. A literal dot inside a name is
-// written `\.` and a literal backslash `\\`. Empty segments are errors.
+// splitClaimPath splits a dotted claim path with the policy's claim path
+// grammar (policy.SplitClaimPath), so roles_claim and a rule's claims read
+// one path the same way.
 func splitClaimPath(p string) ([]string, error) {
-	if p == "" {
-		return nil, errors.New("empty path")
+	segs, err := policy.SplitClaimPath(p)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "policy: "))
 	}
-	var (
-		segs []string
-		cur  strings.Builder
-	)
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case '\\':
-			if i+1 >= len(p) || (p[i+1] != '.' && p[i+1] != '\\') {
-				return nil, errors.New(`"\" must be followed by "." or "\"`)
-			}
-			cur.WriteByte(p[i+1])
-			i++
-		case '.':
-			if cur.Len() == 0 {
-				return nil, errors.New("empty path segment")
-			}
-			segs = append(segs, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if cur.Len() == 0 {
-		return nil, errors.New("empty path segment")
-	}
-	if !utf8.ValidString(p) {
-		return nil, errors.New("path is not valid UTF-8")
-	}
-	return append(segs, cur.String()), nil
+	return segs, nil
 }
 
 // lookupPath walks path through nested objects, decoding each level with

@@ -301,6 +301,9 @@ func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, e
 	if p.Roles, err = v.roles(claims); err != nil {
 		return authn.Principal{}, v.invalid(err)
 	}
+	if err = fillClaims(&p, claims.raw); err != nil {
+		return authn.Principal{}, v.invalid(err)
+	}
 	if now.Before(p.ExpiresAt) {
 		v.cache.put(cacheEntry{key: digest, principal: p, kid: used.kid, alg: used.usedAlg, fingerprint: used.fingerprint})
 	}

@@ -173,6 +173,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, err
 		Issuer:  c.Issuer,
 		TokenID: c.ID,
 		Session: c.SessionID,
+		Claims:  c,
 	}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
