@@ -233,6 +233,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState, ev 
 	g.strip.strip(r.Header, true)
 	r.Header.Set(g.o.RequestIDHeader, st.requestID)
 
+	ev.host = forwardedHost(r)
 	p, e := g.decide(r, method, canon, ev)
 	st.principal = p
 	if e != nil {

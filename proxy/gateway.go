@@ -94,6 +94,11 @@ type Options struct {
 	// again (see tunnel.go); it should be the reload interval. Zero means
 	// DefaultTunnelRecheck.
 	TunnelRecheck time.Duration
+	// RateLimits holds the buckets of the policy's per-route rate limits
+	// (see ratelimit.go): the embedded or the Redis state store. Nil lets
+	// every request of a rate-limited rule through, counted as
+	// store_error, like a store that is down.
+	RateLimits RateLimitStore
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -113,6 +118,7 @@ type Gateway struct {
 	sample      sampler
 	states      sync.Pool
 	bodies      bodyPolicy
+	limiter     *routeLimiter
 }
 
 // New returns a gateway.
@@ -145,6 +151,10 @@ func New(o Options) (*Gateway, error) {
 		g.log = zap.NewNop()
 	}
 	g.sample = newSampler(o.LogAllowedSample)
+	g.limiter = &routeLimiter{store: o.RateLimits, log: g.log}
+	if o.Metrics != nil {
+		g.limiter.count = o.Metrics.rateLimits
+	}
 	bodies, err := newBodyPolicy(o.AllowBodiesOn)
 	if err != nil {
 		return nil, err
@@ -193,7 +203,8 @@ type reqState struct {
 	upstream  time.Duration
 	errKind   string
 	pace      sendPacer
-	tunnel    *tunnel // set for upgrade requests
+	tunnel    *tunnel      // set for upgrade requests
+	cors      *policy.CORS // the CORS policy of an upstream answer; nil when none
 	// closeUpstream sends the request upstream with Connection: close,
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
@@ -246,6 +257,12 @@ type event struct {
 	security bool
 	shadow   *policy.Decision
 	snapshot *policy.Set
+	// host is the original host of a forward-auth check ("" on the
+	// proxy, which reads r.Host).
+	host string
+	// limit and cors are the decision's rate limit and CORS policy.
+	limit *policy.RateLimit
+	cors  *policy.CORS
 }
 
 func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *event) {
@@ -301,13 +318,27 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		g.reject(w, st, ev, "no_upstream", &Error{Code: http.StatusNotFound, Msg: "not found"})
 		return
 	}
-	p, e := g.decide(r, r.Method, canon, ev)
+	p, e := authn.Principal{Method: authn.MethodNone}, (*Error)(nil)
+	switch g.preflight(w, r, st, ev, canon) {
+	case preflightAnswered:
+		return
+	case notPreflight:
+		p, e = g.decide(r, r.Method, canon, ev)
+	}
 	st.principal = p
+	if e == nil && ev.limit != nil {
+		e = g.limiter.take(r.Context(), w.Header(), ev.limit, p, func() string { return clientBucket(g.o.Trusted.ClientIP(r)).String() })
+		if e != nil {
+			ev.decision, ev.reason = "deny", "rate_limited"
+		}
+	}
 	if e != nil {
+		corsHeaders(w.Header(), r, ev.cors)
 		g.bound(w)
 		WriteError(w, st.requestID, e)
 		return
 	}
+	st.cors = ev.cors
 	if g.perClient != nil && trusted {
 		// Behind a trusted proxy every client shares the proxy's
 		// connections, so the per-client bound is on requests.
@@ -400,6 +431,10 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if st != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		g.tunnelOpened(st)
 	}
+	if st != nil && st.cors != nil {
+		dropUpstreamCORS(resp.Header)
+		corsHeaders(resp.Header, resp.Request, st.cors)
+	}
 	if st == nil || !st.principal.Authenticated() {
 		return nil
 	}
@@ -450,8 +485,9 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		ev.decision, ev.reason = "deny", "method_not_allowed"
 		return p, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	}
-	req := policy.Request{Method: method, Path: canon, Authenticated: ok, Roles: p.Roles}
+	req := g.policyRequest(r, method, canon, p, ok, snap, ev)
 	d := snap.Decide(req)
+	ev.limit, ev.cors = d.RateLimit, d.CORS
 	if method == http.MethodHead && d.Allow {
 		// Upstreams answer HEAD with their GET handler, so HEAD passes only
 		// where GET would too: a GET-only rule must not be skirted by a
@@ -478,8 +514,8 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
 	}
 	if !d.Allow {
-		ev.decision, ev.security = "deny", true
-		if !ok {
+		ev.decision, ev.security, ev.limit = "deny", true, nil
+		if denyCode(d, ok) == http.StatusUnauthorized {
 			return p, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`}
 		}
 		return p, &Error{Code: http.StatusForbidden, Msg: "access denied"}
