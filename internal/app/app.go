@@ -224,6 +224,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
 		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
 		TunnelRecheck:        cfg.ReloadInterval,
+		RateLimits:           a.state, // per-route rate limits share the login limiter's store
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,
