@@ -69,3 +69,21 @@ func TestGoldenLint(t *testing.T) {
 		t.Error("Lint(nil) returned no warnings")
 	}
 }
+
+func TestGoldenLintConditions(t *testing.T) {
+	s, err := Load("lint_conditions.yaml", readTestdata(t, "lint_conditions.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, w := range s.LintWith(LintOptions{Issuers: []string{"authgate", "https://idp.example.com"}}) {
+		b.WriteString(w.String())
+		b.WriteString("\n")
+	}
+	golden(t, "lint_conditions.golden", b.String())
+	for _, w := range s.LintWith(LintOptions{Issuers: []string{"authgate"}}) {
+		if strings.Contains(w.Msg, "issuers") && strings.Contains(w.Msg, "pin") {
+			t.Errorf("with one issuer: %s", w)
+		}
+	}
+}

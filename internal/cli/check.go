@@ -111,7 +111,11 @@ func runCheck(stdout io.Writer, cfgFlag string, strict bool, environ []string) e
 			known = []string{}
 		}
 	}
-	warnings := c.policy.Lint(known)
+	issuers := []string{c.cfg.JWT.Issuer}
+	for _, is := range c.cfg.Issuers {
+		issuers = append(issuers, is.Issuer)
+	}
+	warnings := c.policy.LintWith(policy.LintOptions{KnownRoles: known, Issuers: issuers})
 	for _, w := range warnings {
 		fmt.Fprintf(stdout, "warning: %s:%s\n", c.cfg.PolicyFile, strings.TrimPrefix(w.String(), "line "))
 	}
