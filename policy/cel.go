@@ -6,6 +6,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/cost"
+	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 )
 
@@ -118,59 +119,52 @@ func (e *celExpr) holds(r Request, onError bool) bool {
 // celActivation resolves the CEL variables from a Request.
 type celActivation struct{ r Request }
 
-// ResolveName implements interpreter.Activation.
+// ResolveName implements interpreter.Activation. It returns CEL values
+// directly, so lists and maps are wrapped, not converted by reflection.
 func (a *celActivation) ResolveName(name string) (any, bool) {
 	r := &a.r
 	switch name {
 	case "request.method":
-		return r.Method, true
+		return types.String(r.Method), true
 	case "request.path":
-		return r.Path, true
+		return types.String(r.Path), true
 	case "request.host":
-		return r.Host, true
+		return types.String(r.Host), true
 	case "request.client_ip":
 		if !r.ClientAddr.IsValid() {
-			return "", true
+			return types.String(""), true
 		}
-		return r.ClientAddr.Unmap().String(), true
+		return types.String(r.ClientAddr.Unmap().String()), true
 	case "principal.authenticated":
-		return r.Authenticated, true
+		return types.Bool(r.Authenticated), true
 	case "principal.subject":
-		return r.Subject, true
+		return types.String(r.Subject), true
 	case "principal.roles":
-		return nonNil(r.Roles), true
+		return types.NewStringList(types.DefaultTypeAdapter, r.Roles), true
 	case "principal.issuer":
-		return r.Issuer, true
+		return types.String(r.Issuer), true
 	case "principal.auth_method":
-		return r.AuthMethod, true
+		return types.String(r.AuthMethod), true
 	case "principal.key_name":
-		return r.KeyName, true
+		return types.String(r.KeyName), true
 	case "principal.scopes":
-		return nonNil(r.Scopes), true
+		return types.NewStringList(types.DefaultTypeAdapter, r.Scopes), true
 	case "principal.email":
-		return r.Email, true
+		return types.String(r.Email), true
 	case "claims":
+		var m map[string]any
 		if r.Claims != nil {
 			if v, ok := r.Claims.Claim(nil); ok {
-				if m, ok := v.(map[string]any); ok {
-					return m, true
-				}
+				m, _ = v.(map[string]any)
 			}
 		}
-		return map[string]any{}, true
+		return types.NewStringInterfaceMap(types.DefaultTypeAdapter, m), true
 	}
 	return nil, false
 }
 
 // Parent implements interpreter.Activation.
 func (a *celActivation) Parent() interpreter.Activation { return nil }
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
 
 // sizeBound bounds every input for the load-time cost estimate.
 type sizeBound struct{}
