@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -151,6 +152,9 @@ type explainFlags struct {
 	roles     []string
 	anonymous bool
 	exitCode  bool
+	// The rest of the inline tests' vocabulary.
+	issuer, authMethod, keyName, subject, email, clientIP, host, claims string
+	scopes                                                              []string
 }
 
 func newExplainCmd(o *Options) *cobra.Command {
@@ -181,12 +185,25 @@ without it explain exits 0 whatever the decision.`,
 	cmd.Flags().StringArrayVar(&f.roles, "role", nil, "a `ROLE` of the caller (repeatable or comma-separated)")
 	cmd.Flags().BoolVar(&f.anonymous, "anonymous", false, "explain for a caller with no credentials")
 	cmd.Flags().BoolVar(&f.exitCode, "exit-code", false, "exit 3 when the request would be denied")
+	cmd.Flags().StringVar(&f.issuer, "issuer", "", "the caller's token `ISSUER`")
+	cmd.Flags().StringVar(&f.authMethod, "auth-method", "", "how the caller authenticated (`METHOD`): jwt, apikey, external or session")
+	cmd.Flags().StringVar(&f.keyName, "key-name", "", "the caller's API key `NAME`")
+	cmd.Flags().StringVar(&f.subject, "subject", "", "the caller's `SUBJECT`")
+	cmd.Flags().StringArrayVar(&f.scopes, "scope", nil, "a `SCOPE` of the caller's token (repeatable)")
+	cmd.Flags().StringVar(&f.email, "email", "", "the caller's verified `EMAIL`")
+	cmd.Flags().StringVar(&f.clientIP, "client-ip", "", "the client `ADDRESS`")
+	cmd.Flags().StringVar(&f.host, "host", "", "the request's `HOST`")
+	cmd.Flags().StringVar(&f.claims, "claims", "", "the caller's token claims as a `JSON` object")
 	return cmd
 }
 
 func runExplain(stdout io.Writer, f explainFlags, method, path string, environ []string) error {
 	if f.anonymous && len(f.roles) > 0 {
 		return usagef("--anonymous and --role exclude each other")
+	}
+	if f.anonymous && (f.issuer != "" || f.authMethod != "" || f.keyName != "" || f.subject != "" ||
+		len(f.scopes) > 0 || f.email != "" || f.claims != "") {
+		return usagef("--anonymous excludes the credential flags (--issuer, --auth-method, --key-name, --subject, --scope, --email, --claims)")
 	}
 	roles, err := roleArgs(f.roles)
 	if err != nil {
@@ -196,7 +213,19 @@ func runExplain(stdout io.Writer, f explainFlags, method, path string, environ [
 	if err != nil {
 		return err
 	}
-	req := policy.Request{Method: method, Path: path, Authenticated: !f.anonymous, Roles: token.NormalizeRoles(roles)}
+	who := policy.Caller{Anonymous: f.anonymous, Roles: token.NormalizeRoles(roles), Issuer: f.issuer, AuthMethod: f.authMethod,
+		KeyName: f.keyName, Subject: f.subject, Scopes: f.scopes, Email: f.email, ClientIP: f.clientIP, Host: f.host}
+	if f.claims != "" {
+		if err := json.Unmarshal([]byte(f.claims), &who.Claims); err != nil || who.Claims == nil {
+			return usagef("--claims must be a JSON object: %v", err)
+		}
+	}
+	req, err := who.Request(method, "/")
+	if err != nil {
+		return &usageError{err: err}
+	}
+	// The path is explained as given: Explain reports a rejected one.
+	req.Path = path
 	e := c.policy.Explain(req)
 	fmt.Fprintf(stdout, "policy: %s (hash %s)\n", c.cfg.PolicyFile, c.policy.Hash())
 	fmt.Fprint(stdout, e.String())
