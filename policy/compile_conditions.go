@@ -229,7 +229,11 @@ func (c *compiler) rateLimit(rs *ruleSpec, r *crule) *RateLimit {
 	case per == PerKey && (r.cond == nil || r.cond.authMethods != authBit(AuthAPIKey)):
 		c.err(spec.line, where, "rate_limit.per: key needs auth_methods: [apikey], so every caller of the rule has a key")
 	}
-	return &RateLimit{RuleID: r.ID, Per: per, Every: spec.every, Burst: spec.burst}
+	rl := &RateLimit{RuleID: r.ID, Per: per, Every: spec.every, Burst: spec.burst}
+	if spec.every > 0 && spec.burst > 0 {
+		rl.fillHeader()
+	}
+	return rl
 }
 
 // cors compiles a cors block.

@@ -61,6 +61,20 @@ type RateLimit struct {
 	Per    RateKey
 	Every  time.Duration
 	Burst  int
+
+	header []string // the RateLimit-Policy value, computed once
+}
+
+// PolicyHeader returns the RateLimit-Policy field value of l (IETF
+// draft-ietf-httpapi-ratelimit-headers): the rule id as the policy name,
+// q the burst and w the refill window in seconds, as a one-element slice
+// the caller may share but must not modify.
+func (l *RateLimit) PolicyHeader() []string { return l.header }
+
+func (l *RateLimit) fillHeader() {
+	window := int64((l.Window() + time.Second - 1) / time.Second)
+	v := fmt.Sprintf("%q;q=%d;w=%d", l.RuleID, l.Burst, window)
+	l.header = []string{v}[:1:1]
 }
 
 // Window is the time an empty bucket takes to refill completely.

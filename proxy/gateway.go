@@ -327,7 +327,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	}
 	st.principal = p
 	if e == nil && ev.limit != nil {
-		e = g.limiter.take(r.Context(), w.Header(), ev.limit, p, func() string { return clientBucket(g.o.Trusted.ClientIP(r)).String() })
+		e = g.limiter.take(r, w.Header(), ev.limit, p, g.o.Trusted)
 		if e != nil {
 			ev.decision, ev.reason = "deny", "rate_limited"
 		}

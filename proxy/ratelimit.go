@@ -1,13 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/state"
+	"github.com/authgate/authgate/internal/clientip"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -25,10 +27,6 @@ import (
 type RateLimitStore interface {
 	Allow(ctx context.Context, scope state.Scope, id string, l state.Limit) (ok bool, retryAfter time.Duration, err error)
 }
-
-// rateLimitTimeout bounds one store call on the request path; a store
-// slower than that counts as down.
-const rateLimitTimeout = 250 * time.Millisecond
 
 // The results of a rate-limit check, a closed set for the metric.
 const (
@@ -54,10 +52,9 @@ func rateScope(k policy.RateKey) state.Scope {
 
 // routeLimiter enforces the rate limits the policy declares on rules.
 type routeLimiter struct {
-	store   RateLimitStore
-	trusted func(*http.Request) string
-	log     *zap.Logger
-	count   *prometheus.CounterVec // nil records nothing
+	store RateLimitStore
+	log   *zap.Logger
+	count *prometheus.CounterVec // nil records nothing
 	// lastWarn is when a store failure was last logged (unix ns), so an
 	// outage is logged every 10 s, not on every request.
 	lastWarn atomic.Int64
@@ -74,41 +71,54 @@ func newRateLimitMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
 
 // bucketID returns the bucket of the request for l, or ok false when the
 // caller has nothing to count by (which the policy compiler rules out).
-func bucketID(l *policy.RateLimit, p authn.Principal, client func() string) (string, bool) {
-	var who string
+func bucketID(l *policy.RateLimit, p authn.Principal, client netip.Addr) (string, bool) {
+	var buf [256]byte
+	b := append(buf[:0], l.RuleID...)
+	b = append(b, ' ')
 	switch l.Per {
 	case policy.PerSubject:
 		if !p.Authenticated() {
 			return "", false
 		}
 		// Two issuers may use one subject; they are different callers.
-		who = string(p.Method) + " " + strconv.Itoa(len(p.Issuer)) + ":" + p.Issuer + " " + p.Subject
+		b = append(b, p.Method...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(len(p.Issuer)), 10)
+		b = append(b, ':')
+		b = append(b, p.Issuer...)
+		b = append(b, ' ')
+		b = append(b, p.Subject...)
 	case policy.PerKey:
 		if p.KeyName == "" {
 			return "", false
 		}
-		who = p.KeyName
+		b = append(b, p.KeyName...)
 	case policy.PerClientIP:
-		who = client()
+		if !client.IsValid() {
+			return "", false
+		}
+		b = clientBucket(client).AppendTo(b)
 	}
-	id := l.RuleID + " " + who
-	if strings.ContainsAny(id, "{}") {
+	if bytes.ContainsAny(b, "{}") {
 		// A Redis hash tag in a subject must not pick the key's slot.
-		sum := sha256.Sum256([]byte(id))
-		id = "sha256:" + hex.EncodeToString(sum[:])
+		sum := sha256.Sum256(b)
+		return "sha256:" + hex.EncodeToString(sum[:]), true
 	}
-	return id, true
+	return string(b), true
 }
 
 // take charges one request to its bucket. It returns the 429 to answer,
 // or nil to let the request through, setting the RateLimit-Policy header
 // either way. A store that fails or is missing lets the request through
 // (it was authorized already; limits protect capacity, not access), counts
-// store_error and logs.
-func (rl *routeLimiter) take(ctx context.Context, h http.Header, l *policy.RateLimit, p authn.Principal, client func() string) *Error {
-	policyName := `"` + l.RuleID + `"`
-	window := int64((l.Window() + time.Second - 1) / time.Second)
-	h.Set("RateLimit-Policy", policyName+";q="+strconv.Itoa(l.Burst)+";w="+strconv.FormatInt(window, 10))
+// store_error and logs. The store bounds its own call (the Redis
+// operation timeout).
+func (rl *routeLimiter) take(r *http.Request, h http.Header, l *policy.RateLimit, p authn.Principal, trusted clientip.Trusted) *Error {
+	h["Ratelimit-Policy"] = l.PolicyHeader()
+	var client netip.Addr
+	if l.Per == policy.PerClientIP {
+		client = trusted.ClientIP(r)
+	}
 	id, ok := bucketID(l, p, client)
 	if !ok {
 		rl.record(l.RuleID, rlStoreError)
@@ -118,9 +128,7 @@ func (rl *routeLimiter) take(ctx context.Context, h http.Header, l *policy.RateL
 		rl.failed(l.RuleID, errNoStore)
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, rateLimitTimeout)
-	defer cancel()
-	allowed, retry, err := rl.store.Allow(ctx, rateScope(l.Per), id, state.Limit{Every: l.Every, Burst: l.Burst})
+	allowed, retry, err := rl.store.Allow(r.Context(), rateScope(l.Per), id, state.Limit{Every: l.Every, Burst: l.Burst})
 	if err != nil {
 		rl.failed(l.RuleID, err)
 		return nil
@@ -131,7 +139,7 @@ func (rl *routeLimiter) take(ctx context.Context, h http.Header, l *policy.RateL
 	}
 	rl.record(l.RuleID, rlLimited)
 	secs := int64((retry + time.Second - 1) / time.Second)
-	h.Set("RateLimit", policyName+";r=0;t="+strconv.FormatInt(secs, 10))
+	h.Set("RateLimit", strconv.Quote(l.RuleID)+";r=0;t="+strconv.FormatInt(secs, 10))
 	return &Error{Code: http.StatusTooManyRequests, Msg: "rate limit exceeded", RetryAfter: retry}
 }
 
