@@ -2,7 +2,6 @@ package cli
 
 import (
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/authgate/authgate/internal/testkit/golden"
@@ -111,18 +110,7 @@ var policyCases = []goldenCase{
 func TestPolicyCommands(t *testing.T) {
 	for _, tc := range policyCases {
 		t.Run(tc.golden, func(t *testing.T) {
-			dir := copyFixture(t, tc.fixture)
-			r := run(t, expand(tc.args, dir), expand(tc.environ, dir), tc.stdin)
-			got := render(tc.args, r, dir)
-			if r.code != tc.code {
-				t.Errorf("run(%q) exit = %d, want %d\n%s", tc.args, r.code, tc.code, got)
-			}
-			for _, s := range tc.mustContain {
-				if !strings.Contains(got, s) {
-					t.Errorf("run(%q): want %q in\n%s", tc.args, s, got)
-				}
-			}
-			golden.Assert(t, filepath.Join("testdata", "golden_policy", tc.golden+".txt"), got)
+			checkGoldenCase(t, tc, filepath.Join("testdata", "golden_policy", tc.golden+".txt"))
 		})
 	}
 	if golden.Updating() {
