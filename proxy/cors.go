@@ -44,6 +44,12 @@ func (g *Gateway) preflight(w *statusWriter, r *http.Request, st *reqState, ev *
 		return preflightAnswered
 	}
 	if c.ForwardPreflight {
+		// Forwarded unauthenticated, so it goes without credentials too:
+		// a browser sends none, and one a client added was never checked
+		// (forward_authorization would otherwise pass a forged token).
+		for _, k := range []string{"Authorization", "Cookie", g.o.APIKeyHeader} {
+			r.Header.Del(k)
+		}
 		ev.decision, ev.reason = "allow", "cors_preflight"
 		return preflightForward
 	}

@@ -204,7 +204,9 @@ func TestRateLimitStoreOutageFailsOpen(t *testing.T) {
 
 func TestCORS(t *testing.T) {
 	var up recordingUpstream
-	env := newGatewayEnv(t, rulesPolicy, up.start(t), nil)
+	// forward_authorization on: a forwarded preflight still goes without
+	// the Authorization a client added.
+	env := newGatewayEnv(t, rulesPolicy, up.start(t), func(o *proxy.Options) { o.ForwardAuthorization = true })
 	preflight := func(path, origin, method, headers string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("OPTIONS", path, nil)
 		r.Header.Set("Origin", origin)
@@ -281,12 +283,14 @@ func TestCORS(t *testing.T) {
 		r.Header.Set("Origin", "https://app.example.com")
 		r.Header.Set("Access-Control-Request-Method", "GET")
 		r.Header.Set("X-Auth-Subject", "forged")
+		r.Header.Set("Authorization", "Bearer forged")
+		r.Header.Set("Cookie", "session=forged")
 		w := serve(env.gw, r)
 		if w.Code != 200 || up.hits.Load() != before+1 {
 			t.Fatalf("forwarded preflight = %d, upstream hits +%d; want 200 from the upstream", w.Code, up.hits.Load()-before)
 		}
-		if h := up.last.Load().(http.Header); h.Get("X-Auth-Subject") != "" {
-			t.Errorf("upstream saw X-Auth-Subject %q on a preflight", h.Get("X-Auth-Subject"))
+		if h := up.last.Load().(http.Header); h.Get("X-Auth-Subject") != "" || h.Get("Authorization") != "" || h.Get("Cookie") != "" {
+			t.Errorf("upstream saw credentials on a preflight: %v", h)
 		}
 		if w := preflight("/fwd/x", "https://evil.example", "GET", ""); w.Code != 403 {
 			t.Errorf("forwarded preflight from another origin = %d, want 403", w.Code)
