@@ -51,7 +51,7 @@ func probePaths(sets ...*Set) map[string]string {
 	return out
 }
 
-// allRules returns the enforced rules and the shadow-only ones.
+// allRules returns the enforced rules of s (nil for a nil Set).
 func (s *Set) allRules() []*crule {
 	if s == nil {
 		return nil
