@@ -8,6 +8,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/authgate/authgate/policy"
 )
 
 // Method names how a Principal was authenticated. It is a closed set so that
@@ -54,10 +56,21 @@ type Principal struct {
 	Session string
 	// ExpiresAt is when the credential stops being valid; zero means never.
 	ExpiresAt time.Time
-	// Claims are the configured token claims (see ClaimPaths), keyed by
-	// claim path, as header-safe text (see ClaimText). Nil for API keys and
-	// when no claim is configured or found. Callers must not modify it.
-	Claims map[string]string
+	// ClaimValues are the configured claim headers' claims (see
+	// ClaimPaths), keyed by claim path, as header-safe text (see
+	// ClaimText). Nil for API keys and when no claim is configured or
+	// found. Callers must not modify it.
+	ClaimValues map[string]string
+	// Claims gives the policy's claims and when conditions read access to
+	// the token's claims; nil for an API key. Implementations are
+	// immutable and safe for concurrent use.
+	Claims policy.Claims
+	// Scopes are the token's OAuth scopes (the "scope" string or the
+	// "scp" list), sorted and without duplicates.
+	Scopes []string
+	// Email is the token's "email" claim, unless the token says
+	// "email_verified": false; "" otherwise.
+	Email string
 }
 
 // Authenticated reports whether p is a caller who presented a valid credential.

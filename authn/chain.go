@@ -11,6 +11,7 @@ import (
 
 	"github.com/authgate/authgate/authn/jose"
 	"github.com/authgate/authgate/internal/lru"
+	"github.com/authgate/authgate/policy"
 )
 
 // Bearer authenticates "Authorization: Bearer" tokens. It reads the token's
@@ -233,12 +234,16 @@ func checked(p Principal, ok bool, err error) (Principal, bool, error) {
 	return p, true, nil
 }
 
-// ForwardableRoles returns roles without those that cannot be passed
-// upstream unambiguously. Identity headers carry roles comma-separated, so
-// a role containing a comma or white space would turn into several roles at
-// the upstream (privilege escalation through a crafted IdP group name), and
-// control characters would break the header. Dropping a role can only take
-// access away. The input is not modified when nothing is dropped.
+// ForwardableRoles returns roles without those outside the role grammar
+// (policy.ValidRoleName), which cannot be passed upstream unambiguously.
+// Identity headers carry roles comma-separated, so a role containing a
+// comma or white space would turn into several roles at the upstream
+// (privilege escalation through a crafted IdP group name), control
+// characters would break the header, and a name no rule can list would be
+// granted upstream while the policy never sees it. Dropping a role can only
+// take access away. The loaders already apply the grammar; this is the last
+// check before a Principal leaves the chain. The input is not modified when
+// nothing is dropped.
 func ForwardableRoles(roles []string) []string {
 	for i, r := range roles {
 		if !forwardable(r) {
@@ -254,9 +259,7 @@ func ForwardableRoles(roles []string) []string {
 	return roles
 }
 
-func forwardable(r string) bool {
-	return r != "" && printable(r) && !strings.ContainsAny(r, ", ")
-}
+func forwardable(r string) bool { return policy.ValidRoleName(r) }
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -315,7 +315,8 @@ func TestForwardableRoles(t *testing.T) {
 		{"DEL", []string{"x", "a\x7f", "y"}, []string{"x", "y"}},
 		{"empty string", []string{"", "x"}, []string{"x"}},
 		{"every role bad", []string{",", " "}, []string{}},
-		{"non-ascii kept", []string{"rôle"}, []string{"rôle"}},
+		{"non-ascii dropped: no rule can name it", []string{"rôle", "x"}, []string{"x"}},
+		{"longer than the grammar", []string{strings.Repeat("r", 129), "x"}, []string{"x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

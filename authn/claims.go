@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/authgate/authgate/policy"
 )
 
 // MaxClaimText is the longest claim value passed on, after encoding; a
@@ -93,42 +94,16 @@ func TopLevel(members map[string]json.RawMessage) func([]string) (json.RawMessag
 	}
 }
 
-// SplitClaimPath splits a dotted claim path into its segments. A literal
-// dot inside a name is written `\.` and a literal backslash `\\`. An empty
-// path or segment is an error.
+// SplitClaimPath splits a dotted claim path into its segments, with the
+// policy's grammar (policy.SplitClaimPath): a literal dot inside a name is
+// written `\.` and a literal backslash `\\`; an empty path or segment is
+// an error.
 func SplitClaimPath(p string) ([]string, error) {
-	if p == "" {
-		return nil, errors.New("empty path")
+	segs, err := policy.SplitClaimPath(p)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "policy: "))
 	}
-	if !utf8.ValidString(p) {
-		return nil, errors.New("path is not valid UTF-8")
-	}
-	var (
-		segs []string
-		cur  strings.Builder
-	)
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case '\\':
-			if i+1 >= len(p) || (p[i+1] != '.' && p[i+1] != '\\') {
-				return nil, errors.New(`"\" must be followed by "." or "\"`)
-			}
-			cur.WriteByte(p[i+1])
-			i++
-		case '.':
-			if cur.Len() == 0 {
-				return nil, errors.New("empty path segment")
-			}
-			segs = append(segs, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if cur.Len() == 0 {
-		return nil, errors.New("empty path segment")
-	}
-	return append(segs, cur.String()), nil
+	return segs, nil
 }
 
 // ClaimText renders a JSON claim value as one header-safe line and reports

@@ -1,5 +1,7 @@
 package policy
 
+import "net/netip"
+
 // Reason says why a Decision was made. The set is closed (see AllReasons), so
 // it is safe to use as a metric label. The zero value is ReasonDenyNoRule.
 type Reason uint8
@@ -19,6 +21,13 @@ const (
 	ReasonAllowAuthenticated
 	// ReasonAllowRole: the caller has the roles the winning rule needs.
 	ReasonAllowRole
+	// ReasonDenyRule: a deny rule matched; it wins over every allow (see
+	// the package documentation on precedence). Decision.RuleID names it.
+	ReasonDenyRule
+	// ReasonDenyCondition: the winning rule's access level admits the
+	// caller, but one of its conditions (issuers, claims, source_cidrs,
+	// when, ...) does not hold.
+	ReasonDenyCondition
 	numReasons
 )
 
@@ -29,6 +38,8 @@ var reasonNames = [numReasons]string{
 	ReasonAllowPublic:         "allow_public",
 	ReasonAllowAuthenticated:  "allow_authenticated",
 	ReasonAllowRole:           "allow_role",
+	ReasonDenyRule:            "deny_rule",
+	ReasonDenyCondition:       "deny_condition",
 }
 
 // String returns the snake_case name of r, e.g. "allow_role", or
@@ -50,8 +61,11 @@ func AllReasons() []Reason {
 	return out
 }
 
-// Request is what a Set decides on. The zero value is an anonymous request
-// with no method and no path, which is denied.
+// Request is what a Set decides on: the request and, for an authenticated
+// caller, what the credential says. The zero value is an anonymous request
+// with no method and no path, which is denied. Every field the caller does
+// not know stays zero, and a zero field satisfies no condition that names
+// it. A Request is read, never kept or modified, by Decide.
 type Request struct {
 	// Method is the HTTP method as received; it is compared exactly with the
 	// upper-case methods of the rules.
@@ -63,19 +77,55 @@ type Request struct {
 	// Roles are the caller's roles, sorted and without duplicates. Unsorted
 	// roles can only cause a false deny, never a false allow.
 	Roles []string
+
+	// Subject is the caller's subject (token sub or key name), for `when`.
+	Subject string
+	// Issuer is the token issuer ("iss") for the token methods, matched by
+	// `issuers`.
+	Issuer string
+	// AuthMethod is how the caller authenticated: "jwt", "apikey",
+	// "external" or "session" (see AuthMethods), matched by `auth_methods`.
+	AuthMethod string
+	// KeyName is the API key's name, matched by `key_names`.
+	KeyName string
+	// Claims gives access to the token's claims, for `claims` and `when`;
+	// nil when the credential has none (an API key).
+	Claims Claims
+	// Scopes are the token's OAuth scopes, sorted and without duplicates,
+	// matched by `scopes`.
+	Scopes []string
+	// Email is the caller's verified email address, matched by
+	// `email_domains`; "" when unknown or not verified.
+	Email string
+	// ClientAddr is the client's address, behind trusted proxies, matched
+	// by `source_cidrs`. The zero Addr matches no CIDR.
+	ClientAddr netip.Addr
+	// Host is the request's host from CanonicalHost, matched by `hosts`;
+	// "" (a host that did not canonicalize) matches no host.
+	Host string
 }
 
 // Decision is the outcome of Set.Decide. The zero value is a deny with
-// ReasonDenyNoRule.
+// ReasonDenyNoRule. It is a value; RateLimit and CORS point into the
+// immutable Set and must not be modified.
 type Decision struct {
 	Allow  bool
-	RuleID string // "" when no rule matched
-	Line   int    // line of the winning rule, 0 when none
+	RuleID string // the winning allow rule or the deny rule; "" when no rule matched
+	Line   int    // line of that rule, 0 when none
 	Reason Reason
 	// OnUnauthenticated is the winning rule's on_unauthenticated; the
 	// zero value (no rule, or a rule without it) leaves the choice to the
 	// gateway's default.
 	OnUnauthenticated OnUnauthenticated
+	// RateLimit is the winning rule's rate limit, which the caller must
+	// enforce for an allowed request; nil when the rule has none or the
+	// request is denied.
+	RateLimit *RateLimit
+	// CORS is the CORS policy for the request's path and method (the
+	// winning rule's, else the policy's global one); nil when there is
+	// none. It is set for denied requests too, so errors carry CORS
+	// headers a browser can read.
+	CORS *CORS
 }
 
 // OnUnauthenticated says what a rule answers an anonymous browser

@@ -50,10 +50,28 @@
 //
 // # Precedence
 //
-// Among the rules whose pattern matches and whose methods list is empty or
-// contains the request method, the most specific wins: patterns are compared
-// segment by segment from the left, a literal beats "*", which beats "**";
-// then a rule with a methods list beats one without. This is a depth-first
-// walk of a segment trie (literal child, then "*", then "**"), and does not
-// depend on the order of the file. No matching rule means deny.
+// Deny rules (deny: true) are looked at first: one whose pattern matches,
+// whose methods list is empty or contains the method and whose conditions
+// hold refuses the request (ReasonDenyRule), whatever allow rule would
+// match, at any specificity. Among several, the most specific is reported.
+//
+// Otherwise, among the allow rules whose pattern matches and whose methods
+// list is empty or contains the request method, the most specific wins:
+// patterns are compared segment by segment from the left, a literal beats
+// "*", which beats "**"; then a rule with a methods list beats one without.
+// This is a depth-first walk of a segment trie (literal child, then "*",
+// then "**"), and does not depend on the order of the file. The winner's
+// access level and then its conditions decide; a condition that fails
+// denies (ReasonDenyCondition) and never hands the request to a broader
+// rule. No matching rule means deny.
+//
+// # Conditions
+//
+// Every condition a rule lists must hold; a list holds when one entry does
+// (scopes.all_of and all_roles need every entry). Conditions read the
+// Request: issuer, auth method, key name, claims, scopes, email, client
+// address and canonical host. A `when` expression is CEL, type-checked at
+// Compile over the variables of CELVariables, with a cost limit; an
+// expression that fails to evaluate counts as false in an allow rule and as
+// true in a deny rule. Decide allocates only when a `when` runs.
 package policy

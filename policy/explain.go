@@ -13,6 +13,16 @@ const (
 	WhyMethod       = "method not listed"
 	WhyLessSpecific = "less specific than winner"
 	WhyNotApplied   = "not applied: request rejected"
+	// WhyDenied: the deny rule that decided.
+	WhyDenied = "deny rule, decided"
+	// WhyDenyAlso: a deny rule that matched too, less specific than the
+	// one that decided.
+	WhyDenyAlso = "deny rule, also matched"
+	// WhyDenyNotHeld: a deny rule whose path and method match but whose
+	// conditions do not hold.
+	WhyDenyNotHeld = "deny rule, conditions fail"
+	// WhyOverridden: the most specific allow rule, overridden by a deny.
+	WhyOverridden = "overridden by deny rule"
 )
 
 // Candidate is one rule of the set as seen by Explain; a plain value owned by
@@ -32,9 +42,13 @@ type Explanation struct {
 	// Path is the canonical path that was matched, "" when PathError is set.
 	Path string
 	// PathError is the reason Canonicalize rejected the path, or "".
-	PathError  string
-	Caller     string // "anonymous", "authenticated (no roles)" or "roles [a,b]"
-	Decision   Decision
+	PathError string
+	Caller    string // "anonymous", "authenticated (no roles)" or "roles [a,b]", then credential fields
+	Decision  Decision
+	// Failed is the condition of the winning rule that does not hold
+	// (its YAML key, such as "issuers" or "when") when Decision.Reason is
+	// ReasonDenyCondition, else "".
+	Failed     string
 	Candidates []Candidate // every rule of the set, in file order
 }
 
@@ -42,7 +56,7 @@ type Explanation struct {
 // every rule of the set with the reason it won or lost. It allocates and is
 // meant for tooling, not for the request path.
 func (s *Set) Explain(r Request) Explanation {
-	e := Explanation{Method: r.Method, Caller: caller(r)}
+	e := Explanation{Method: r.Method, Caller: callerOf(r)}
 	canon, err := Canonicalize(r.Path)
 	if err != nil {
 		e.PathError = err.Error()
@@ -54,6 +68,13 @@ func (s *Set) Explain(r Request) Explanation {
 	if s == nil {
 		return e
 	}
+	var allow *crule
+	if err == nil && s.root != nil {
+		allow, _ = s.find(&r)
+		if allow != nil && e.Decision.Reason == ReasonDenyCondition {
+			e.Failed = allow.cond.failing(&r, false)
+		}
+	}
 	keys := pathKeys(canon, s.ci)
 	for _, cr := range s.rules {
 		c := Candidate{RuleID: cr.ID, Line: cr.Line, Pattern: cr.Pattern, Methods: slices.Clone(cr.Methods)}
@@ -64,6 +85,14 @@ func (s *Set) Explain(r Request) Explanation {
 			c.Why = WhyPathMismatch
 		case !cr.allowsMethod(r.Method):
 			c.Why = WhyMethod
+		case cr.Deny && cr.ID == e.Decision.RuleID:
+			c.Why = WhyDenied
+		case cr.Deny && cr.cond.failing(&r, true) != "":
+			c.Why = WhyDenyNotHeld
+		case cr.Deny:
+			c.Why = WhyDenyAlso
+		case cr == allow && e.Decision.Reason == ReasonDenyRule:
+			c.Why = WhyOverridden
 		case cr.ID == e.Decision.RuleID:
 			c.Why = WhyWinner
 		case e.Decision.RuleID == "":
@@ -86,6 +115,12 @@ func (e Explanation) String() string {
 		fmt.Fprintf(&b, "request: %s %s as %s\n", e.Method, e.Path, e.Caller)
 	}
 	fmt.Fprintf(&b, "decision: %s\n", formatDecision(e.Decision))
+	if e.Failed != "" {
+		fmt.Fprintf(&b, "condition: %s does not hold\n", e.Failed)
+	}
+	if rl := e.Decision.RateLimit; rl != nil {
+		fmt.Fprintf(&b, "rate limit: %s\n", rl)
+	}
 	b.WriteString("candidates:\n")
 	for _, c := range e.Candidates {
 		m := "*"

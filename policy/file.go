@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -60,6 +61,7 @@ type File struct {
 	rolesDeclared   bool
 	rolesLine       int
 	caseInsensitive bool
+	cors            *corsSpec
 	rules           []ruleSpec
 	tests           []testSpec
 }
@@ -78,8 +80,44 @@ type ruleSpec struct {
 	allRoles      []string
 	public        *bool
 	authenticated *bool
+	deny          *bool
 	shadow        bool
 	onUnauth      string
+
+	issuers      []string
+	authMethods  []string
+	keyNames     []string
+	claims       []claimSpec
+	anyScopes    []string
+	allScopes    []string
+	emailDomains []string
+	sourceCIDRs  []string
+	hosts        []string
+	when         *string
+	rateLimit    *rateLimitSpec
+	cors         *corsSpec
+}
+
+// claimSpec is one entry of a rule's claims list, as written.
+type claimSpec struct {
+	line   int
+	path   string
+	op     claimOp
+	values []any
+}
+
+// rateLimitSpec is a rule's rate_limit block, as written.
+type rateLimitSpec struct {
+	line  int
+	per   string
+	every time.Duration
+	burst int
+}
+
+// corsSpec is a cors block, as written.
+type corsSpec struct {
+	line int
+	c    CORS
 }
 
 // lineOf returns the line of key in the rule, or the rule's line.
@@ -109,6 +147,16 @@ type testSpec struct {
 	anonymous bool
 	expect    string
 	rule      string
+
+	subject    string
+	issuer     string
+	authMethod string
+	keyName    string
+	claims     map[string]any
+	scopes     []string
+	email      string
+	clientIP   string
+	host       string
 }
 
 func (t *testSpec) lineOf(key string) int {
@@ -166,6 +214,8 @@ func Parse(filename string, data []byte) (*File, error) {
 			f.rolesLine = v.Line
 		case "case_insensitive":
 			f.caseInsensitive = p.boolean(v, "", key)
+		case "cors":
+			f.cors = p.cors(v, "cors")
 		case "rules":
 			for i, n := range p.seq(v, "", key) {
 				f.rules = append(f.rules, p.rule(i+1, n))
@@ -328,6 +378,48 @@ func (p *parser) rule(index int, n *yaml.Node) ruleSpec {
 			r.shadow = p.boolean(v, where, key)
 		case "on_unauthenticated":
 			r.onUnauth = p.str(v, where, key)
+		case "deny":
+			b := p.boolean(v, where, key)
+			r.deny = &b
+		case "issuers":
+			r.issuers = p.strings(v, where, key)
+		case "auth_methods":
+			r.authMethods = p.strings(v, where, key)
+		case "key_names":
+			r.keyNames = p.strings(v, where, key)
+		case "claims":
+			for _, n := range p.seq(v, where, key) {
+				r.claims = append(r.claims, p.claim(n, where))
+			}
+		case "scopes":
+			if v.Kind == yaml.MappingNode {
+				p.mapping(v, where+": scopes", func(k string, sv *yaml.Node) bool {
+					switch k {
+					case "any_of":
+						r.anyScopes = p.strings(sv, where, "scopes.any_of")
+					case "all_of":
+						r.allScopes = p.strings(sv, where, "scopes.all_of")
+					default:
+						return false
+					}
+					return true
+				})
+			} else {
+				r.anyScopes = p.strings(v, where, key)
+			}
+		case "email_domains":
+			r.emailDomains = p.strings(v, where, key)
+		case "source_cidrs":
+			r.sourceCIDRs = p.strings(v, where, key)
+		case "hosts":
+			r.hosts = p.strings(v, where, key)
+		case "when":
+			w := p.str(v, where, key)
+			r.when = &w
+		case "rate_limit":
+			r.rateLimit = p.rateLimit(v, where)
+		case "cors":
+			r.cors = p.cors(v, where+": cors")
 		default:
 			delete(r.keyLines, key)
 			return false
@@ -335,6 +427,157 @@ func (p *parser) rule(index int, n *yaml.Node) ruleSpec {
 		return true
 	})
 	return r
+}
+
+// claim parses one claims entry: {path: P, equals: V | in: [V...] |
+// contains: V}, values being strings, numbers or booleans.
+func (p *parser) claim(n *yaml.Node, where string) claimSpec {
+	c := claimSpec{line: n.Line}
+	ops := 0
+	p.mapping(n, where+": claims", func(key string, v *yaml.Node) bool {
+		switch key {
+		case "path":
+			c.path = p.str(v, where, "claims.path")
+		case "equals", "contains":
+			ops++
+			c.op = claimEquals
+			if key == "contains" {
+				c.op = claimContains
+			}
+			if val, ok := p.scalar(v, where, "claims."+key); ok {
+				c.values = []any{val}
+			}
+		case "in":
+			ops++
+			c.op = claimIn
+			for _, e := range p.seq(v, where, "claims.in") {
+				if val, ok := p.scalar(e, where, "claims.in"); ok {
+					c.values = append(c.values, val)
+				}
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	if ops != 1 {
+		p.add(n.Line, where, "claims: each entry needs a path and exactly one of equals, in, contains")
+	}
+	return c
+}
+
+// scalar decodes a string, number or boolean; numbers become float64.
+func (p *parser) scalar(n *yaml.Node, where, key string) (any, bool) {
+	if n.Kind == yaml.ScalarNode {
+		switch n.ShortTag() {
+		case "!!str":
+			return n.Value, true
+		case "!!bool":
+			var b bool
+			if n.Decode(&b) == nil {
+				return b, true
+			}
+		case "!!int", "!!float":
+			var f float64
+			if n.Decode(&f) == nil {
+				return f, true
+			}
+		}
+	}
+	p.add(n.Line, where, key+" must be a string, a number or true/false")
+	return nil, false
+}
+
+// value decodes any YAML value as JSON would: maps, lists and scalars.
+func (p *parser) value(n *yaml.Node, where, key string) any {
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := map[string]any{}
+		p.mapping(n, where, func(k string, v *yaml.Node) bool {
+			m[k] = p.value(v, where, key)
+			return true
+		})
+		return m
+	case yaml.SequenceNode:
+		out := []any{}
+		for _, c := range n.Content {
+			out = append(out, p.value(c, where, key))
+		}
+		return out
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil
+	}
+	v, _ := p.scalar(n, where, key)
+	return v
+}
+
+func (p *parser) duration(n *yaml.Node, where, key string) time.Duration {
+	s := p.str(n, where, key)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		p.add(n.Line, where, fmt.Sprintf("%s: %q is not a duration such as 1s or 5m", key, s))
+	}
+	return d
+}
+
+func (p *parser) rateLimit(n *yaml.Node, where string) *rateLimitSpec {
+	rl := &rateLimitSpec{line: n.Line}
+	seen := map[string]bool{}
+	p.mapping(n, where+": rate_limit", func(key string, v *yaml.Node) bool {
+		seen[key] = true
+		switch key {
+		case "per":
+			rl.per = p.str(v, where, "rate_limit.per")
+		case "every":
+			rl.every = p.duration(v, where, "rate_limit.every")
+		case "burst":
+			var b int
+			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&b) != nil {
+				p.add(v.Line, where, "rate_limit.burst must be a whole number")
+			}
+			rl.burst = b
+		default:
+			return false
+		}
+		return true
+	})
+	for _, k := range []string{"per", "every", "burst"} {
+		if !seen[k] {
+			// A limit with a missing field must not default to "off".
+			p.add(n.Line, where, "rate_limit."+k+" is required")
+		}
+	}
+	return rl
+}
+
+func (p *parser) cors(n *yaml.Node, where string) *corsSpec {
+	cs := &corsSpec{line: n.Line}
+	p.mapping(n, where, func(key string, v *yaml.Node) bool {
+		switch key {
+		case "origins":
+			cs.c.Origins = p.strings(v, where, key)
+		case "methods":
+			cs.c.Methods = p.strings(v, where, key)
+		case "headers":
+			cs.c.Headers = p.strings(v, where, key)
+		case "expose_headers":
+			cs.c.ExposeHeaders = p.strings(v, where, key)
+		case "credentials":
+			cs.c.Credentials = p.boolean(v, where, key)
+		case "max_age":
+			cs.c.MaxAge = p.duration(v, where, key)
+		case "forward_preflight":
+			cs.c.ForwardPreflight = p.boolean(v, where, key)
+		default:
+			return false
+		}
+		return true
+	})
+	return cs
 }
 
 func (p *parser) test(index int, n *yaml.Node) testSpec {
@@ -358,6 +601,28 @@ func (p *parser) test(index int, n *yaml.Node) testSpec {
 			t.expect = p.str(v, where, key)
 		case "rule":
 			t.rule = p.str(v, where, key)
+		case "subject":
+			t.subject = p.str(v, where, key)
+		case "issuer":
+			t.issuer = p.str(v, where, key)
+		case "auth_method":
+			t.authMethod = p.str(v, where, key)
+		case "key_name":
+			t.keyName = p.str(v, where, key)
+		case "claims":
+			if m, ok := p.value(v, where, key).(map[string]any); ok {
+				t.claims = m
+			} else {
+				p.add(v.Line, where, "claims must be a mapping")
+			}
+		case "scopes":
+			t.scopes = p.strings(v, where, key)
+		case "email":
+			t.email = p.str(v, where, key)
+		case "client_ip":
+			t.clientIP = p.str(v, where, key)
+		case "host":
+			t.host = p.str(v, where, key)
 		default:
 			delete(t.keyLines, key)
 			return false

@@ -16,6 +16,8 @@ rules:
   - {id: admin, path: /admin/**, roles: [admin]}
   - {id: all, path: /**, authenticated: true}
   - {id: public, path: /public/**, public: true}
+  - {id: no-secret, path: /public/secret/**, deny: true}
+  - {id: no-admin-delete, path: /admin/**, methods: [DELETE], deny: true}
 `
 
 var fuzzCallers = []struct {
@@ -27,6 +29,7 @@ var fuzzCallers = []struct {
 	{"no roles", Request{Method: "GET", Authenticated: true}, false},
 	{"user", Request{Method: "GET", Authenticated: true, Roles: []string{"user"}}, false},
 	{"admin", Request{Method: "GET", Authenticated: true, Roles: []string{"admin"}}, true},
+	{"admin deleting", Request{Method: "DELETE", Authenticated: true, Roles: []string{"admin"}}, true},
 }
 
 // variants returns mutations of the canonical path c that an attacker could
@@ -143,6 +146,8 @@ func FuzzCanonicalDecide(f *testing.F) {
 		"/admin./x", "/admin%20/x", "/admin::$DATA", "/ADMINI~1/x", "/admin%23/x", "/admin%3F/x",
 		"/public/%C0%AE%C0%AE/admin", "/%EF%BD%81dmin", "/public/%E2%80%A4%E2%80%A4/admin", "/public/..%EF%BC%8Fadmin",
 		"/public/caf%C3%A9", "/public/%E6%97%A5",
+		"/public/secret", "/public/secret/x", "/public/SECRET/x", "/public/secre%74/x", "/public//secret/x",
+		"/public/secret;x/y", "/public/./secret/x", "/public/x/../secret/y", "/public/secret%2fx",
 	} {
 		f.Add(seed)
 	}
@@ -170,6 +175,13 @@ func FuzzCanonicalDecide(f *testing.F) {
 			keys := pathKeys(path, set.ci)
 			return len(keys) > 0 && keys[0] == "admin"
 		}
+		// deniedByRule reports whether a deny rule covers path for r:
+		// /public/secret/** always, /admin/** for DELETE.
+		deniedByRule := func(set *Set, path string, r Request) bool {
+			keys := pathKeys(path, set.ci)
+			return len(keys) >= 2 && keys[0] == "public" && keys[1] == "secret" ||
+				len(keys) >= 1 && keys[0] == "admin" && r.Method == "DELETE"
+		}
 		check := func(set *Set, base string, vs []string) {
 			for _, caller := range fuzzCallers {
 				r := caller.req
@@ -178,6 +190,9 @@ func FuzzCanonicalDecide(f *testing.F) {
 				if underAdmin(set, base) && !caller.admin && want.Allow {
 					t.Fatalf("Decide(%q as %s) = %+v; /admin must need role admin", base, caller.name, want)
 				}
+				if deniedByRule(set, base, r) && (want.Allow || want.Reason != ReasonDenyRule) {
+					t.Fatalf("Decide(%q as %s) = %+v; a deny rule covers it", base, caller.name, want)
+				}
 				for _, v := range vs {
 					cv, err := Canonicalize(v)
 					if err != nil {
@@ -185,6 +200,10 @@ func FuzzCanonicalDecide(f *testing.F) {
 					}
 					r.Path = cv
 					got := set.Decide(r)
+					if want.Reason == ReasonDenyRule && got.Allow {
+						t.Fatalf("variant %q of %q (denied by deny rule %s) canonicalizes to %q and is allowed as %s: %+v",
+							v, base, want.RuleID, cv, caller.name, got)
+					}
 					if got.Allow != want.Allow || got.RuleID != want.RuleID {
 						t.Fatalf("variant %q of %q canonicalizes to %q and decides %+v as %s; %q decides %+v",
 							v, base, cv, got, caller.name, base, want)

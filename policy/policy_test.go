@@ -473,7 +473,7 @@ func TestAccessors(t *testing.T) {
 	for _, r := range AllReasons() {
 		names = append(names, r.String())
 	}
-	if got, want := strings.Join(names, ","), "deny_no_rule,deny_unauthenticated,deny_missing_role,allow_public,allow_authenticated,allow_role"; got != want {
+	if got, want := strings.Join(names, ","), "deny_no_rule,deny_unauthenticated,deny_missing_role,allow_public,allow_authenticated,allow_role,deny_rule,deny_condition"; got != want {
 		t.Errorf("AllReasons() names = %s, want %s", got, want)
 	}
 	if got := Reason(200).String(); got != "unknown" {

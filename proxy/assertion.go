@@ -100,11 +100,11 @@ func underPrefix(canon, prefix string) bool {
 
 // setClaims sets the claim headers of p in h.
 func (g *Gateway) setClaims(h http.Header, p authn.Principal) {
-	if len(p.Claims) == 0 {
+	if len(p.ClaimValues) == 0 {
 		return
 	}
 	for _, c := range g.headers.claims {
-		if v, ok := p.Claims[c.path]; ok {
+		if v, ok := p.ClaimValues[c.path]; ok {
 			h[c.name] = []string{v}
 		}
 	}

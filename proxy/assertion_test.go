@@ -36,7 +36,7 @@ type trustEnv struct {
 const trustPolicy = "rules:\n  - path: /public/**\n    public: true\n  - path: /**\n    authenticated: true\n"
 
 var alice = authn.Principal{Subject: "alice", Roles: []string{"admin"}, Method: authn.MethodJWT, Issuer: "https://login.example.com",
-	Claims: map[string]string{"email": "alice@example.com", "groups": "staff,CN=x%2CDC=y"}}
+	ClaimValues: map[string]string{"email": "alice@example.com", "groups": "staff,CN=x%2CDC=y"}}
 
 func newTrustEnv(t *testing.T, base string, mod func(*proxy.Options)) *trustEnv {
 	t.Helper()

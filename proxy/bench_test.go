@@ -48,8 +48,14 @@ const benchPolicy = `rules:
 const benchSecret = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
 func benchGateway(b *testing.B) (*proxy.Gateway, string) {
+	return benchGatewayWith(b, benchPolicy, nil)
+}
+
+// benchGatewayWith is benchGateway on policyText, with mod (if set)
+// adjusting the options.
+func benchGatewayWith(b *testing.B, policyText string, mod func(*proxy.Options)) (*proxy.Gateway, string) {
 	b.Helper()
-	set, err := policy.Load("policy.yaml", []byte(benchPolicy))
+	set, err := policy.Load("policy.yaml", []byte(policyText))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,7 +70,7 @@ func benchGateway(b *testing.B) (*proxy.Gateway, string) {
 	bearer, _ := authn.NewBearer(token.NewVerifier(kset, settings, token.Options{CacheSize: 1000}))
 	tok, _, _ := token.NewSigner(kset, settings, token.Options{}).Mint(token.Grant{Subject: "svc", Roles: []string{"admin"}, Type: token.TypeAccess, TTL: time.Hour})
 	up, _ := url.Parse("http://127.0.0.1:1")
-	gw, err := proxy.New(proxy.Options{
+	o := proxy.Options{
 		Upstream:      up,
 		Policy:        policy.NewStore(set),
 		Authenticator: authn.Chain{Bearer: bearer, APIKey: apikey.NewAuthenticator(&ks, nil)},
@@ -72,7 +78,11 @@ func benchGateway(b *testing.B) (*proxy.Gateway, string) {
 		Logger:        zap.NewNop(),
 		Metrics:       proxy.NewMetrics(prometheus.NewRegistry()),
 		PreserveHost:  true,
-	})
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	gw, err := proxy.New(o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -233,6 +233,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState) {
 	g.strip.strip(r.Header, trustedPeer)
 	r.Header.Set(g.o.RequestIDHeader, st.requestID)
 
+	st.host = forwardedHost(r)
 	p, e := g.decide(r, method, canon, st)
 	st.principal = p
 	if e != nil {

@@ -116,6 +116,11 @@ type Options struct {
 	// again (see tunnel.go); it should be the reload interval. Zero means
 	// DefaultTunnelRecheck.
 	TunnelRecheck time.Duration
+	// RateLimits holds the buckets of the policy's per-route rate limits
+	// (see ratelimit.go): the embedded or the Redis state store. Nil lets
+	// every request of a rate-limited rule through, counted as
+	// store_error, like a store that is down.
+	RateLimits RateLimitStore
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -138,6 +143,7 @@ type Gateway struct {
 	states      sync.Pool
 	bodies      bodyPolicy
 	cookies     map[string]bool
+	limiter     *routeLimiter
 }
 
 // New returns a gateway.
@@ -172,6 +178,10 @@ func New(o Options) (*Gateway, error) {
 		g.log = zap.NewNop()
 	}
 	g.sample = newSampler(o.LogAllowedSample)
+	g.limiter = &routeLimiter{store: o.RateLimits, log: g.log}
+	if o.Metrics != nil {
+		g.limiter.count = o.Metrics.rateLimits
+	}
 	bodies, err := newBodyPolicy(o.AllowBodiesOn)
 	if err != nil {
 		return nil, err
@@ -226,7 +236,8 @@ type reqState struct {
 	upstream  time.Duration
 	errKind   string
 	pace      sendPacer
-	tunnel    *tunnel // set for upgrade requests
+	tunnel    *tunnel      // set for upgrade requests
+	cors      *policy.CORS // the CORS policy of an upstream answer; nil when none
 	// closeUpstream sends the request upstream with Connection: close,
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
@@ -246,6 +257,11 @@ type reqState struct {
 	shadow   *policy.Decision
 	snapshot *policy.Set
 	onUnauth policy.OnUnauthenticated
+	// host is the original host of a forward-auth check ("" on the
+	// proxy, which reads r.Host).
+	host string
+	// limit is the decision's rate limit (cors above is its CORS policy).
+	limit *policy.RateLimit
 }
 
 type stateKey struct{}
@@ -345,9 +361,22 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		g.reject(w, st, ReasonNoUpstream, &Error{Code: http.StatusNotFound, Msg: "not found"})
 		return
 	}
-	p, e := g.decide(r, r.Method, canon, st)
+	p, e := authn.Principal{Method: authn.MethodNone}, (*Error)(nil)
+	switch g.preflight(w, r, st, canon) {
+	case preflightAnswered:
+		return
+	case notPreflight:
+		p, e = g.decide(r, r.Method, canon, st)
+	}
 	st.principal = p
+	if e == nil && st.limit != nil {
+		e = g.limiter.take(r, w.Header(), st.limit, p, g.o.Trusted)
+		if e != nil {
+			st.decision, st.reason = DecisionDeny, ReasonRateLimited
+		}
+	}
 	if e != nil {
+		corsHeaders(w.Header(), r, st.cors)
 		g.bound(w)
 		if e.Code == http.StatusUnauthorized && st.reason == Reason(policy.ReasonDenyUnauthenticated.String()) && g.o.SignIn.wants(r, st.onUnauth) {
 			st.reason = ReasonSignInRedirect
@@ -459,6 +488,10 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if g.cookies != nil {
 		dropSetCookies(resp.Header, g.cookies)
 	}
+	if st != nil && st.cors != nil {
+		dropUpstreamCORS(resp.Header)
+		corsHeaders(resp.Header, resp.Request, st.cors)
+	}
 	if st == nil || !st.principal.Authenticated() {
 		return nil
 	}
@@ -506,14 +539,15 @@ func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (a
 		st.decision, st.reason = DecisionError, ReasonNoPolicy
 		return p, &Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second}
 	}
-	if !standardMethod(method) && !snap.NamesMethod(method) {
+	if !policy.StandardMethod(method) && !snap.NamesMethod(method) {
 		// Only methods the policy names pass: WebDAV MOVE/COPY carry a
 		// second target in Destination that the policy never sees.
 		st.decision, st.reason = DecisionDeny, ReasonMethodNotAllowed
 		return p, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	}
-	req := policy.Request{Method: method, Path: canon, Authenticated: ok, Roles: p.Roles}
+	req := g.policyRequest(r, method, canon, p, ok, snap, st.host)
 	d := snap.Decide(req)
+	st.limit, st.cors = d.RateLimit, d.CORS
 	if method == http.MethodHead && d.Allow {
 		// Upstreams answer HEAD with their GET handler, so HEAD passes only
 		// where GET would too: a GET-only rule must not be skirted by a
@@ -540,8 +574,8 @@ func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (a
 		g.o.Metrics.ruleHits.WithLabelValues(d.RuleID, allowWord(d.Allow)).Inc()
 	}
 	if !d.Allow {
-		st.decision, st.security, st.onUnauth = DecisionDeny, true, d.OnUnauthenticated
-		if !ok {
+		st.decision, st.security, st.onUnauth, st.limit = DecisionDeny, true, d.OnUnauthenticated, nil
+		if denyCode(d, ok) == http.StatusUnauthorized {
 			return p, &Error{Code: http.StatusUnauthorized, Msg: "authentication required", Challenge: `Bearer realm="authgate"`}
 		}
 		return p, &Error{Code: http.StatusForbidden, Msg: "access denied"}
@@ -600,14 +634,6 @@ func (g *Gateway) owned(canon string) (http.Handler, bool) {
 	}), true
 }
 
-func standardMethod(m string) bool {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
-		return true
-	}
-	return false
-}
-
 // allowedMethods are the request methods accepted without configuration.
 // CONNECT would open a tunnel and TRACE reflects headers (cross-site
 // tracing); both get 405. Methods are case-sensitive tokens (RFC 9110
@@ -621,7 +647,9 @@ func checkRequest(r *http.Request) (Reason, *Error) {
 	case http.MethodConnect, http.MethodTrace:
 		return ReasonMethodNotAllowed, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 	default:
-		if !upperToken(r.Method) {
+		// One method grammar with the policy (policy.ValidMethod), so a
+		// method a rule names is never refused here.
+		if !policy.ValidMethod(r.Method) {
 			return ReasonMethodNotAllowed, &Error{Code: http.StatusMethodNotAllowed, Msg: "method not allowed"}
 		}
 	}
@@ -640,19 +668,6 @@ func checkRequest(r *http.Request) (Reason, *Error) {
 		}
 	}
 	return "", nil
-}
-
-func upperToken(m string) bool {
-	if m == "" || len(m) > 32 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		c := m[i]
-		if !('A' <= c && c <= 'Z') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {

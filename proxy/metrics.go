@@ -18,6 +18,7 @@ type Metrics struct {
 	shadow           *prometheus.CounterVec
 	apiKeyUse        *prometheus.CounterVec
 	tunnels          *tunnelMetrics
+	rateLimits       *prometheus.CounterVec
 }
 
 // NewMetrics registers the proxy metrics on reg.
@@ -64,6 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.requests, m.overhead, m.upstreamDuration, m.upstreamErrors, m.upstreamRetries, m.inflight, m.ruleHits, m.shadow, m.apiKeyUse)
 	m.tunnels = newTunnelMetrics(reg)
+	m.rateLimits = newRateLimitMetrics(reg)
 	for _, k := range upstreamErrorKinds {
 		m.upstreamErrors.WithLabelValues(k)
 	}

@@ -53,6 +53,9 @@ const (
 	ReasonUntrustedPeer      Reason = "untrusted_peer"               // a forward-auth check from a peer not trusted
 	ReasonBadForwardHeaders  Reason = "bad_forward_headers"          // forward-auth headers missing, repeated or conflicting
 	ReasonReservedHeader     Reason = "reserved_header"              // a forward-auth check carrying an identity header
+	ReasonCORSPreflight      Reason = "cors_preflight"               // a CORS preflight answered by the gateway
+	ReasonCORSRefused        Reason = "cors_refused"                 // a cross-origin request the CORS policy does not allow
+	ReasonRateLimited        Reason = "rate_limited"                 // a rule's rate limit refused the request
 	ReasonSignInRedirect     Reason = "sign_in_redirect"             // a browser sent to the sign-in page instead of a 401
 	ReasonCrossSite          Reason = "cross_site_request"           // a cookie-authenticated unsafe request from another origin
 	ReasonAssertionFailed    Reason = "assertion_failed"             // the identity assertion could not be signed

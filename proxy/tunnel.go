@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/authn"
-	"github.com/authgate/authgate/policy"
 )
 
 // A WebSocket tunnel is a request that the reverse proxy turned into a raw
@@ -83,6 +83,8 @@ type tunnel struct {
 	method, canon string
 	creds         http.Header // the credential headers only
 	principal     authn.Principal
+	host          string        // the upgrade request's Host, for hosts conditions
+	client        netip.Addr    // its client address, for source_cidrs
 	opened        bool          // the upstream answered 101 (set by modifyResponse)
 	reason        string        // why the watcher closed it; read after exited
 	exited        chan struct{} // closed when the watcher returns
@@ -93,7 +95,8 @@ type tunnel struct {
 // is canceled when the tunnel must close, and a function to call when
 // proxying has returned: it stops the watcher and counts the tunnel.
 func (g *Gateway) watchTunnel(ctx context.Context, r *http.Request, st *reqState) (context.Context, func()) {
-	t := &tunnel{method: r.Method, canon: st.canon, principal: st.principal, creds: http.Header{}, exited: make(chan struct{})}
+	t := &tunnel{method: r.Method, canon: st.canon, principal: st.principal, creds: http.Header{}, exited: make(chan struct{}),
+		host: r.Host, client: g.o.Trusted.ClientIP(r)}
 	for _, k := range []string{"Authorization", g.o.APIKeyHeader} {
 		if v, ok := r.Header[k]; ok {
 			t.creds[k] = v
@@ -202,7 +205,14 @@ func (g *Gateway) reauthorize(ctx context.Context, t *tunnel) (string, time.Time
 		return tunnelCredential, time.Time{}
 	}
 	snap := g.o.Policy.Load()
-	if snap == nil || !snap.Decide(policy.Request{Method: t.method, Path: t.canon, Authenticated: ok, Roles: p.Roles}).Allow {
+	if snap == nil {
+		return tunnelPolicy, time.Time{}
+	}
+	// The same request as at the upgrade: a rule's conditions (hosts,
+	// source_cidrs, claims) are decided again, not dropped.
+	preq := g.policyRequest(req, t.method, t.canon, p, ok, snap, t.host)
+	preq.ClientAddr = t.client
+	if !snap.Decide(preq).Allow {
 		return tunnelPolicy, time.Time{}
 	}
 	return "", p.ExpiresAt

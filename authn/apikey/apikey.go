@@ -21,6 +21,7 @@ import (
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/yamlx"
+	"github.com/authgate/authgate/policy"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -45,6 +46,18 @@ type Key struct {
 type Set struct {
 	byDigest map[[sha256.Size]byte]*Key
 	names    []string
+	warnings []string
+}
+
+// Warnings returns what Parse accepted for now but will refuse in a later
+// release, each as "file:line: key N (name): ...": today a role outside the
+// role grammar (see policy.CheckRoleName), which the key does not grant.
+// The caller logs them at load and `authgate check` prints them.
+func (s *Set) Warnings() []string {
+	if s == nil {
+		return nil
+	}
+	return s.warnings
 }
 
 // Len returns the number of keys.
@@ -97,15 +110,32 @@ func Parse(filename string, data []byte) (*Set, error) {
 			errs = append(errs, fmt.Errorf("%s: field name: duplicate of the key on line %d", at, prev))
 		}
 		seen[fk.Name] = line
-		if len(token.NormalizeRoles(fk.Roles)) == 0 {
+		valid := token.NormalizeRoles(fk.Roles)
+		nonEmpty := false
+		for _, r := range fk.Roles {
+			if r == "" {
+				continue
+			}
+			nonEmpty = true
+			if err := policy.CheckRoleName(r); err != nil {
+				// Loadable for one release so an upgrade still starts, but
+				// never granted: no rule can list it, and "a,b" would be
+				// two roles upstream.
+				s.warnings = append(s.warnings, fmt.Sprintf("%s: field roles: %v: the role is not granted; rename it (a later release refuses it)", at, err))
+			}
+		}
+		switch {
+		case !nonEmpty:
 			errs = append(errs, fmt.Errorf("%s: field roles: a key needs at least one role", at))
+		case len(valid) == 0:
+			s.warnings = append(s.warnings, fmt.Sprintf("%s: field roles: the key grants no valid role, so no role-gated rule admits it", at))
 		}
 		raw, err := hex.DecodeString(fk.SHA256)
 		if err != nil || len(raw) != sha256.Size {
 			errs = append(errs, fmt.Errorf("%s: field sha256: want 64 hex characters (the SHA-256 digest of the key)", at))
 			continue
 		}
-		k := &Key{Name: fk.Name, Roles: token.NormalizeRoles(fk.Roles), Expires: fk.Expires.Time, Line: line}
+		k := &Key{Name: fk.Name, Roles: valid, Expires: fk.Expires.Time, Line: line}
 		copy(k.digest[:], raw)
 		if _, dup := s.byDigest[k.digest]; dup {
 			errs = append(errs, fmt.Errorf("%s: field sha256: same digest as another key", at))

@@ -282,7 +282,7 @@ func TestGatewaySignerInterop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := authn.Principal{Subject: "alice", Roles: []string{"admin"}, Method: authn.MethodJWT, Issuer: issuer, Claims: map[string]string{"email": "a@example.com"}}
+		p := authn.Principal{Subject: "alice", Roles: []string{"admin"}, Method: authn.MethodJWT, Issuer: issuer, ClaimValues: map[string]string{"email": "a@example.com"}}
 		raw, err := a.Assert(p, "POST", "app.example.com", "/api/x")
 		if err != nil {
 			t.Fatal(err)

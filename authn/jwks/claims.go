@@ -72,7 +72,9 @@ func decodeStrictObject(b []byte) (map[string]json.RawMessage, error) {
 	return out, nil
 }
 
-// splitClaimPath splits a dotted claim path (see authn.SplitClaimPath).
+// splitClaimPath splits a dotted claim path with the policy's claim path
+// grammar (policy.SplitClaimPath), so roles_claim, claim headers and a
+// rule's claims read one path the same way.
 func splitClaimPath(p string) ([]string, error) { return authn.SplitClaimPath(p) }
 
 // lookupPath walks path through nested objects, decoding each level with

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/authgate/authgate/authn/jose"
+	"github.com/authgate/authgate/policy"
 )
 
 // IssuerConfig describes one trusted external identity provider. It is
@@ -211,6 +212,10 @@ func (c *IssuerConfig) Validate() error {
 		for i, r := range v {
 			if r == "" {
 				add("role_map[%q][%d]: empty role", k, i)
+			} else if err := policy.CheckRoleName(r); err != nil {
+				// A target no rule can list would be dropped at every
+				// verification; say so at load instead.
+				add("role_map[%q][%d]: %v", k, i, err)
 			}
 		}
 	}

@@ -311,7 +311,10 @@ func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, e
 	if p.Roles, err = v.roles(claims); err != nil {
 		return authn.Principal{}, v.invalid(err)
 	}
-	p.Claims = v.claims.Extract(func(segs []string) (json.RawMessage, bool, error) { return lookupPath(claims.raw, segs) })
+	p.ClaimValues = v.claims.Extract(func(segs []string) (json.RawMessage, bool, error) { return lookupPath(claims.raw, segs) })
+	if err = fillClaims(&p, claims.raw); err != nil {
+		return authn.Principal{}, v.invalid(err)
+	}
 	if now.Before(p.ExpiresAt) {
 		v.cache.put(cacheEntry{key: digest, principal: p, kid: used.kid, alg: used.usedAlg, fingerprint: used.fingerprint})
 	}

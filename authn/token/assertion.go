@@ -109,7 +109,7 @@ func (a *Asserter) Assert(p authn.Principal, method, host, path string) (string,
 		Roles:          p.Roles,
 		AuthMethod:     string(p.Method),
 		OriginalIssuer: p.Issuer,
-		Claims:         p.Claims,
+		Claims:         p.ClaimValues,
 		Request:        &assertion.Request{Method: method, Host: host, Path: path},
 	}
 	if !p.Authenticated() {
@@ -142,11 +142,11 @@ func (a *Asserter) digest(p authn.Principal, method, host, path string) [32]byte
 		str(r)
 	}
 	b = binary.AppendVarint(b, p.ExpiresAt.Unix())
-	b = binary.AppendUvarint(b, uint64(len(p.Claims)))
-	if len(p.Claims) > 0 {
-		for _, k := range slices.Sorted(maps.Keys(p.Claims)) {
+	b = binary.AppendUvarint(b, uint64(len(p.ClaimValues)))
+	if len(p.ClaimValues) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(p.ClaimValues)) {
 			str(k)
-			str(p.Claims[k])
+			str(p.ClaimValues[k])
 		}
 	}
 	str(method)

@@ -28,6 +28,7 @@ import (
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/jose"
 	"github.com/authgate/authgate/internal/lru"
+	"github.com/authgate/authgate/policy"
 )
 
 // Token types carried in the "type" claim.
@@ -119,13 +120,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (authn.Principal, err
 		return authn.Principal{}, err
 	}
 	p := authn.Principal{
-		Subject: c.Subject,
-		Roles:   c.Roles, // normalized by parse
-		Method:  authn.MethodJWT,
-		Issuer:  c.Issuer,
-		TokenID: c.ID,
-		Session: c.SessionID,
-		Claims:  v.claimValues(c),
+		Subject:     c.Subject,
+		Roles:       c.Roles, // normalized by parse
+		Method:      authn.MethodJWT,
+		Issuer:      c.Issuer,
+		TokenID:     c.ID,
+		Session:     c.SessionID,
+		ClaimValues: v.claimValues(c),
+		Claims:      c,
 	}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Time
@@ -286,15 +288,20 @@ func NewID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// NormalizeRoles returns roles sorted and without duplicates or empty
-// strings. It does not modify its argument.
+// NormalizeRoles returns roles sorted, without duplicates and without
+// names outside the role grammar (policy.ValidRoleName): such a name can be
+// listed by no rule and would reach the upstream as something else ("a,b"
+// is two roles in a comma-separated header), so it grants nothing. The
+// loaders of roles (users and keys files, the CLI) report such names when
+// they read them, so none vanishes unannounced. It does not modify its
+// argument.
 func NormalizeRoles(roles []string) []string {
 	if len(roles) == 0 {
 		return nil
 	}
 	out := make([]string, 0, len(roles))
 	for _, r := range roles {
-		if r != "" {
+		if policy.ValidRoleName(r) {
 			out = append(out, r)
 		}
 	}

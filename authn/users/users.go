@@ -25,6 +25,7 @@ import (
 	"github.com/authgate/authgate/authn"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/yamlx"
+	"github.com/authgate/authgate/policy"
 )
 
 // Bcrypt cost bounds for stored hashes and for HashPassword.
@@ -117,9 +118,21 @@ func Normalize(username string) string {
 // Set is an immutable, parsed users file. A nil *Set holds no users. It is
 // safe for concurrent use.
 type Set struct {
-	byName  map[string]*User
-	names   []string
-	maxCost int
+	byName   map[string]*User
+	names    []string
+	maxCost  int
+	warnings []string
+}
+
+// Warnings returns what Parse accepted for now but will refuse in a later
+// release, each as "file:line: user N (name): ...": today a role outside
+// the role grammar (see policy.CheckRoleName), which the user does not get.
+// The caller logs them at load and `authgate check` prints them.
+func (s *Set) Warnings() []string {
+	if s == nil {
+		return nil
+	}
+	return s.warnings
 }
 
 // Lookup returns the user named username (normalized first).
@@ -214,6 +227,11 @@ func Parse(filename string, data []byte) (*Set, error) {
 		for _, r := range fu.Roles {
 			if strings.TrimSpace(r) == "" || r != strings.TrimSpace(r) {
 				bad("field roles: role %q must be non-empty without surrounding spaces", r)
+			} else if err := policy.CheckRoleName(r); err != nil {
+				// Loadable for one release so an upgrade still starts, but
+				// never granted: no rule can list it, and "a,b" would be
+				// two roles upstream.
+				s.warnings = append(s.warnings, fmt.Sprintf("%s: field roles: %v: the role is not granted; rename it (a later release refuses it)", at, err))
 			}
 		}
 		cost, err := bcrypt.Cost([]byte(fu.PasswordHash))

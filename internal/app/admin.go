@@ -75,6 +75,18 @@ func (a *App) AdminHandler() http.Handler {
 			httperr.Write(w, "", &httperr.Error{Code: http.StatusBadRequest, Msg: "want method and path, and role or anonymous=true (not both)"})
 			return
 		}
+		// The caller in the inline tests' vocabulary, as `authgate explain`.
+		who := policy.Caller{Anonymous: anon, Roles: token.NormalizeRoles(q["role"]), Issuer: q.Get("issuer"),
+			AuthMethod: q.Get("auth_method"), KeyName: q.Get("key_name"), Subject: q.Get("subject"), Scopes: q["scope"],
+			Email: q.Get("email"), ClientIP: q.Get("client_ip"), Host: q.Get("host")}
+		req, err := who.Request(method, "/")
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"bad_request","message":"invalid caller: see authgate explain --help"}`+"\n")
+			return
+		}
+		req.Path = path // explained as given: Explain reports a rejected path
 		set := a.policy.Load()
 		if set == nil {
 			httperr.Write(w, "", &httperr.Error{Code: http.StatusServiceUnavailable, Msg: "policy not loaded", RetryAfter: time.Second})
@@ -82,7 +94,7 @@ func (a *App) AdminHandler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "policy: %s (hash %s)\n", a.cfg.PolicyFile, set.Hash())
-		_, _ = io.WriteString(w, set.Explain(policy.Request{Method: method, Path: path, Authenticated: !anon, Roles: token.NormalizeRoles(q["role"])}).String())
+		_, _ = io.WriteString(w, set.Explain(req).String())
 	})
 	return mux
 }

@@ -269,6 +269,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		TunnelRecheck:        cfg.ReloadInterval,
 		SignIn:               browser.signIn,
 		Cookies:              browser.cookies,
+		RateLimits:           a.state, // per-route rate limits share the login limiter's store
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,

@@ -27,7 +27,7 @@ const (
 	exitOK      = 0 // the command did what it was asked
 	exitFailure = 1 // it ran and failed: invalid files, a failed check, a startup error
 	exitUsage   = 2 // the command line was wrong; nothing was run
-	exitDenied  = 3 // explain --exit-code: the request would be denied
+	exitDenied  = 3 // explain --exit-code: the request would be denied; policy diff --fail-on-widen: access widens
 )
 
 // Printer is the logger go-redis accepts (its internal.Logging).
@@ -111,7 +111,8 @@ Exit codes:
      a startup error
   2  usage: an unknown command or flag, wrong arguments, conflicting flags,
      no config file named
-  3  explain --exit-code only: the request would be denied`
+  3  explain --exit-code only: the request would be denied;
+     policy diff --fail-on-widen only: the new policy widens access`
 
 // newRoot builds the command tree. args is the command line, used only to
 // explain a Go-style single-dash long flag.
@@ -151,6 +152,7 @@ func newRoot(o *Options, args []string) *cobra.Command {
 		newHashPasswordCmd(),
 		newTokenCmd(o),
 		newVersionCmd(o),
+		newPolicyCmd(o),
 	)
 	// cobra adds help and completion when the tree runs; adding them now
 	// lets usageArgs reach them too.

@@ -457,20 +457,27 @@ var goldenCases = []goldenCase{
 func TestCLIGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.golden, func(t *testing.T) {
-			dir := copyFixture(t, tc.fixture)
-			r := run(t, expand(tc.args, dir), expand(tc.environ, dir), tc.stdin)
-			got := render(tc.args, r, dir)
-			if r.code != tc.code {
-				t.Errorf("run(%q) exit = %d, want %d\n%s", tc.args, r.code, tc.code, got)
-			}
-			for _, s := range tc.mustContain {
-				if !strings.Contains(got, s) {
-					t.Errorf("run(%q): want %q in\n%s", tc.args, s, got)
-				}
-			}
-			assertGolden(t, tc.golden, got)
+			checkGoldenCase(t, tc, filepath.Join("testdata", "golden", tc.golden+".txt"))
 		})
 	}
+}
+
+// checkGoldenCase runs tc and compares its whole output with the golden
+// file at path.
+func checkGoldenCase(t *testing.T, tc goldenCase, path string) {
+	t.Helper()
+	dir := copyFixture(t, tc.fixture)
+	r := run(t, expand(tc.args, dir), expand(tc.environ, dir), tc.stdin)
+	got := render(tc.args, r, dir)
+	if r.code != tc.code {
+		t.Errorf("run(%q) exit = %d, want %d\n%s", tc.args, r.code, tc.code, got)
+	}
+	for _, s := range tc.mustContain {
+		if !strings.Contains(got, s) {
+			t.Errorf("run(%q): want %q in\n%s", tc.args, s, got)
+		}
+	}
+	golden.Assert(t, path, got)
 }
 
 // TestCLIGoldenFilesAreUsed keeps testdata/golden free of files no case

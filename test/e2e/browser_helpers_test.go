@@ -96,11 +96,18 @@ func (b *browser) location() string {
 // text returns the text of the page body.
 func (b *browser) text() string {
 	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("body")))
+	s, err := b.tryText()
 	if err != nil {
 		b.t.Fatalf("body text: %v", err)
 	}
 	return s
+}
+
+// tryText is text for a page that may be navigating away while it is read
+// (a redirect chain): a node that vanished mid-read is an error to retry,
+// not a failure.
+func (b *browser) tryText() (string, error) {
+	return chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("body")))
 }
 
 // signIn fills the sign-in form on the current page and submits it with

@@ -22,7 +22,11 @@ import (
 // metricsPolicy is testPolicy with a shadow rule, so that the shadow
 // disagreement counter has a series: the dry run would refuse readers the
 // reports that the enforced policy gives them.
-const metricsPolicy = testPolicy + `  - id: reports-admin-only
+const metricsPolicy = testPolicy + `  - id: limited
+    path: /limited/**
+    public: true
+    rate_limit: {per: client_ip, every: 1s, burst: 100}
+  - id: reports-admin-only
     path: /reports/*
     methods: [GET]
     roles: [admin]
@@ -84,6 +88,7 @@ func newFullEnv(t *testing.T) *gwEnv {
 		{"external token allowed", "GET", "/admin/x", []string{"Authorization", "Bearer " + idp.Sign(externalClaims(idp, "admin"), "RS256")}, http.StatusOK},
 		{"bad bearer refused", "GET", "/api/x", []string{"Authorization", "Bearer not-a-token"}, http.StatusUnauthorized},
 		{"upstream error", "GET", "/public/broken", nil, http.StatusBadGateway},
+		{"rate-limited rule", "GET", "/limited/x", nil, http.StatusOK},
 	}
 	for _, s := range steps {
 		resp, body := e.do(s.method, s.path, s.hdr...)

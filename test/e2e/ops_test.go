@@ -204,4 +204,11 @@ func TestAdminExplain(t *testing.T) {
 	if code, _ := get("method=GET"); code != 400 {
 		t.Errorf("explain without path = %d, want 400", code)
 	}
+	code, body = get("method=GET&path=/admin/users&role=admin&auth_method=external&issuer=https://idp.example&client_ip=10.0.0.1")
+	if code != 200 || !strings.Contains(body, "(auth_method external, issuer https://idp.example, client_ip 10.0.0.1)") {
+		t.Errorf("explain with a credential = %d %s", code, body)
+	}
+	if code, _ := get("method=GET&path=/x&auth_method=password"); code != 400 {
+		t.Errorf("explain with an unknown auth_method = %d, want 400", code)
+	}
 }

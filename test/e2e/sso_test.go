@@ -188,9 +188,15 @@ func TestSSOWithHydra(t *testing.T) {
 		// The signed-out page sends the browser on to Hydra's logout, which
 		// sends it back to the registered post-logout URI with the state.
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(b.location(), "state=") || !strings.Contains(b.text(), "You are signed out") {
+		for {
+			// The page is replaced twice on the way; a read that races a
+			// navigation is retried.
+			txt, err := b.tryText()
+			if err == nil && strings.Contains(b.location(), "state=") && strings.Contains(txt, "You are signed out") {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatalf("RP-initiated logout ended at %q: %q", b.location(), b.text())
+				t.Fatalf("RP-initiated logout ended at %q: %q (%v)", b.location(), txt, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
