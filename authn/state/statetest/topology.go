@@ -16,7 +16,7 @@ import (
 )
 
 // SentinelOptions shape StartSentinel's deployment. The zero value is one
-// replica, three sentinels with a quorum of two and a 1s down-after.
+// replica, three sentinels with a quorum of two and a 2s down-after.
 type SentinelOptions struct {
 	// Replicas is the number of replicas; 0 means 1.
 	Replicas int
@@ -24,7 +24,8 @@ type SentinelOptions struct {
 	// majority.
 	Sentinels int
 	// DownAfter is how long the primary must not answer before the
-	// sentinels call it down (down-after-milliseconds); 0 means 1s.
+	// sentinels call it down (down-after-milliseconds); 0 means 2s, which
+	// a machine loaded by parallel tests does not trip by accident.
 	DownAfter time.Duration
 	// Password, if set, is required by the data nodes (requirepass, and
 	// masterauth for the replicas); SentinelPassword by the sentinels.
@@ -58,7 +59,7 @@ func StartSentinel(t testing.TB, o SentinelOptions) *Sentinel {
 	t.Helper()
 	o.Replicas = cmpOr(o.Replicas, 1)
 	o.Sentinels = cmpOr(o.Sentinels, 3)
-	o.DownAfter = cmpOr(o.DownAfter, time.Second)
+	o.DownAfter = cmpOr(o.DownAfter, 2*time.Second)
 	serverBin := lookPath(t, "redis-server", "redis-server")
 	sentinelBin := lookPath(t, "redis-sentinel", "redis-sentinel")
 	d := &Sentinel{t: t, Master: sentinelMaster, password: o.Password, sentinelPassword: o.SentinelPassword}
