@@ -68,7 +68,9 @@ func loadForCheck(cfgFlag string, environ []string) (*checked, error) {
 	// Secrets are checked when present, so `check` can run in CI without
 	// them and in the pod with them.
 	if e.JWTSecret != "" || e.JWTSecretFile != "" {
-		if _, err := e.ResolveSecrets(cfg.JWT.KeyID); err != nil {
+		if sec, err := e.ResolveSecrets(cfg.JWT.KeyID); err != nil {
+			errs = append(errs, err)
+		} else if err := cfg.CheckRedis(sec); err != nil {
 			errs = append(errs, err)
 		}
 	}

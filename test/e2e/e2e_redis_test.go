@@ -593,6 +593,9 @@ func TestE2ERedisOutage(t *testing.T) {
 			if code, body := adminGet(t, e, "/readyz"); code != http.StatusOK || !strings.Contains(body, `"state_store":"up"`) {
 				t.Errorf("/readyz after recovery = %d %s, want state_store up", code, body)
 			}
+			if r := readyOf(t, e); r.Topology != "single" || len(r.Primaries) != 1 || r.Primaries[0] != srv.Addr() || r.Changed == "" {
+				t.Errorf("/readyz after recovery = %+v, want topology single with primary %s", r, srv.Addr())
+			}
 			if v := storeUpMetric(t, e); v != "1" {
 				t.Errorf("authgate_state_store_up after recovery = %s, want 1", v)
 			}
