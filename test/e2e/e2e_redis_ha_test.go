@@ -63,16 +63,8 @@ func TestE2ERedisCluster(t *testing.T) {
 	const prefix = "cluster:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice", "bob", "carol", "dave", "erin"))
-	reps := newReplicasSec(t, 2, config.Secrets{JWT: []byte(testSecret)}, prefix, usersFile, func(c *config.Config) {
+	reps := newReplicasSec(t, 2, config.Secrets{JWT: []byte(testSecret)}, prefix, usersFile, sharedFlowsConfig, func(c *config.Config) {
 		c.Redis.Cluster.Addresses = cl.Addrs()[:1] // one seed: the rest is discovered
-		c.JWT.RefreshTTL = 2 * time.Hour
-		c.Redis.Timeout = 2 * time.Second
-		c.Auth.StateTimeout = 3 * time.Second
-		c.Auth.Limits = issuer.Limits{
-			LoginPerIP:   state.Limit{Every: time.Minute, Burst: 50},
-			LoginPerUser: state.Limit{Every: time.Hour, Burst: 3},
-			RefreshPerIP: state.Limit{Every: 100 * time.Millisecond, Burst: 200},
-		}
 	})
 	sharedStateFlows(t, reps)
 

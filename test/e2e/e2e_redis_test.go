@@ -302,19 +302,7 @@ func TestE2ERedisReplicas(t *testing.T) {
 	const prefix = "replicas:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice", "bob", "carol", "dave", "erin"))
-	reps := newReplicas(t, 2, srv.URL(1), prefix, usersFile, func(c *config.Config) {
-		c.JWT.RefreshTTL = 2 * time.Hour
-		// Generous timeouts: this test is about shared state, not about
-		// a slow store, and must not flake on a loaded machine.
-		c.Redis.Timeout = 2 * time.Second
-		c.Auth.StateTimeout = 3 * time.Second
-		c.Auth.Limits = issuer.Limits{
-			LoginPerIP:   state.Limit{Every: time.Minute, Burst: 50},
-			LoginPerUser: state.Limit{Every: time.Hour, Burst: 3},
-			// 50 parallel refreshes from one client must reach the store.
-			RefreshPerIP: state.Limit{Every: 100 * time.Millisecond, Burst: 200},
-		}
-	})
+	reps := newReplicas(t, 2, srv.URL(1), prefix, usersFile, sharedFlowsConfig)
 	a := reps[0]
 	sharedStateFlows(t, reps)
 
@@ -343,11 +331,26 @@ func TestE2ERedisReplicas(t *testing.T) {
 	}
 }
 
+// sharedFlowsConfig is the config sharedStateFlows expects.
+func sharedFlowsConfig(c *config.Config) {
+	c.JWT.RefreshTTL = 2 * time.Hour
+	// Generous timeouts: the flows are about shared state, not about a
+	// slow store, and must not flake on a loaded machine.
+	c.Redis.Timeout = 2 * time.Second
+	c.Auth.StateTimeout = 3 * time.Second
+	c.Auth.Limits = issuer.Limits{
+		LoginPerIP:   state.Limit{Every: time.Minute, Burst: 50},
+		LoginPerUser: state.Limit{Every: time.Hour, Burst: 3},
+		// 50 parallel refreshes from one client must reach the store.
+		RefreshPerIP: state.Limit{Every: 100 * time.Millisecond, Burst: 200},
+	}
+}
+
 // sharedStateFlows checks, on two gateways a and b sharing one Redis
 // deployment, that the login limiter, refresh-token rotation, reuse
 // detection and logout act as one deployment whichever replica a request
 // reaches. The users file must have alice, bob, carol, dave and erin, and
-// the limits those of TestE2ERedisReplicas.
+// the config be sharedFlowsConfig's.
 func sharedStateFlows(t *testing.T, reps []*gwEnv) {
 	a, b := reps[0], reps[1]
 
