@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,7 +251,7 @@ func TestE2ERedisSentinelFailover(t *testing.T) {
 	for round := range rounds {
 		t.Run(fmt.Sprintf("round %d", round+1), func(t *testing.T) {
 			reportTo(t, append([]*gwEnv{revoking}, reps...)...)
-			var proxied, proxiedRevoking, logins, refreshes haResult
+			var proxied, proxiedRevoking, logins, refreshes, logouts haResult
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			pause := func(d time.Duration) bool {
@@ -304,6 +305,20 @@ func TestE2ERedisSentinelFailover(t *testing.T) {
 						}
 					}
 				})
+				ended := e.login(loginUser, replicaPassword)
+				wg.Go(func() { // logouts of one session on the other replica: each revokes its family again
+					for {
+						sent := time.Now()
+						if r, err := postForm(other, "/auth/logout", url.Values{"refresh_token": {ended.RefreshToken}}); err != nil {
+							logouts.transport.Add(1)
+						} else {
+							logouts.record(r.status, r.header, sent)
+						}
+						if !pause(100 * time.Millisecond) {
+							return
+						}
+					}
+				})
 				wg.Go(func() { // a refresh chain that alternates replicas and retries its token after a 503
 					rt := tr.RefreshToken
 					for i := 0; ; i++ {
@@ -343,7 +358,7 @@ func TestE2ERedisSentinelFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			killed := time.Now()
-			for _, r := range []*haResult{&logins, &refreshes, &proxiedRevoking} {
+			for _, r := range []*haResult{&logins, &refreshes, &logouts, &proxiedRevoking} {
 				r.killed(killed)
 			}
 			d.Node(old).Stop()
@@ -365,7 +380,7 @@ func TestE2ERedisSentinelFailover(t *testing.T) {
 					last = l2
 				}
 				if time.Since(last) > 2*time.Second && time.Since(electedAt) > 2*time.Second &&
-					!logins.recovered().IsZero() && !refreshes.recovered().IsZero() {
+					!logins.recovered().IsZero() && !refreshes.recovered().IsZero() && !logouts.recovered().IsZero() {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -393,6 +408,9 @@ func TestE2ERedisSentinelFailover(t *testing.T) {
 				logins.ok.Load(), logins.failed.Load(), since(lf), since(ll), logins.busy.Load())
 			t.Logf("refresh: unavailable for %v; %d ok, %d answered 503 from %v to %v after the kill; %d rotations judged reuse",
 				refreshes.recovered().Sub(killed).Round(10*time.Millisecond), refreshes.ok.Load(), refreshes.failed.Load(), since(rf), since(rl), reuse)
+			of, ol := logouts.window()
+			t.Logf("logout: unavailable for %v; %d ok, %d answered 503 from %v to %v after the kill",
+				logouts.recovered().Sub(killed).Round(10*time.Millisecond), logouts.ok.Load(), logouts.failed.Load(), since(of), since(ol))
 			t.Logf("proxied, no revocation check: %d ok, %d failed; with the revocation check (fail closed): %d ok, %d failed from %v to %v",
 				proxied.ok.Load(), proxied.failed.Load()+proxied.other.Load(), proxiedRevoking.ok.Load(),
 				proxiedRevoking.failed.Load()+proxiedRevoking.other.Load(), since(pf), since(pl))
@@ -403,7 +421,7 @@ func TestE2ERedisSentinelFailover(t *testing.T) {
 			if reuse != 0 {
 				t.Errorf("%d rotations judged reuse during the failover; nobody replayed a token", reuse)
 			}
-			for name, r := range map[string]*haResult{"login": &logins, "refresh": &refreshes} {
+			for name, r := range map[string]*haResult{"login": &logins, "refresh": &refreshes, "logout": &logouts} {
 				if r.other.Load() != 0 || r.transport.Load() != 0 {
 					t.Errorf("%s: %d answers neither 200 nor 503, %d requests without an answer", name, r.other.Load(), r.transport.Load())
 				}
