@@ -124,7 +124,8 @@ func (m *Memory) NotBefore(ctx context.Context, subjects []string) (map[string]t
 // raiseNotBeforeSrc raises not-before records.
 // KEYS[i] the record of one subject; ARGV[2i-1] its instant in unix ms;
 // ARGV[2i] the record's expiry in unix ms. A record is only ever raised,
-// and its expiry only ever extended.
+// and its expiry only ever extended. The store calls it with one key at a
+// time, so that on a cluster each call stays in its key's slot.
 const raiseNotBeforeSrc = `
 for i = 1, #KEYS do
   local at = tonumber(ARGV[2*i-1])
@@ -144,25 +145,42 @@ end
 return 0
 `
 
-// maxNotBeforeBatch bounds the keys of one script call or MGET, so a large
-// users file never makes one command that blocks Redis for long.
+// maxNotBeforeBatch bounds the records of one round trip, so a large users
+// file never makes one pipeline that blocks Redis for long.
 const maxNotBeforeBatch = 500
 
 // AccessRevoked implements Store: an EXISTS on the token's revocation key
-// and an HEXISTS on its family's revoked flag, pipelined in one round trip.
+// and an HEXISTS on its family's revoked flag (and, off Cluster, on their
+// names in the previous release's layout), pipelined in one round trip
+// (one per node holding them on a cluster).
 func (r *Redis) AccessRevoked(ctx context.Context, jti, sid string) (bool, error) {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
 	pipe := r.client.Pipeline()
-	tok := pipe.Exists(ctx, r.prefix+"rev:"+boundKey(jti))
-	var fam *redis.BoolCmd
+	var hits []*redis.IntCmd
+	for _, key := range r.withLegacy(r.revokedKey(jti), kindRevoked, jti) {
+		hits = append(hits, pipe.Exists(ctx, key))
+	}
+	var fams []*redis.BoolCmd
 	if sid != "" {
-		fam = pipe.HExists(ctx, r.familyKey(sid), "rev")
+		for _, key := range r.familyKeys(sid) {
+			fams = append(fams, pipe.HExists(ctx, key, "rev"))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, unavailable("access revoked", err)
 	}
-	return tok.Val() > 0 || (fam != nil && fam.Val()), nil
+	for _, h := range hits {
+		if h.Val() > 0 {
+			return true, nil
+		}
+	}
+	for _, f := range fams {
+		if f.Val() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // RaiseNotBefore implements Store.
@@ -170,15 +188,15 @@ func (r *Redis) RaiseNotBefore(ctx context.Context, at map[string]time.Time, kee
 	if err := checkNotBefore(at, keep); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(at))
-	args := make([]any, 0, 2*len(at))
+	keys := make([]string, 0, min(len(at), maxNotBeforeBatch))
+	args := make([][]any, 0, cap(keys))
 	flush := func() error {
 		if len(keys) == 0 {
 			return nil
 		}
 		octx, cancel := r.op(ctx)
 		defer cancel()
-		err := r.raiseScript.Run(octx, r.client, keys, args...).Err()
+		err := r.durableEach(octx, r.raiseScript, keys, args)
 		keys, args = keys[:0], args[:0]
 		if err != nil {
 			return unavailable("raise not before", err)
@@ -187,7 +205,7 @@ func (r *Redis) RaiseNotBefore(ctx context.Context, at map[string]time.Time, kee
 	}
 	for subject, t := range at {
 		keys = append(keys, r.notBeforeKey(subject))
-		args = append(args, t.UnixMilli(), t.Add(keep).UnixMilli())
+		args = append(args, []any{t.UnixMilli(), t.Add(keep).UnixMilli()})
 		if len(keys) == maxNotBeforeBatch {
 			if err := flush(); err != nil {
 				return err
@@ -197,37 +215,42 @@ func (r *Redis) RaiseNotBefore(ctx context.Context, at map[string]time.Time, kee
 	return flush()
 }
 
-// NotBefore implements Store.
+// NotBefore implements Store. Off Cluster a record of the previous
+// release's layout counts too; the later instant wins.
 func (r *Redis) NotBefore(ctx context.Context, subjects []string) (map[string]time.Time, error) {
 	out := make(map[string]time.Time)
 	for start := 0; start < len(subjects); start += maxNotBeforeBatch {
 		batch := subjects[start:min(start+maxNotBeforeBatch, len(subjects))]
-		keys := make([]string, len(batch))
-		for i, s := range batch {
-			keys[i] = r.notBeforeKey(s)
-		}
 		octx, cancel := r.op(ctx)
-		vals, err := r.client.MGet(octx, keys...).Result()
+		pipe := r.client.Pipeline()
+		gets := make([][]*redis.StringCmd, len(batch))
+		for i, s := range batch {
+			for _, key := range r.withLegacy(r.notBeforeKey(s), kindNotBefore, s) {
+				gets[i] = append(gets[i], pipe.Get(octx, key))
+			}
+		}
+		_, err := pipe.Exec(octx)
 		cancel()
-		if err != nil {
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, unavailable("not before", err)
 		}
-		for i, v := range vals {
-			s, ok := v.(string)
-			if !ok {
-				continue // no record
+		for i, cmds := range gets {
+			for _, c := range cmds {
+				v, err := c.Result()
+				if errors.Is(err, redis.Nil) {
+					continue // no record
+				}
+				ms, perr := strconv.ParseInt(v, 10, 64)
+				if err != nil || perr != nil {
+					// A record that cannot be read is not ignored: ignoring
+					// it would accept the tokens it refuses.
+					return nil, unavailable("not before", errors.New("malformed record"))
+				}
+				if t := time.UnixMilli(ms); t.After(out[batch[i]]) {
+					out[batch[i]] = t
+				}
 			}
-			ms, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				// A record that cannot be read is not ignored: ignoring
-				// it would accept the tokens it refuses.
-				return nil, unavailable("not before", errors.New("malformed record"))
-			}
-			out[batch[i]] = time.UnixMilli(ms)
 		}
 	}
 	return out, nil
 }
-
-// notBeforeKey is the key of a subject's not-before record.
-func (r *Redis) notBeforeKey(subject string) string { return r.prefix + "nb:" + boundKey(subject) }

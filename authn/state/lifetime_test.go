@@ -172,8 +172,8 @@ func TestRedisNotBeforeTTL(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	mustNil(t, "RaiseNotBefore", s.RaiseNotBefore(ctx, map[string]time.Time{"alice": now}, time.Hour))
-	ttl, err := rawClient(t, srv.URL(3)).PTTL(ctx, "nbttl:nb:alice").Result()
+	ttl, err := rawClient(t, srv.URL(3)).PTTL(ctx, "nbttl:nb:{alice}").Result()
 	if err != nil || ttl <= 59*time.Minute || ttl > time.Hour {
-		t.Errorf("PTTL(nb:alice) = %v, %v; want just under 1h", ttl, err)
+		t.Errorf("PTTL(nb:{alice}) = %v, %v; want just under 1h", ttl, err)
 	}
 }

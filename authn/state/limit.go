@@ -2,11 +2,8 @@ package state
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -271,10 +268,5 @@ func accountTag(k LoginKey) string {
 	if k.Known {
 		kind = "u:"
 	}
-	name := k.Account
-	if len(name) > maxKeyLen || strings.ContainsAny(name, "{}") || strings.HasPrefix(name, "sha256:") {
-		sum := sha256.Sum256([]byte(name))
-		name = "sha256:" + hex.EncodeToString(sum[:])
-	}
-	return kind + name
+	return kind + tagText(k.Account)
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -26,13 +27,34 @@ const (
 	redisPoolSize = 16
 )
 
-// RedisOptions configures NewRedis. URL is required.
+// RedisOptions configures NewRedis. Exactly one of URL, Sentinel and
+// Cluster selects the topology.
 type RedisOptions struct {
-	// URL is redis://[user:password@]host:port/db or rediss:// for TLS.
+	// URL is redis://[user:password@]host:port/db or rediss:// for TLS: one
+	// node.
 	URL string
-	// Password, if set, overrides the URL's password. It is meant to come
-	// from a secret file rather than the URL.
+	// Sentinel selects the primary that Redis Sentinel manages.
+	Sentinel RedisSentinel
+	// Cluster selects a Redis Cluster.
+	Cluster RedisCluster
+	// Password, if set, is the data nodes' password; for a URL it
+	// overrides the URL's. It is meant to come from a secret file rather
+	// than the URL.
 	Password string
+	// Username, DB and TLS apply to the data nodes of Sentinel and
+	// Cluster (a URL carries its own). A cluster has only database 0. TLS
+	// nil means plain TCP; with Sentinel it applies to the sentinels too.
+	Username string
+	DB       int
+	TLS      *tls.Config
+	// WaitReplicas, if positive, makes every write that a credential's
+	// fate depends on (refresh-token families, revocations, not-before
+	// records) wait until that many replicas have it (Redis WAIT, for up
+	// to a quarter of Timeout); a write they do not confirm is reported as
+	// ErrUnavailable. Limiter writes do not wait. Zero: writes are
+	// acknowledged by the primary alone, and a failover can lose the
+	// last ones (asynchronous replication).
+	WaitReplicas int
 	// KeyPrefix prefixes every key. If empty, DefaultKeyPrefix.
 	KeyPrefix string
 	// Timeout bounds each operation (dial, write, read and pool wait). If
@@ -55,15 +77,22 @@ type RedisOptions struct {
 // race, and every key it writes expires no later than the token or limiter
 // window it serves.
 type Redis struct {
-	client  *redis.Client
+	client  redis.UniversalClient
 	dialer  *redisDialer
 	prefix  string
 	timeout time.Duration
 	now     func() time.Time // nil: server clock for the limiter
 
+	topo         *topology
+	legacy       bool          // read the previous release's untagged keys (not on Cluster)
+	waitReplicas int           // see RedisOptions.WaitReplicas
+	waitTimeout  time.Duration // WAIT's own timeout
+	settleAfter  time.Duration // see rotateSrc
+
 	scripts        redisScripts // the limiter's
 	startScript    *redis.Script
 	rotateScript   *redis.Script
+	settleScript   *redis.Script
 	revokeScript   *redis.Script
 	raiseScript    *redis.Script
 	sessionScripts sessionScripts
@@ -74,42 +103,88 @@ type Redis struct {
 
 var _ Store = (*Redis)(nil)
 
-// startSrc creates a family unless it exists.
-// KEYS[1] family; ARGV[1] jti; ARGV[2] expiry in unix ms. Returns 0 or 1
-// (exists).
+// luaFamily selects a family script's record: KEYS[1], or the previous
+// release's untagged name KEYS[2] (passed only off Cluster) when only that
+// one exists, so a family started before an upgrade lives out its life
+// where replicas of both releases see it. revoked is true when either
+// name is revoked: a logout handled by a replica of the previous release
+// during a rolling upgrade writes the untagged name.
+const luaFamily = `
+local k = KEYS[1]
+local revoked = false
+if #KEYS > 1 then
+  if redis.call('EXISTS', k) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then k = KEYS[2] end
+  revoked = redis.call('HEXISTS', KEYS[2], 'rev') == 1
+end
+revoked = revoked or redis.call('HEXISTS', k, 'rev') == 1
+`
+
+// startSrc creates a family unless it exists (under either name).
+// KEYS as luaFamily; ARGV[1] jti; ARGV[2] expiry in unix ms. Returns 0 or
+// 1 (exists).
 const startSrc = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then return 1 end
+end
 redis.call('HSET', KEYS[1], 'cur', ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 0
 `
 
-// rotateSrc rotates a family's current token.
-// KEYS[1] family; ARGV[1] old jti; ARGV[2] new jti; ARGV[3] expiry in unix
-// ms. Returns 0 rotated, 1 reuse (family now revoked), 2 revoked/unknown.
-const rotateSrc = `
-if redis.call('HEXISTS', KEYS[1], 'rev') == 1 then return 2 end
-local cur = redis.call('HGET', KEYS[1], 'cur')
+// rotateSrc rotates a family's current token. A rotation is pending
+// ("lost" names its new token, "lat" its instant) until settleSrc confirms
+// that the gateway that made it got the answer and may hand the new token
+// out. While it is pending, the superseded token ("prev") is not yet
+// reuse: if the answer was lost (a failover, a timeout), the client got a
+// 503, still holds that token, and retries with it. After settleAfter a
+// retry rotates anew; before, it is answered "pending", which gives the
+// gateway that made the rotation time to settle it. A settled rotation
+// makes the superseded token reuse, as without this step.
+//
+// KEYS as luaFamily; ARGV[1] now in µs or "" for the server clock; ARGV[2]
+// old jti; ARGV[3] new jti; ARGV[4] expiry in unix ms; ARGV[5]
+// settleAfter in µs. Returns 0 rotated (pending), 1 reuse (family now
+// revoked), 2 revoked/unknown, 3 pending (retry later).
+const rotateSrc = luaNow + luaFamily + `
+if revoked then return 2 end
+local f = redis.call('HMGET', k, 'cur', 'prev', 'lost', 'lat')
+local cur = f[1]
 if not cur then return 2 end
-if cur ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'rev', '1')
-  return 1
+local function rotate()
+  redis.call('HSET', k, 'cur', ARGV[3], 'prev', ARGV[2], 'lost', ARGV[3], 'lat', string.format('%.0f', now))
+  redis.call('PEXPIREAT', k, ARGV[4])
+  return 0
 end
-redis.call('HSET', KEYS[1], 'cur', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+if cur == ARGV[2] then return rotate() end
+if f[2] == ARGV[2] and f[3] == cur then
+  if now - (tonumber(f[4]) or 0) >= tonumber(ARGV[5]) then return rotate() end
+  return 3
+end
+redis.call('HSET', k, 'rev', '1')
+return 1
+`
+
+// settleSrc confirms the rotation to ARGV[1] (see rotateSrc). Returns 0
+// settled (or already), 1 superseded (a retry rotated the family again
+// meanwhile: the new token must not be handed out), 2 revoked.
+const settleSrc = luaFamily + `
+if revoked then return 2 end
+local f = redis.call('HMGET', k, 'cur', 'lost')
+if f[1] ~= ARGV[1] then return 1 end
+if f[2] == ARGV[1] then redis.call('HDEL', k, 'lost', 'lat') end
 return 0
 `
 
 // revokeFamilySrc marks a family revoked and extends (never shortens) its
-// expiry to ARGV[1] (unix ms).
-const revokeFamilySrc = `
-redis.call('HSET', KEYS[1], 'rev', '1')
+// expiry to ARGV[1] (unix ms). KEYS as luaFamily.
+const revokeFamilySrc = luaFamily + `
+redis.call('HSET', k, 'rev', '1')
 local exp = tonumber(ARGV[1])
-local pttl = redis.call('PTTL', KEYS[1])
+local pttl = redis.call('PTTL', k)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if pttl < 0 or now + pttl < exp then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+  redis.call('PEXPIREAT', k, ARGV[1])
 end
 return 0
 `
@@ -117,20 +192,16 @@ return 0
 // NewRedis connects to Redis and checks that it answers. The password never
 // appears in errors.
 func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
-	if o.URL == "" {
-		return nil, errors.New("state: redis url is required")
+	kind, err := o.kind()
+	if err != nil {
+		return nil, err
 	}
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("state: redis timeout must not be negative, got %s", o.Timeout)
 	}
-	opt, err := redis.ParseURL(o.URL)
+	opt, err := o.nodeOptions(kind)
 	if err != nil {
-		// The parse error is not included: it may quote the URL, which
-		// can carry a password.
-		return nil, errors.New("state: redis url is invalid")
-	}
-	if o.Password != "" {
-		opt.Password = o.Password
+		return nil, err
 	}
 	timeout := o.Timeout
 	if timeout == 0 {
@@ -141,7 +212,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if opt.TLSConfig != nil && o.RootCAs != nil {
 		opt.TLSConfig.RootCAs = o.RootCAs
 	}
-	dialer := newRedisDialer(timeout, opt.TLSConfig, redisPoolSize)
+	dialer := newRedisDialer(timeout, opt.TLSConfig, redisPoolSize, kind == TopologySingle)
 	opt.Dialer = dialer.dial
 	opt.DialTimeout = redisDialBudget
 	opt.ReadTimeout = timeout
@@ -151,8 +222,11 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	opt.PoolSize = redisPoolSize
 	opt.DialerRetries = 1
 	// No automatic retries: a script whose reply was lost may have run, and
-	// running Rotate twice would report a false reuse. A broken connection
-	// is dropped from the pool, so the next operation dials afresh.
+	// running it twice charges a limiter twice (a rotation run twice is
+	// only answered "pending", see rotateSrc). A broken connection is
+	// dropped from the pool, so the next operation dials afresh. (A
+	// cluster client still follows MOVED and ASK redirects, which the
+	// node answers without running the command.)
 	opt.MaxRetries = -1
 	opt.DisableIdentity = true
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -166,15 +240,24 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		// hash tag, or break the tags that keep each script in one slot.
 		return nil, errors.New("state: redis key prefix must not contain '{' or '}'")
 	}
+	topo := &topology{kind: kind, now: time.Now}
 	r := &Redis{
-		client:         redis.NewClient(opt),
-		dialer:         dialer,
-		prefix:         prefix,
-		timeout:        timeout,
-		now:            o.Now,
+		client:       newClient(kind, opt, o, topo),
+		dialer:       dialer,
+		prefix:       prefix,
+		timeout:      timeout,
+		now:          o.Now,
+		topo:         topo,
+		legacy:       kind != TopologyCluster,
+		waitReplicas: o.WaitReplicas,
+		// Redis ends a WAIT that timed out only at its next cron tick (100
+		// ms at the default hz 10), so WAIT gets a quarter of the budget.
+		waitTimeout:    max(timeout/4, time.Millisecond),
+		settleAfter:    max(time.Second, 4*timeout),
 		scripts:        newRedisScripts(),
 		startScript:    redis.NewScript(startSrc),
 		rotateScript:   redis.NewScript(rotateSrc),
+		settleScript:   redis.NewScript(settleSrc),
 		revokeScript:   redis.NewScript(revokeFamilySrc),
 		raiseScript:    redis.NewScript(raiseNotBeforeSrc),
 		sessionScripts: newSessionScripts(),
@@ -224,7 +307,11 @@ func (r *Redis) StartFamily(ctx context.Context, fam, jti string, exp time.Time)
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	n, err := r.startScript.Run(ctx, r.client, []string{r.familyKey(fam)}, jti, exp.UnixMilli()).Int64()
+	cmd, err := r.runDurable(ctx, r.startScript, r.familyKeys(fam), jti, exp.UnixMilli())
+	if err != nil {
+		return unavailable("start family", err)
+	}
+	n, err := cmd.Int64()
 	if err != nil {
 		return unavailable("start family", err)
 	}
@@ -234,28 +321,63 @@ func (r *Redis) StartFamily(ctx context.Context, fam, jti string, exp time.Time)
 	return nil
 }
 
-// Rotate implements Store.
+// Errors behind an ErrUnavailable from Rotate on a healthy store.
+var (
+	// errRotationPending: the presented token was superseded by a
+	// rotation that is not settled yet (see rotateSrc).
+	errRotationPending = errors.New("rotation of this token pending")
+	// errRotationSuperseded: while this rotation waited to be settled, a
+	// retry with the same token rotated the family again.
+	errRotationSuperseded = errors.New("rotation superseded by a retry")
+)
+
+// Rotate implements Store, in two steps so that a rotation whose answer is
+// lost is never judged reuse. The first step rotates and marks the rotation
+// pending; the second settles it. A token is handed out (nil) only once the
+// first step's answer came back; until the rotation is settled, the old
+// token is accepted again as the retry of a lost answer (see rotateSrc).
+// A failed first step is ErrUnavailable: the client keeps its token and
+// retries. A failed second step still returns nil: the rotation happened,
+// and the pending mark only keeps the old token usable as well until the
+// new one is used, so reuse detection is delayed, never lost.
 func (r *Redis) Rotate(ctx context.Context, fam, oldJTI, newJTI string, exp time.Time) error {
 	if fam == "" || oldJTI == "" || newJTI == "" {
 		return errors.New("state: rotate: empty id")
 	}
-	ctx, cancel := r.op(ctx)
-	defer cancel()
-	n, err := r.rotateScript.Run(ctx, r.client, []string{r.familyKey(fam)},
-		oldJTI, newJTI, exp.UnixMilli()).Int64()
+	keys := r.familyKeys(fam)
+	octx, cancel := r.op(ctx)
+	cmd, err := r.runDurable(octx, r.rotateScript, keys, r.nowArg(), oldJTI, newJTI, exp.UnixMilli(), micros(r.settleAfter))
+	cancel()
+	if err != nil {
+		return unavailable("rotate", err)
+	}
+	n, err := cmd.Int64()
 	if err != nil {
 		return unavailable("rotate", err)
 	}
 	switch n {
 	case 0:
-		return nil
 	case 1:
 		// Refresh-token replay: the script revoked the whole family in the
 		// same step (OAuth 2.0 Security BCP, refresh token rotation).
 		return ErrReuse
+	case 3:
+		return unavailable("rotate", errRotationPending)
 	default:
 		return ErrRevoked
 	}
+	octx, cancel = r.op(ctx)
+	defer cancel()
+	settled, err := r.settleScript.Run(octx, r.client, keys, newJTI).Int64()
+	switch {
+	case err != nil:
+		return nil
+	case settled == 1:
+		return unavailable("rotate", errRotationSuperseded)
+	case settled == 2:
+		return ErrRevoked
+	}
+	return nil
 }
 
 // RevokeFamily implements Store. A revocation is never shortened: the family
@@ -266,7 +388,7 @@ func (r *Redis) RevokeFamily(ctx context.Context, fam string, exp time.Time) err
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	if err := r.revokeScript.Run(ctx, r.client, []string{r.familyKey(fam)}, exp.UnixMilli()).Err(); err != nil {
+	if _, err := r.runDurable(ctx, r.revokeScript, r.familyKeys(fam), exp.UnixMilli()); err != nil {
 		return unavailable("revoke family", err)
 	}
 	return nil
@@ -288,7 +410,10 @@ func (r *Redis) Revoke(ctx context.Context, jti string, exp time.Time) error {
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	if err := r.client.Set(ctx, r.prefix+"rev:"+boundKey(jti), "1", ttl).Err(); err != nil {
+	key := r.revokedKey(jti)
+	if _, err := durable(ctx, r, key, func(ctx context.Context, c redis.Cmdable) *redis.StatusCmd {
+		return c.Set(ctx, key, "1", ttl)
+	}); err != nil {
 		return unavailable("revoke", err)
 	}
 	return nil
@@ -298,18 +423,28 @@ func (r *Redis) Revoke(ctx context.Context, jti string, exp time.Time) error {
 func (r *Redis) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	n, err := r.client.Exists(ctx, r.prefix+"rev:"+boundKey(jti)).Result()
-	if err != nil {
+	pipe := r.client.Pipeline()
+	var hits []*redis.IntCmd
+	for _, key := range r.withLegacy(r.revokedKey(jti), kindRevoked, jti) {
+		hits = append(hits, pipe.Exists(ctx, key))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return false, unavailable("is revoked", err)
 	}
-	return n > 0, nil
+	for _, h := range hits {
+		if h.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
-// Ping implements Store.
+// Ping implements Store: the primary answers, or on a cluster every
+// primary does.
 func (r *Redis) Ping(ctx context.Context) error {
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	if err := r.client.Ping(ctx).Err(); err != nil {
+	if err := r.probe(ctx); err != nil {
 		return unavailable("ping", err)
 	}
 	return nil
@@ -325,9 +460,6 @@ func (r *Redis) Close() error {
 	})
 	return r.closeErr
 }
-
-// familyKey is the key of a refresh-token family.
-func (r *Redis) familyKey(fam string) string { return r.prefix + "fam:" + boundKey(fam) }
 
 func isTimeout(err error) bool {
 	var ne net.Error

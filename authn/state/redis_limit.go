@@ -55,10 +55,14 @@ local function ms(us) return math.ceil(us / 1000) end
 // again. A request is allowed when, after adding one interval, the TAT is at
 // most Burst intervals ahead of now.
 //
-// KEYS[1] bucket; ARGV[1] now in µs, or "" for the server clock;
-// ARGV[2] interval in µs; ARGV[3] burst. Returns {allowed, retry_after_µs}.
+// KEYS[1] bucket, KEYS[2] (optional) its name in the previous release's
+// layout, whose debt still counts; ARGV[1] now in µs, or "" for the server
+// clock; ARGV[2] interval in µs; ARGV[3] burst. Returns {allowed,
+// retry_after_µs}.
 const allowSrc = luaNow + luaTake + `
-local nxt, wait = take(num(redis.call('GET', KEYS[1])), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local tat = num(redis.call('GET', KEYS[1]))
+if #KEYS > 1 then tat = math.max(tat, num(redis.call('GET', KEYS[2]))) end
+local nxt, wait = take(tat, tonumber(ARGV[2]), tonumber(ARGV[3]))
 if not nxt then return {0, wait} end
 local ttl = ms(nxt - now)
 if ttl < 1 then ttl = 1 end
@@ -183,8 +187,8 @@ func (r *Redis) Allow(ctx context.Context, scope Scope, id string, l Limit) (boo
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	res, err := r.scripts.allow.Run(ctx, r.client, []string{r.prefix + "rl:" + string(scope) + ":" + boundKey(id)},
-		r.nowArg(), micros(l.Every), l.Burst).Int64Slice()
+	keys := r.withLegacy(r.bucketKey(scope, id), kindBucket+":"+string(scope), id)
+	res, err := r.scripts.allow.Run(ctx, r.client, keys, r.nowArg(), micros(l.Every), l.Burst).Int64Slice()
 	if err != nil {
 		return false, 0, unavailable("allow", err)
 	}
@@ -201,8 +205,8 @@ func (r *Redis) Allow(ctx context.Context, scope Scope, id string, l Limit) (boo
 // and "login:a:{tag}". Both carry the hash tag {accountTag}, so a script on
 // them stays in one cluster slot.
 func (r *Redis) loginKeys(k LoginKey) []string {
-	tag := "{" + accountTag(k) + "}"
-	return []string{r.prefix + "login:c:" + tag + ":" + boundKey(k.Client), r.prefix + "login:a:" + tag}
+	tag := keyTag(accountTag(k))
+	return []string{r.key(kindLoginPair, tag, k.Client), r.key(kindLoginAcct, tag)}
 }
 
 // CheckLogin implements LoginLimiter.

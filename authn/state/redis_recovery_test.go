@@ -67,7 +67,7 @@ func TestRedisRecoversQuicklyAfterRestart(t *testing.T) {
 }
 
 func TestRedisDialerProbesOnlyWhenThePoolStopped(t *testing.T) {
-	d := newRedisDialer(50*time.Millisecond, nil, 2)
+	d := newRedisDialer(50*time.Millisecond, nil, 2, true)
 	// Nothing listens on port 1: every attempt is refused at once.
 	start := time.Now()
 	for range 2 {

@@ -184,8 +184,9 @@ func TestRedisKeysHaveBoundedTTL(t *testing.T) {
 		if err != nil {
 			t.Fatalf("PTTL(%s) error = %v", key, err)
 		}
-		i := strings.LastIndexFunc(key, func(r rune) bool { return r < '0' || r > '9' })
-		bound, err := strconv.ParseInt(key[i+1:], 10, 64)
+		name := strings.TrimSuffix(key, "}") // the id is the hash tag
+		i := strings.LastIndexFunc(name, func(r rune) bool { return r < '0' || r > '9' })
+		bound, err := strconv.ParseInt(name[i+1:], 10, 64)
 		if err != nil {
 			t.Fatalf("key %s carries no bound", key)
 		}

@@ -33,7 +33,13 @@ const (
 //
 // Outside the probe every call makes one attempt bounded by timeout, as
 // DialerRetries is 1: a failing operation fails fast and is never
-// retried. It is safe for concurrent use.
+// retried.
+//
+// The probe keeps dialing one address, which is right for one node only:
+// a Sentinel or Cluster client resolves the primary anew on each of its
+// own probes, so there the dialer makes one attempt per call (probe is
+// false) and a failover is followed as soon as the sentinels report it. It
+// is safe for concurrent use.
 type redisDialer struct {
 	dialer    net.Dialer
 	tls       *tls.Config // nil for plain TCP
@@ -41,15 +47,16 @@ type redisDialer struct {
 	threshold uint32        // the pool's PoolSize
 	failed    atomic.Uint32 // failed dials since the pool last reset its count
 	done      chan struct{} // closed when the store closes
+	probe     bool          // keep dialing in the pool's recovery probe (one node)
 }
 
-func newRedisDialer(timeout time.Duration, tlsConfig *tls.Config, poolSize int) *redisDialer {
-	return &redisDialer{tls: tlsConfig, timeout: timeout, threshold: uint32(poolSize), done: make(chan struct{})}
+func newRedisDialer(timeout time.Duration, tlsConfig *tls.Config, poolSize int, probe bool) *redisDialer {
+	return &redisDialer{tls: tlsConfig, timeout: timeout, threshold: uint32(poolSize), done: make(chan struct{}), probe: probe}
 }
 
 // dial implements redis.Options.Dialer.
 func (d *redisDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if d.failed.Load() < d.threshold {
+	if !d.probe || d.failed.Load() < d.threshold {
 		c, err := d.once(ctx, network, addr)
 		if err != nil {
 			d.failed.Add(1)

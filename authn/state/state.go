@@ -87,7 +87,12 @@ type Store interface {
 	// (a rotated token presented again): the family is revoked in the same
 	// atomic step, and exactly one caller ever gets ErrReuse for a family;
 	// later callers get ErrRevoked. It returns ErrRevoked if the family was
-	// revoked (logout or earlier reuse) or is unknown or expired.
+	// revoked (logout or earlier reuse) or is unknown or expired. Any
+	// ErrUnavailable means newJTI must not be handed out; the caller's
+	// client keeps oldJTI and retries. A store whose answers can be lost
+	// (Redis) accepts oldJTI again after a rotation whose answer never came
+	// back, and answers ErrUnavailable while such a rotation may still be
+	// confirmed, so that a retry is never judged reuse.
 	Rotate(ctx context.Context, family, oldJTI, newJTI string, exp time.Time) error
 	// RevokeFamily revokes a family until exp (idempotent).
 	RevokeFamily(ctx context.Context, family string, exp time.Time) error

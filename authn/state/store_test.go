@@ -80,8 +80,10 @@ func checkAllKeysExpire(t *testing.T, srv *statetest.Server, bound time.Duration
 			t.Errorf("PTTL(%s) error = %v", iter.Val(), err)
 			return
 		}
-		if ttl <= 0 || ttl > bound {
-			t.Errorf("PTTL(%s) = %v after the suite, want in (0, %v]", iter.Val(), ttl, bound)
+		// -2 (gone) and 0 (expiring this millisecond) are a key that
+		// expired between SCAN and PTTL; -1 is a key without a TTL.
+		if ttl == -1 || ttl > bound {
+			t.Errorf("PTTL(%s) = %v after the suite, want an expiry within %v", iter.Val(), ttl, bound)
 		}
 	}
 	if err := iter.Err(); err != nil {
@@ -353,30 +355,49 @@ func TestRotateConcurrentReuseReportedOnce(t *testing.T) {
 			exp := clk.Now().Add(time.Hour)
 			mustNil(t, "StartFamily(f, j0)", a.StartFamily(ctx, "f", "j0", exp))
 			var ok, reuse, revoked atomic.Int64
+			var pendingMu sync.Mutex
+			var pending []int
 			var wg sync.WaitGroup
 			start := make(chan struct{})
-			for g := range goroutines {
+			rotate := func(g int) {
 				s := a
 				if g%2 == 1 {
 					s = b
 				}
+				err := s.Rotate(ctx, "f", "j0", fmt.Sprintf("n%d", g), exp)
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, ErrReuse):
+					reuse.Add(1)
+				case errors.Is(err, ErrRevoked):
+					revoked.Add(1)
+				case errors.Is(err, errRotationPending):
+					// Redis: the winner's rotation was not settled yet
+					// (see rotateSrc); the client is told to retry.
+					pendingMu.Lock()
+					pending = append(pending, g)
+					pendingMu.Unlock()
+				default:
+					t.Errorf("Rotate(f, j0) error = %v", err)
+				}
+			}
+			for g := range goroutines {
 				wg.Go(func() {
 					<-start
-					err := s.Rotate(ctx, "f", "j0", fmt.Sprintf("n%d", g), exp)
-					switch {
-					case err == nil:
-						ok.Add(1)
-					case errors.Is(err, ErrReuse):
-						reuse.Add(1)
-					case errors.Is(err, ErrRevoked):
-						revoked.Add(1)
-					default:
-						t.Errorf("Rotate(f, j0) error = %v", err)
-					}
+					rotate(g)
 				})
 			}
 			close(start)
 			wg.Wait()
+			if ok.Load() != 1 || reuse.Load() > 1 {
+				t.Fatalf("%d concurrent Rotate(f, j0): %d ok, %d reuse; want 1 and at most 1", goroutines, ok.Load(), reuse.Load())
+			}
+			// A retry once the winner is settled is judged as usual.
+			for _, g := range pending {
+				rotate(g)
+			}
+			t.Logf("%d calls were answered pending and retried", len(pending))
 			if ok.Load() != 1 || reuse.Load() != 1 || revoked.Load() != goroutines-2 {
 				t.Errorf("%d concurrent Rotate(f, j0): %d ok, %d reuse, %d revoked; want 1, 1, %d",
 					goroutines, ok.Load(), reuse.Load(), revoked.Load(), goroutines-2)

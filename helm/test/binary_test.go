@@ -322,7 +322,7 @@ func TestRenderedConfigAcceptedByBinary(t *testing.T) {
 						switch e.Name {
 						case "AUTHGATE_JWT_SECRET_FILE":
 							files.files[rel] = pf.jwtSecret
-						case "AUTHGATE_REDIS_PASSWORD_FILE":
+						case "AUTHGATE_REDIS_PASSWORD_FILE", "AUTHGATE_REDIS_SENTINEL_PASSWORD_FILE":
 							files.files[rel] = dummyRedisPass
 						}
 						v = filepath.Join(dir, filepath.FromSlash(rel))
@@ -434,29 +434,43 @@ func binaryEnvNames(t *testing.T) []string {
 // ignored and, for the signing secret, stop the pods at startup.
 func TestChartEnvNamesReadByBinary(t *testing.T) {
 	known := binaryEnvNames(t)
-	objs := render(t, "--set", "jwt.secret="+dummyJWTSecret,
-		"--set", "redis.url=rediss://redis.data.svc:6380/0", "--set", "redis.existingSecret=redis-auth")
-	dep := one[appsv1.Deployment](t, objs, fullname)
-	gw := container(t, &dep.Spec.Template.Spec, "authgate")
-	var set []string
-	for _, e := range gw.Env {
-		if strings.HasPrefix(e.Name, "AUTHGATE_") {
-			set = append(set, e.Name)
-			if !slices.Contains(known, e.Name) {
-				t.Errorf("the chart sets %s, which the binary does not read (it reads %v)", e.Name, known)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"one node", []string{"--set", "redis.url=rediss://redis.data.svc:6380/0", "--set", "redis.existingSecret=redis-auth"},
+			[]string{"AUTHGATE_JWT_SECRET_FILE", "AUTHGATE_REDIS_URL", "AUTHGATE_REDIS_PASSWORD_FILE"}},
+		{"sentinel", []string{"--set", "redis.sentinel.masterName=mymaster", "--set", "redis.sentinel.addresses={s0:26379}",
+			"--set", "redis.existingSecret=redis-auth", "--set", "redis.sentinel.existingSecret=sentinel-auth"},
+			[]string{"AUTHGATE_JWT_SECRET_FILE", "AUTHGATE_REDIS_PASSWORD_FILE", "AUTHGATE_REDIS_SENTINEL_PASSWORD_FILE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := render(t, append([]string{"--set", "jwt.secret=" + dummyJWTSecret}, tc.args...)...)
+			dep := one[appsv1.Deployment](t, objs, fullname)
+			gw := container(t, &dep.Spec.Template.Spec, "authgate")
+			var set []string
+			for _, e := range gw.Env {
+				if strings.HasPrefix(e.Name, "AUTHGATE_") {
+					set = append(set, e.Name)
+					if !slices.Contains(known, e.Name) {
+						t.Errorf("the chart sets %s, which the binary does not read (it reads %v)", e.Name, known)
+					}
+				}
 			}
-		}
-	}
-	for _, want := range []string{"AUTHGATE_JWT_SECRET_FILE", "AUTHGATE_REDIS_URL", "AUTHGATE_REDIS_PASSWORD_FILE"} {
-		if !slices.Contains(set, want) {
-			t.Errorf("the authgate container does not set %s (sets %v)", want, set)
-		}
-	}
-	// The secrets themselves are never put in plain env values.
-	for _, e := range gw.Env {
-		if e.Name == "AUTHGATE_JWT_SECRET" || e.Name == "AUTHGATE_REDIS_PASSWORD" || e.Name == "AUTHGATE_JWT_PREVIOUS_SECRETS" {
-			t.Errorf("the chart sets %s directly; mount it and use %s_FILE", e.Name, e.Name)
-		}
+			for _, want := range tc.want {
+				if !slices.Contains(set, want) {
+					t.Errorf("the authgate container does not set %s (sets %v)", want, set)
+				}
+			}
+			// The secrets themselves are never put in plain env values.
+			for _, e := range gw.Env {
+				switch e.Name {
+				case "AUTHGATE_JWT_SECRET", "AUTHGATE_REDIS_PASSWORD", "AUTHGATE_REDIS_SENTINEL_PASSWORD", "AUTHGATE_JWT_PREVIOUS_SECRETS":
+					t.Errorf("the chart sets %s directly; mount it and use %s_FILE", e.Name, e.Name)
+				}
+			}
+		})
 	}
 }
 

@@ -88,6 +88,12 @@ func TestInvalidValuesRejectedBySchema(t *testing.T) {
 			[]string{"schema", "'replicas' not allowed"}},
 		{"template with a bad redis scheme", []string{"template", release, chartDir, "--kube-version", kubeVersion, "--set", "redis.url=http://redis:6379"},
 			[]string{"schema", "/redis/url"}},
+		{"template with a sentinel address without port", []string{"template", release, chartDir, "--kube-version", kubeVersion,
+			"--set", "redis.sentinel.masterName=m", "--set", "redis.sentinel.addresses={sentinel-0}"},
+			[]string{"schema", "/redis/sentinel/addresses/0"}},
+		{"template with a cluster address as a URL", []string{"template", release, chartDir, "--kube-version", kubeVersion,
+			"--set", "redis.cluster.addresses={redis://n0:6379}"},
+			[]string{"schema", "/redis/cluster/addresses/0"}},
 		{"template with a short jwt secret", []string{"template", release, chartDir, "--kube-version", kubeVersion, "--set", "jwt.secret=short"},
 			[]string{"schema", "/jwt/secret"}},
 	}
@@ -125,7 +131,15 @@ func TestTemplateFailsOnMisconfiguration(t *testing.T) {
 			"--set", "config.forward_auth.trusted_peers={10.0.0.0/8}", "--set", "config.upstream.url=http://backend:8080"}, "set config.mode: both"},
 		{"forward-auth with config mode proxy", []string{"--set", "mode=forward-auth", "--set", "config.mode=proxy"}, "config.mode must be forward-auth or both"},
 		{"wrap mode with config mode forward-auth", []string{"--set", "config.mode=forward-auth"}, "never proxies to the application"},
-		{"redis password without url", []string{"--set", "redis.existingSecret=r"}, "redis.url is empty"},
+		{"redis password without url", []string{"--set", "redis.existingSecret=r"}, "redis.url, redis.sentinel and redis.cluster are empty"},
+		{"redis url and sentinel", []string{"--set", "redis.url=redis://r:6379/0", "--set", "redis.sentinel.masterName=m",
+			"--set", "redis.sentinel.addresses={s0:26379}"}, "set one of url, sentinel and cluster, not url and sentinel"},
+		{"redis sentinel and cluster", []string{"--set", "redis.sentinel.masterName=m", "--set", "redis.sentinel.addresses={s0:26379}",
+			"--set", "redis.cluster.addresses={n0:6379}"}, "not sentinel and cluster"},
+		{"redis sentinel without addresses", []string{"--set", "redis.sentinel.masterName=m"}, "redis.sentinel needs both masterName and addresses"},
+		{"redis sentinel password without sentinel", []string{"--set", "redis.url=redis://r:6379/0", "--set", "redis.sentinel.existingSecret=s"},
+			"redis.sentinel.existingSecret is set but redis.sentinel.masterName is empty"},
+		{"chart-owned redis sentinel set in config", []string{"--set", "config.redis.sentinel.master_name=m"}, "config.redis.sentinel is set by the chart"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,6 +318,7 @@ func checkNoSubPathAndDirectories(t *testing.T, spec *corev1.PodSpec) {
 		{"authgate-keys", "/etc/authgate/keys", "keys.yaml"},
 		{"authgate-jwt", "/etc/authgate/jwt", "jwt-secret"},
 		{"authgate-redis", "/etc/authgate/redis", "password"},
+		{"authgate-redis-sentinel", "/etc/authgate/redis-sentinel", "password"},
 	}
 	for _, w := range want {
 		m, mounted := mounts[w.volume]
@@ -535,6 +550,7 @@ func TestExampleEchoServer(t *testing.T) {
 	all := strings.Join(exprs, "\n")
 	for _, want := range []string{
 		"authgate_policy_last_reload_success", `code_class="5xx"`, `authgate_logins_total`, `outcome="failure"`, "authgate_token_reuse_total",
+		"authgate_state_store_up", "authgate_state_store_topology_changes_total",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("PrometheusRule has no alert on %s", want)

@@ -47,16 +47,13 @@ func (a *App) AdminHandler() http.Handler {
 		// access-token revocation check failing closed, though, every
 		// request with a token gets 503: the pod is then not ready, so
 		// that traffic goes to replicas that can serve it.
-		if !a.stateHealthy(r.Context()) {
-			if rc := a.cfg.Auth.AccessRevocation; rc.Enabled && !rc.FailOpen {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = io.WriteString(w, `{"status":"not ready","state_store":"down"}`+"\n")
-				return
-			}
-			_, _ = io.WriteString(w, `{"status":"ready","state_store":"down"}`+"\n")
+		up := a.stateHealthy(r.Context())
+		if rc := a.cfg.Auth.AccessRevocation; !up && rc.Enabled && !rc.FailOpen {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"not ready","state_store":"down"}`+"\n")
 			return
 		}
-		_, _ = io.WriteString(w, `{"status":"ready","state_store":"up"}`+"\n")
+		a.writeReady(w, up)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	if !a.cfg.Listen.AdminExplain {

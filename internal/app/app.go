@@ -167,13 +167,14 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		a.log.Warn("users: not-before records not synchronized; affected users are refused until they are", zap.Error(err))
 	}
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "authgate_state_store_up", Help: "1 if the shared state store (embedded or Redis) answers, else 0.",
+		Name: "authgate_state_store_up", Help: "1 if the shared state store answers (embedded; Redis: the primary, or every cluster primary), else 0.",
 	}, func() float64 {
 		if a.stateHealthy(context.Background()) {
 			return 1
 		}
 		return 0
 	}))
+	a.registerStateMetrics()
 	var own authn.TokenVerifier = a.verifier
 	if rc := cfg.Auth.AccessRevocation; rc.Enabled {
 		own = &authn.RevocationChecked{Next: a.verifier, Revoker: a.state, Timeout: cfg.Auth.StateTimeout, FailOpen: rc.FailOpen,
@@ -328,13 +329,19 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	return a, nil
 }
 
-// openState opens the shared state: Redis when AUTHGATE_REDIS_URL is set,
-// otherwise the embedded store (optionally persisted to auth.state_file).
+// openState opens the shared state: Redis when AUTHGATE_REDIS_URL,
+// redis.sentinel or redis.cluster is set, otherwise the embedded store
+// (optionally persisted to auth.state_file).
 func openState(cfg *config.Config, sec config.Secrets, d Deps, roots *x509.CertPool) (state.Store, error) {
-	if sec.RedisURL != "" {
+	if cfg.UsesRedis(sec) {
+		if err := cfg.CheckRedis(sec); err != nil {
+			return nil, err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return state.NewRedis(ctx, state.RedisOptions{URL: sec.RedisURL, Password: sec.RedisPass, KeyPrefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout, RootCAs: roots})
+		o := redisOptions(cfg, sec)
+		o.RootCAs = roots
+		return state.NewRedis(ctx, o)
 	}
 	return state.NewMemory(state.MemoryOptions{Now: d.Now, Path: cfg.Auth.StateFile})
 }

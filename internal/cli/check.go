@@ -71,6 +71,8 @@ func loadForCheck(cfgFlag string, environ []string) (*checked, error) {
 	if e.JWTSecret != "" || e.JWTSecretFile != "" || e.JWTSigningKeyFile != "" {
 		if sec, err := e.ResolveSecrets(cfg.JWT.KeyID); err != nil {
 			errs = append(errs, err)
+		} else if err := cfg.CheckRedis(sec); err != nil {
+			errs = append(errs, err)
 		} else if _, err := sec.KeySet(cfg); err != nil {
 			errs = append(errs, err)
 		}

@@ -60,7 +60,7 @@ func (o *Options) serve(ctx context.Context, f serveFlags) error {
 			deps.BcryptConcurrency = bcryptConcurrency(cfg.Auth.BcryptConcurrency, procs)
 			p.SetMaxProcs(procs + deps.BcryptConcurrency)
 		}
-		if sec.RedisURL != "" {
+		if cfg.UsesRedis(sec) {
 			// go-redis logs through a process-wide logger; route it into
 			// ours so its lines are structured JSON like every other.
 			p.SetRedisLogger(app.RedisLogger{Log: log.With(zap.String("component", "redis"))})

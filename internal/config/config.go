@@ -174,10 +174,17 @@ type RevocationConfig struct {
 	FailOpen bool `yaml:"fail_open"`
 }
 
-// RedisConfig tunes the Redis store selected by AUTHGATE_REDIS_URL.
+// RedisConfig tunes the Redis store selected by AUTHGATE_REDIS_URL (one
+// node), Sentinel or Cluster.
 type RedisConfig struct {
-	KeyPrefix string        `yaml:"key_prefix"`
-	Timeout   time.Duration `yaml:"timeout"`
+	KeyPrefix    string              `yaml:"key_prefix"`
+	Timeout      time.Duration       `yaml:"timeout"`
+	Sentinel     RedisSentinelConfig `yaml:"sentinel"`
+	Cluster      RedisClusterConfig  `yaml:"cluster"`
+	Username     string              `yaml:"username"`
+	DB           int                 `yaml:"db"`
+	TLS          bool                `yaml:"tls"`
+	WaitReplicas int                 `yaml:"wait_replicas"`
 }
 
 // LoggingConfig selects the log level and format.

@@ -26,6 +26,9 @@ type Env struct {
 	JWTSigningKeyFile   string `env:"JWT_SIGNING_KEY_FILE"`
 	JWTNextKeyFile      string `env:"JWT_NEXT_KEY_FILE"`
 	JWTPreviousKeysFile string `env:"JWT_PREVIOUS_KEYS_FILE"`
+	// The sentinels' own password (redis.sentinel).
+	RedisSentinelPassword     string `env:"REDIS_SENTINEL_PASSWORD,unset"`
+	RedisSentinelPasswordFile string `env:"REDIS_SENTINEL_PASSWORD_FILE"`
 }
 
 // Secrets are the resolved secrets. They are never logged.
@@ -34,6 +37,8 @@ type Secrets struct {
 	PreviousJWT []token.Key
 	RedisPass   string
 	RedisURL    string
+	// RedisSentinelPass authenticates to the sentinels.
+	RedisSentinelPass string
 	// KeyFiles are the signing key files; they are read, and reloaded,
 	// by whoever builds the key set.
 	KeyFiles KeyFiles
@@ -90,6 +95,10 @@ func (e Env) ResolveSecrets(keyID string) (Secrets, error) {
 	}
 	s.RedisURL = e.RedisURL
 	s.RedisPass, err = secret("AUTHGATE_REDIS_PASSWORD", e.RedisPassword, e.RedisPasswordFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s.RedisSentinelPass, err = secret("AUTHGATE_REDIS_SENTINEL_PASSWORD", e.RedisSentinelPassword, e.RedisSentinelPasswordFile)
 	if err != nil {
 		errs = append(errs, err)
 	}

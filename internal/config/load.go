@@ -63,6 +63,9 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	if sec.ClientSecrets, err = ResolveClientSecrets(cfg, environ); err != nil {
 		return nil, Secrets{}, err
 	}
+	if err := cfg.CheckRedis(sec); err != nil {
+		return nil, Secrets{}, err
+	}
 	return cfg, sec, nil
 }
 

@@ -80,7 +80,7 @@ func (c *Config) Validate() error {
 	c.JWT.validate(p)
 	c.Logging.validate(p)
 	c.Auth.validate(p)
-	c.Redis.validate(p)
+	c.Redis.validate(p.add)
 	c.validateIssuers(p)
 	c.validateTrust(p.add)
 	c.validateSessions(p.add)
@@ -259,12 +259,6 @@ func (a AuthConfig) validate(p *problems) {
 	}
 	if a.AccessRevocation.FailOpen && !a.AccessRevocation.Enabled {
 		p.add("auth.access_revocation.fail_open", "has no effect unless enabled is true")
-	}
-}
-
-func (r RedisConfig) validate(p *problems) {
-	if r.Timeout <= 0 {
-		p.add("redis.timeout", "must be positive")
 	}
 }
 

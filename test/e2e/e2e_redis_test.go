@@ -45,13 +45,20 @@ func replicaUsers(t *testing.T, names ...string) string {
 // gateway's store is closed when the test ends.
 func newReplicas(t *testing.T, n int, redisURL, prefix, usersFile string, opts ...envOption) []*gwEnv {
 	t.Helper()
+	return newReplicasSec(t, n, config.Secrets{JWT: []byte(testSecret), RedisURL: redisURL}, prefix, usersFile, opts...)
+}
+
+// newReplicasSec is newReplicas with the secrets given: for Sentinel and
+// Cluster, whose addresses opts set in the config, no URL.
+func newReplicasSec(t *testing.T, n int, sec config.Secrets, prefix, usersFile string, opts ...envOption) []*gwEnv {
+	t.Helper()
 	shared := func(c *config.Config) {
 		c.UsersFile = usersFile
 		c.Redis.KeyPrefix = prefix
 	}
 	envs := make([]*gwEnv, n)
 	for i := range envs {
-		e := newEnvSecrets(t, config.Secrets{JWT: []byte(testSecret), RedisURL: redisURL}, "", nil, append([]envOption{shared}, opts...)...)
+		e := newEnvSecrets(t, sec, "", nil, append([]envOption{shared}, opts...)...)
 		if _, ok := e.app.State().(*state.Redis); !ok {
 			t.Fatalf("replica %d state store is %T, want *state.Redis", i, e.app.State())
 		}
@@ -238,6 +245,9 @@ func assertStateTTLs(t *testing.T, redisURL, prefix string, cfg *config.Config) 
 			t.Errorf("key %q under %q is of no known kind", key, prefix)
 			continue
 		}
+		if !strings.Contains(rest, "{") {
+			t.Errorf("key %q has no hash tag: a script using it could not run on a cluster", key)
+		}
 		found[kind]++
 		ttl, err := c.PTTL(ctx, key).Result()
 		if err != nil {
@@ -292,19 +302,56 @@ func TestE2ERedisReplicas(t *testing.T) {
 	const prefix = "replicas:"
 	usersFile := filepath.Join(t.TempDir(), "users.yaml")
 	writeFile(t, usersFile, replicaUsers(t, "alice", "bob", "carol", "dave", "erin"))
-	reps := newReplicas(t, 2, srv.URL(1), prefix, usersFile, func(c *config.Config) {
-		c.JWT.RefreshTTL = 2 * time.Hour
-		// Generous timeouts: this test is about shared state, not about
-		// a slow store, and must not flake on a loaded machine.
-		c.Redis.Timeout = 2 * time.Second
-		c.Auth.StateTimeout = 3 * time.Second
-		c.Auth.Limits = issuer.Limits{
-			LoginPerIP:   state.Limit{Every: time.Minute, Burst: 50},
-			LoginPerUser: state.Limit{Every: time.Hour, Burst: 3},
-			// 50 parallel refreshes from one client must reach the store.
-			RefreshPerIP: state.Limit{Every: 100 * time.Millisecond, Burst: 200},
+	reps := newReplicas(t, 2, srv.URL(1), prefix, usersFile, sharedFlowsConfig)
+	a := reps[0]
+	sharedStateFlows(t, reps)
+
+	t.Run("every key expires", func(t *testing.T) {
+		found := assertStateTTLs(t, srv.URL(1), prefix, a.app.Config())
+		// The logout bucket is not required: one spent token of a 100ms
+		// interval refills, and its key expires, before the scan.
+		for _, k := range []string{"rl:login:ip:", "login:a:{u:", "rl:refresh:ip:", "fam:"} {
+			if found[k] == 0 {
+				t.Errorf("no %s key under %s after the flows: %v", k, prefix, found)
+			}
+		}
+		if want := 5; found["login:a:{u:"] != want {
+			t.Errorf("%d per-user buckets, want %d (alice, bob, carol, dave, erin)", found["rl:login:user:"], want)
+		}
+		if want := 4; found["fam:"] != want {
+			t.Errorf("%d families, want %d (one per successful login)", found["fam:"], want)
 		}
 	})
+
+	// Nothing is written outside the configured database.
+	c := rawRedis(t, srv.URL(0))
+	defer c.Close()
+	if keys, err := c.Keys(context.Background(), "*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("database 0 holds %v (err %v), want nothing", keys, err)
+	}
+}
+
+// sharedFlowsConfig is the config sharedStateFlows expects.
+func sharedFlowsConfig(c *config.Config) {
+	c.JWT.RefreshTTL = 2 * time.Hour
+	// Generous timeouts: the flows are about shared state, not about a
+	// slow store, and must not flake on a loaded machine.
+	c.Redis.Timeout = 2 * time.Second
+	c.Auth.StateTimeout = 3 * time.Second
+	c.Auth.Limits = issuer.Limits{
+		LoginPerIP:   state.Limit{Every: time.Minute, Burst: 50},
+		LoginPerUser: state.Limit{Every: time.Hour, Burst: 3},
+		// 50 parallel refreshes from one client must reach the store.
+		RefreshPerIP: state.Limit{Every: 100 * time.Millisecond, Burst: 200},
+	}
+}
+
+// sharedStateFlows checks, on two gateways a and b sharing one Redis
+// deployment, that the login limiter, refresh-token rotation, reuse
+// detection and logout act as one deployment whichever replica a request
+// reaches. The users file must have alice, bob, carol, dave and erin, and
+// the config be sharedFlowsConfig's.
+func sharedStateFlows(t *testing.T, reps []*gwEnv) {
 	a, b := reps[0], reps[1]
 
 	t.Run("login limit is global", func(t *testing.T) {
@@ -404,6 +451,18 @@ func TestE2ERedisReplicas(t *testing.T) {
 				t.Fatalf("refresh %d: %v", i, errs[i])
 			}
 			count[codes[i]]++
+			if codes[i] == http.StatusServiceUnavailable {
+				// Arrived while the winning rotation was being settled:
+				// the client retries the token it holds, and that retry
+				// is judged like the others.
+				r, err := postForm(reps[i%2], "/auth/refresh", refreshForm(tr.RefreshToken))
+				if err != nil {
+					t.Fatalf("retry of refresh %d: %v", i, err)
+				}
+				count[codes[i]]--
+				codes[i], tokens[i] = r.status, r.token.RefreshToken
+				count[codes[i]]++
+			}
 		}
 		// One rotation wins; the first loser is reuse and revokes the
 		// family, every later one finds it revoked.
@@ -425,30 +484,6 @@ func TestE2ERedisReplicas(t *testing.T) {
 			}
 		}
 	})
-
-	t.Run("every key expires", func(t *testing.T) {
-		found := assertStateTTLs(t, srv.URL(1), prefix, a.app.Config())
-		// The logout bucket is not required: one spent token of a 100ms
-		// interval refills, and its key expires, before the scan.
-		for _, k := range []string{"rl:login:ip:", "login:a:{u:", "rl:refresh:ip:", "fam:"} {
-			if found[k] == 0 {
-				t.Errorf("no %s key under %s after the flows: %v", k, prefix, found)
-			}
-		}
-		if want := 5; found["login:a:{u:"] != want {
-			t.Errorf("%d per-user buckets, want %d (alice, bob, carol, dave, erin)", found["rl:login:user:"], want)
-		}
-		if want := 4; found["fam:"] != want {
-			t.Errorf("%d families, want %d (one per successful login)", found["fam:"], want)
-		}
-	})
-
-	// Nothing is written outside the configured database.
-	c := rawRedis(t, srv.URL(0))
-	defer c.Close()
-	if keys, err := c.Keys(context.Background(), "*").Result(); err != nil || len(keys) != 0 {
-		t.Errorf("database 0 holds %v (err %v), want nothing", keys, err)
-	}
 }
 
 // TestE2ERedisOutage stops and pauses Redis under a running gateway: the
@@ -560,6 +595,9 @@ func TestE2ERedisOutage(t *testing.T) {
 			}
 			if code, body := adminGet(t, e, "/readyz"); code != http.StatusOK || !strings.Contains(body, `"state_store":"up"`) {
 				t.Errorf("/readyz after recovery = %d %s, want state_store up", code, body)
+			}
+			if r := readyOf(t, e); r.Topology != "single" || len(r.Primaries) != 1 || r.Primaries[0] != srv.Addr() || r.Changed == "" {
+				t.Errorf("/readyz after recovery = %+v, want topology single with primary %s", r, srv.Addr())
 			}
 			if v := storeUpMetric(t, e); v != "1" {
 				t.Errorf("authgate_state_store_up after recovery = %s, want 1", v)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/jwks/jwkstest"
+	"github.com/authgate/authgate/authn/state/statetest"
 	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/internal/testkit/golden"
 )
@@ -134,7 +135,31 @@ func TestMetrics(t *testing.T) {
 	}
 	t.Run("golden", func(t *testing.T) { testMetricsGolden(t, e, mfs) })
 	t.Run("label invariants", func(t *testing.T) { testMetricsLabelInvariants(t, e, mfs) })
-	t.Run("README table", func(t *testing.T) { testMetricsREADME(t, mfs) })
+	t.Run("README table", func(t *testing.T) { testMetricsREADME(t, append(mfs, redisOnlyFamilies(t, mfs)...)) })
+}
+
+// redisOnlyFamilies returns the metric families that a gateway on a real
+// Redis state store exposes and the fully featured in-memory one (mfs) does
+// not: the store's topology metrics.
+func redisOnlyFamilies(t *testing.T, mfs []*dto.MetricFamily) []*dto.MetricFamily {
+	t.Helper()
+	srv := statetest.StartServer(t)
+	e := newEnvSecrets(t, config.Secrets{JWT: []byte(testSecret), RedisURL: srv.URL(0)}, testPolicy, nil)
+	t.Cleanup(func() { _ = e.app.State().Close() })
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = true
+	}
+	var extra []*dto.MetricFamily
+	for _, mf := range metricFamilies(t, e) {
+		if !have[mf.GetName()] {
+			extra = append(extra, mf)
+		}
+	}
+	if len(extra) == 0 {
+		t.Error("a gateway on Redis exposes no metric family beyond the in-memory one's")
+	}
+	return extra
 }
 
 // testMetricsGolden pins the name and type of every metric family a fully

@@ -31,6 +31,9 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
+	// args, if set, returns the arguments for a run on port with working
+	// directory dir instead of a plain server's.
+	args func(port int, dir string) ([]string, error)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd // nil while stopped
@@ -52,14 +55,28 @@ func StartRedis(t testing.TB) (addr string, stop func(), restart func()) {
 // process to simulate a server that accepts connections but never answers.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return startServer(t, lookPath(t, "redis-server", "redis-server"), nil)
+}
+
+// lookPath returns the path of bin, skipping t when it is not installed
+// (failing when CI is "true"); pkg is the Debian package that has it.
+func lookPath(t testing.TB, bin, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(bin)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server not installed but CI=true: install it (apt-get install -y redis-server)")
+			t.Fatalf("%s not installed but CI=true: install it (apt-get install -y %s)", bin, pkg)
 		}
-		t.Skip("redis-server not installed; apt-get install -y redis-server")
+		t.Skipf("%s not installed; apt-get install -y %s", bin, pkg)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	return path
+}
+
+// startServer starts bin with args (nil: a plain server) on a free port.
+func startServer(t testing.TB, bin string, args func(port int, dir string) ([]string, error)) *Server {
+	t.Helper()
+	var err error
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args}
 	// Another process can take the port between probing and binding, so
 	// retry with a new port a few times.
 	for attempt := 0; ; attempt++ {
@@ -77,6 +94,19 @@ func StartServer(t testing.TB) *Server {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// Port returns the server's port.
+func (s *Server) Port() int { return s.port }
+
+// Dir returns the server's working directory, kept across restarts.
+func (s *Server) Dir() string { return s.dir }
+
+// Running reports whether the process runs (it may be paused).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
 }
 
 // Addr returns the server's host:port.
@@ -143,10 +173,15 @@ func (s *Server) start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin,
-		"--save", "", "--appendonly", "no",
+	args := []string{"--save", "", "--appendonly", "no",
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir)
+		"--dir", s.dir}
+	if s.args != nil {
+		if args, err = s.args(s.port, s.dir); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command(s.bin, args...)
 	// Files, not pipes, so that exec starts no copying goroutines that
 	// would outlive a goroutine-leak check.
 	cmd.Stdout = logf
@@ -181,7 +216,7 @@ func exited(cmd *exec.Cmd) bool {
 	return err == nil && pid == cmd.Process.Pid
 }
 
-// ping sends an inline PING and expects +PONG.
+// ping sends an inline PING and expects +PONG (or -NOAUTH).
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -196,7 +231,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// A server that requires a password answers too.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return errors.New("unexpected reply " + strconv.Quote(line))
 	}
 	return nil

@@ -156,6 +156,29 @@ not a silent override, so that what the user wrote is what runs.
 {{- if $upstream -}}
 {{- $_ := set $cfg "upstream" $upstream -}}
 {{- end -}}
+{{- /* redis.sentinel and redis.cluster come from the redis values, like
+       the URL; the rest of the redis section stays free-form. */ -}}
+{{- $redis := deepCopy (get $cfg "redis" | default dict) -}}
+{{- range $key := list "sentinel" "cluster" -}}
+{{- if hasKey $redis $key -}}
+{{- fail (printf "config.redis.%s is set by the chart; use redis.%s" $key $key) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.redis.sentinel -}}
+{{- if .masterName -}}
+{{- $sentinel := dict "master_name" .masterName "addresses" .addresses -}}
+{{- with .username -}}
+{{- $_ := set $sentinel "username" . -}}
+{{- end -}}
+{{- $_ := set $redis "sentinel" $sentinel -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.redis.cluster.addresses -}}
+{{- $_ := set $redis "cluster" (dict "addresses" .) -}}
+{{- end -}}
+{{- if $redis -}}
+{{- $_ := set $cfg "redis" $redis -}}
+{{- end -}}
 {{- $_ := set $cfg "policy_file" "/etc/authgate/policy/policy.yaml" -}}
 {{- if include "authgate.usersEnabled" . -}}
 {{- $_ := set $cfg "users_file" "/etc/authgate/users/users.yaml" -}}
@@ -238,6 +261,10 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     - name: AUTHGATE_OIDC_{{ .id | upper | replace "-" "_" }}_CLIENT_SECRET_FILE
       value: /etc/authgate/oidc/{{ .id }}/client-secret
     {{- end }}
+    {{- if .Values.redis.sentinel.existingSecret }}
+    - name: AUTHGATE_REDIS_SENTINEL_PASSWORD_FILE
+      value: /etc/authgate/redis-sentinel/password
+    {{- end }}
     {{- with include "authgate.goMemLimitEnv" . }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -297,6 +324,10 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     {{- range .Values.oidcClientSecrets }}
     - name: authgate-oidc-{{ .id }}
       mountPath: /etc/authgate/oidc/{{ .id }}
+    {{- end }}
+    {{- if .Values.redis.sentinel.existingSecret }}
+    - name: authgate-redis-sentinel
+      mountPath: /etc/authgate/redis-sentinel
       readOnly: true
     {{- end }}
     {{- if include "authgate.caEnabled" . }}
@@ -374,6 +405,15 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
       - key: {{ .existingSecretKey | default "client-secret" }}
         path: client-secret
 {{- end }}
+{{- if .Values.redis.sentinel.existingSecret }}
+- name: authgate-redis-sentinel
+  secret:
+    secretName: {{ .Values.redis.sentinel.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.redis.sentinel.existingSecretKey }}
+        path: password
+{{- end }}
 {{- if include "authgate.caEnabled" . }}
 {{- $ca := .Values.caBundle }}
 - name: authgate-ca
@@ -412,8 +452,20 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
 {{- if and .Values.jwt.secret (lt (len .Values.jwt.secret) 32) -}}
 {{- fail "jwt.secret must be at least 32 characters" -}}
 {{- end -}}
-{{- if and .Values.redis.existingSecret (not .Values.redis.url) -}}
-{{- fail "redis.existingSecret is set but redis.url is empty" -}}
+{{- with .Values.redis -}}
+{{- $kinds := compact (list (ternary "url" "" (ne .url "")) (ternary "sentinel" "" (or (ne .sentinel.masterName "") (gt (len .sentinel.addresses) 0))) (ternary "cluster" "" (gt (len .cluster.addresses) 0))) -}}
+{{- if gt (len $kinds) 1 -}}
+{{- fail (printf "redis: set one of url, sentinel and cluster, not %s" (join " and " $kinds)) -}}
+{{- end -}}
+{{- if and .existingSecret (not $kinds) -}}
+{{- fail "redis.existingSecret is set but redis.url, redis.sentinel and redis.cluster are empty" -}}
+{{- end -}}
+{{- if and (or .sentinel.masterName .sentinel.addresses) (not (and .sentinel.masterName .sentinel.addresses)) -}}
+{{- fail "redis.sentinel needs both masterName and addresses" -}}
+{{- end -}}
+{{- if and .sentinel.existingSecret (not .sentinel.masterName) -}}
+{{- fail "redis.sentinel.existingSecret is set but redis.sentinel.masterName is empty" -}}
+{{- end -}}
 {{- end -}}
 {{- with .Values.caBundle -}}
 {{- if gt (len (compact (list .pem .existingConfigMap .existingSecret))) 1 -}}
