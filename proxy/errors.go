@@ -68,8 +68,13 @@ func codeName(code int) string {
 	return "error"
 }
 
-// WriteError renders e as JSON. It is the only writer of gateway errors.
+// WriteError renders e as JSON, or as a gRPC status for a gRPC client of
+// the proxy (see grpc.go). It is the only writer of gateway errors.
 func WriteError(w http.ResponseWriter, requestID string, e *Error) {
+	if sw, ok := w.(*statusWriter); ok && sw.grpc != grpcNone {
+		writeGRPCError(sw, e)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/authn"
@@ -94,6 +95,9 @@ type Options struct {
 	// again (see tunnel.go); it should be the reload interval. Zero means
 	// DefaultTunnelRecheck.
 	TunnelRecheck time.Duration
+	// TracerProvider records a span per request (see trace.go); nil means
+	// no tracing, and the client's trace context passes through untouched.
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -113,6 +117,7 @@ type Gateway struct {
 	sample      sampler
 	states      sync.Pool
 	bodies      bodyPolicy
+	tracer      trace.Tracer // nil: tracing off
 }
 
 // New returns a gateway.
@@ -140,7 +145,7 @@ func New(o Options) (*Gateway, error) {
 	if o.LogAllowedSample == 0 {
 		o.LogAllowedSample = 1
 	}
-	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger}
+	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger, tracer: newTracer(o.TracerProvider)}
 	if g.log == nil {
 		g.log = zap.NewNop()
 	}
@@ -174,7 +179,7 @@ func New(o Options) (*Gateway, error) {
 	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
 	g.rp = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
-		Transport:      &timedTransport{next: o.Transport, metrics: o.Metrics},
+		Transport:      &timedTransport{next: o.Transport, calls: newLongCalls(o.Transport), tracer: g.tracer, metrics: o.Metrics},
 		BufferPool:     newBufferPool(),
 		ErrorHandler:   g.upstreamError,
 		ModifyResponse: g.modifyResponse,
@@ -193,7 +198,8 @@ type reqState struct {
 	upstream  time.Duration
 	errKind   string
 	pace      sendPacer
-	tunnel    *tunnel // set for upgrade requests
+	tunnel    *tunnel    // set for upgrade requests
+	span      trace.Span // the server span; nil when tracing is off
 	// closeUpstream sends the request upstream with Connection: close,
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
@@ -223,16 +229,22 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 		defer m.inflight.Dec()
 	}
 	st := g.states.Get().(*reqState)
-	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w)}}
+	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w), h2: r.ProtoMajor == 2}}
 	defer g.states.Put(st)
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
 	w.Header().Set(g.o.RequestIDHeader, st.requestID)
+	if g.tracer != nil {
+		r = g.traceStart(r, st)
+	}
 
 	ev := event{start: start, method: r.Method}
 	serve(&st.w, r, st, &ev)
 	retire(&st.w)
 	ev.code = st.w.code()
 	g.finish(r, st, &ev)
+	if st.span != nil {
+		g.traceEnd(st, &ev)
+	}
 }
 
 type event struct {
@@ -260,12 +272,24 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 	if hasBody(r) {
 		// Followed from here on: an answer written before the body was read
 		// to its end closes the connection instead of draining the rest.
-		w.body = newBodyState(r.Body, w.dl)
+		w.body = newBodyState(r.Body, w)
 		r.Body = w.body
 	}
+	// Answers take the gRPC shape for gRPC clients of the proxy, never on
+	// the forward-auth endpoint (see grpc.go).
+	w.grpc = grpcKindOf(r)
 	if reason, e := checkRequest(r); e != nil {
 		g.reject(w, st, ev, reason, e)
 		return
+	}
+	var callTimeout time.Duration
+	hasTimeout := false
+	if w.grpc == grpcNative {
+		var e *Error
+		if callTimeout, hasTimeout, e = grpcTimeout(r); e != nil {
+			g.reject(w, st, ev, "bad_request", e)
+			return
+		}
 	}
 	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
 	if e != nil {
@@ -308,9 +332,10 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		WriteError(w, st.requestID, e)
 		return
 	}
-	if g.perClient != nil && trusted {
+	if g.perClient != nil && (trusted || w.h2) {
 		// Behind a trusted proxy every client shares the proxy's
-		// connections, so the per-client bound is on requests.
+		// connections, and an HTTP/2 connection carries many requests,
+		// so the per-client bound is on requests.
 		client := clientBucket(g.o.Trusted.ClientIP(r))
 		if !g.perClient.acquire(client) {
 			g.reject(w, st, ev, "client_limit", &Error{Code: http.StatusTooManyRequests, Msg: "too many concurrent requests from this client", RetryAfter: time.Second})
@@ -318,7 +343,9 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		}
 		defer g.perClient.release(client)
 	}
-	if b := w.body; b != nil {
+	if b := w.body; b != nil && w.grpc != grpcNative {
+		// A gRPC call's body is a message stream that may pause between
+		// messages: neither buffered nor held to a rate (see grpc.go).
 		b.idle, b.minRate, b.window = g.o.BodyReadTimeout, int64(g.o.Limits.BodyMinRate), g.o.Limits.BodyRateWindow
 		if n := g.o.Limits.RequestBuffer; n > 0 {
 			if err := buffer(r, b, n); err != nil {
@@ -346,14 +373,19 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState, ev *even
 		// not cut this one; a tunnel has none (its lifetime is its
 		// credential's), a response one per write.
 		st.pace = sendPacer{idle: g.o.Limits.WriteIdleTimeout, minRate: int64(g.o.Limits.WriteMinRate), window: g.o.Limits.BodyRateWindow}
+		var pace *sendPacer
 		if !tunnel && st.pace.active() {
-			w.pace = &st.pace
-			w.arm()
-		} else {
-			_ = w.dl.SetWriteDeadline(time.Time{})
+			pace = &st.pace
 		}
+		w.begin(pace)
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if hasTimeout {
+		// The client's deadline bounds the upstream wait.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
 	if len(r.Header["Upgrade"]) > 0 {
 		// A WebSocket tunnel ends with its credential (see tunnel.go).
 		var done func()
@@ -425,7 +457,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // outcome for the log and metrics. It is shared by the proxy and the
 // forward-auth endpoint, so both decide the same way.
 func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (authn.Principal, *Error) {
-	p, ok, err := g.o.Authenticator.Authenticate(r)
+	p, ok, err := g.authenticate(r)
 	if err != nil {
 		ev.security = true
 		e := credentialError(err)
@@ -435,6 +467,7 @@ func (g *Gateway) decide(r *http.Request, method, canon string, ev *event) (auth
 		}
 		return authn.Principal{Method: authn.MethodNone}, e
 	}
+	defer g.traceDecision(r, ev, g.decideStart(r))
 	if !ok {
 		p = authn.Principal{Method: authn.MethodNone}
 	}

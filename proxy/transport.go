@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TransportOptions tune the upstream transport. Zero fields take the
@@ -22,6 +25,11 @@ type TransportOptions struct {
 	// MaxIdleConns is the idle pool size. A sidecar talks to one upstream,
 	// so the per-host limit equals it; default 256.
 	MaxIdleConns int
+	// Protocol is how the upstream is spoken to; empty means HTTP/1.1.
+	Protocol Protocol
+	// TLSClientConfig, when set, configures TLS to an https upstream
+	// (trusted roots); nil uses the system roots.
+	TLSClientConfig *tls.Config
 }
 
 // NewTransport returns a transport tuned for a sidecar in front of one
@@ -42,7 +50,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 		o.MaxIdleConns = 256
 	}
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	t := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		MaxIdleConns:          o.MaxIdleConns,
@@ -55,17 +63,31 @@ func NewTransport(o TransportOptions) *http.Transport {
 		WriteBufferSize:       32 << 10,
 		ReadBufferSize:        32 << 10,
 	}
+	applyProtocol(t, o.Protocol, o.TLSClientConfig)
+	return t
 }
 
 // timedTransport measures the upstream round trip of each request.
 type timedTransport struct {
 	next    http.RoundTripper
+	calls   *longCalls   // nil: every request goes to next
+	tracer  trace.Tracer // nil: tracing off (see trace.go)
 	metrics *Metrics
 }
 
 func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
-	resp, err := t.next.RoundTrip(r)
+	next := t.next
+	if t.calls != nil {
+		next = t.calls.pick(r, next)
+	}
+	var resp *http.Response
+	var err error
+	if t.tracer != nil {
+		resp, err = t.tracedRoundTrip(next, r)
+	} else {
+		resp, err = next.RoundTrip(r)
+	}
 	d := time.Since(start)
 	if st := stateOf(r.Context()); st != nil {
 		st.upstream = d
@@ -105,10 +127,13 @@ func (b *bufferPool) Put(p []byte) {
 // deadline.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	dl     deadliner  // nil when the writer has no deadlines
-	body   *bodyState // nil without a request body
-	pace   *sendPacer // nil: no write deadlines
+	status   int
+	dl       deadliner  // nil when the writer has no deadlines
+	body     *bodyState // nil without a request body
+	pace     *sendPacer // nil: no write deadlines
+	h2       bool       // the request came over HTTP/2 (see h2.go)
+	grpc     grpcKind   // how the gateway's own answers are written (see grpc.go)
+	grpcCode int        // the gRPC status of the gateway's own answer, 0 for none
 }
 
 // arm sets the deadline of the next write to the client.
@@ -125,6 +150,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.body != nil && !w.body.eof.Load() && code >= 200 {
 		w.ResponseWriter.Header().Set("Connection", "close")
 	}
+	if w.h2 {
+		dropConnectionHeader(w.ResponseWriter.Header())
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -136,6 +164,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	if w.pace != nil {
 		w.pace.done(n, time.Now())
+		w.settle()
 	}
 	return n, err
 }
@@ -148,6 +177,7 @@ func (w *statusWriter) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 	if w.pace != nil {
 		w.pace.done(0, time.Now())
+		w.settle()
 	}
 }
 

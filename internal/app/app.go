@@ -31,6 +31,7 @@ import (
 	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/internal/connlimit"
 	"github.com/authgate/authgate/internal/filewatch"
+	"github.com/authgate/authgate/internal/telemetry"
 	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
 )
@@ -48,6 +49,9 @@ type Deps struct {
 	// serve derives it when it gives bcrypt processors of its own, and
 	// passes it here instead of writing it into the config.
 	BcryptConcurrency int
+	// Environ is the process environment (KEY=VALUE), read for the
+	// OTEL_* tracing settings; nil means tracing off.
+	Environ []string
 }
 
 // App is the wired gateway: the parts built from the config, with no
@@ -80,6 +84,8 @@ type App struct {
 	fileReloads *prometheus.CounterVec
 	connRefused *prometheus.CounterVec
 	conns       atomic.Pointer[connlimit.Listener] // the main listener, once Run opened it
+	h2Errors    *prometheus.CounterVec
+	tracing     *telemetry.Provider // nil when tracing is off
 }
 
 // New builds the gateway from the config and secrets. Every file is loaded
@@ -94,6 +100,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	a := &App{cfg: cfg, version: d.Version, log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
 	a.registerConnMetrics()
+	a.registerHTTP2Metrics()
 	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload)
 
 	// Load every file before anything serves; each failure is reported.
@@ -188,6 +195,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 			ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout,
 			IdleConnTimeout:       cfg.Upstream.IdleConnTimeout,
 			MaxIdleConns:          cfg.Upstream.MaxIdleConns,
+			Protocol:              proxy.Protocol(cfg.Upstream.Protocol),
 		})
 	}
 	var owned map[string]http.Handler
@@ -204,6 +212,14 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		}
 		owned, ownedPrefix = a.issuer.Handlers(cfg.Auth.Prefix), cfg.Auth.Prefix
 	}
+	if err := a.openTracing(d); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !a.ready.Load() { // New failed after this point
+			a.closeTracing()
+		}
+	}()
 	a.gateway, err = proxy.New(proxy.Options{
 		Owned:                owned,
 		OwnedPrefix:          ownedPrefix,
@@ -224,6 +240,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		BodyReadTimeout:      cfg.Listen.BodyReadTimeout,
 		AllowBodiesOn:        cfg.Upstream.AllowBodiesOn,
 		TunnelRecheck:        cfg.ReloadInterval,
+		TracerProvider:       a.tracing.TracerProvider(),
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,

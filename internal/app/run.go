@@ -63,6 +63,7 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
 	admin := &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
+	a.configureHTTP2(srv)
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
@@ -88,6 +89,7 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	if a.cfg.Listen.TLS.CertFile != "" {
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			NextProtos: nextProtos(l),
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return a.cert.Load(), nil
 			},
@@ -104,6 +106,7 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	case err := <-errc:
 		srv.Close()
 		admin.Close()
+		a.closeTracing()
 		return err
 	case <-ctx.Done():
 	}
@@ -127,6 +130,8 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	if cerr := a.state.Close(); cerr != nil {
 		a.log.Error("closing state store", zap.Error(cerr))
 	}
+	// Last: the spans of every drained request are ended by now.
+	a.closeTracing()
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

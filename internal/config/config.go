@@ -79,6 +79,8 @@ type UpstreamConfig struct {
 	MaxIdleConns          int           `yaml:"max_idle_conns"`
 	HealthPath            string        `yaml:"health_path"`
 	AllowBodiesOn         []string      `yaml:"allow_bodies_on"`
+	// Protocol is how the upstream is spoken to: http1, h2c or h2.
+	Protocol string `yaml:"protocol"`
 }
 
 // ListenConfig are the two listeners and the server limits.
@@ -93,6 +95,10 @@ type ListenConfig struct {
 	ShutdownDelay     time.Duration `yaml:"shutdown_delay"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	TLS               TLSConfig     `yaml:"tls"`
+	// H2C accepts HTTP/2 with prior knowledge on a plain listener.
+	H2C bool `yaml:"h2c"`
+	// HTTP2 bounds HTTP/2 connections (TLS with ALPN, or h2c).
+	HTTP2 HTTP2Config `yaml:"http2"`
 
 	// Bounds on what clients hold: connections in total and per client,
 	// tunnels, whole-request deadlines for what the gateway answers
@@ -187,11 +193,11 @@ func Default() Config {
 	return Config{
 		Mode:        ModeProxy,
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
-		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256},
+		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256, Protocol: string(proxy.ProtocolHTTP1)},
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 1024, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second,
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
-			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
+			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10, HTTP2: DefaultHTTP2()},
 		ReloadInterval: time.Second,
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge},
 		APIKeyHeader:   "X-API-Key",
@@ -341,6 +347,7 @@ func (c *Config) Validate() error {
 	if hp := c.Upstream.HealthPath; hp != "" && !strings.HasPrefix(hp, "/") {
 		bad("upstream.health_path", "must start with /")
 	}
+	c.validateHTTP2(bad)
 	if (c.Listen.TLS.CertFile == "") != (c.Listen.TLS.KeyFile == "") {
 		bad("listen.tls", "set both cert_file and key_file, or neither")
 	}
