@@ -139,6 +139,13 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 // Redis URL that several gateways share.
 func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
+	return newEnvDeps(t, sec, app.Deps{}, policyText, handler, opts...)
+}
+
+// newEnvDeps is newEnvSecrets with collaborators for app.New; the test
+// logger and version are filled in.
+func newEnvDeps(t *testing.T, sec config.Secrets, d app.Deps, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
+	t.Helper()
 	e := &gwEnv{t: t, dir: t.TempDir(), up: &recorder{}}
 	if policyText == "" {
 		policyText = testPolicy
@@ -171,7 +178,8 @@ func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler 
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
 	registerSink(logs)
-	e.gw = apptest.Start(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
+	d.Logger, d.Version = zap.New(core), "test"
+	e.gw = apptest.Start(t, &cfg, sec, d)
 	e.app = e.gw.App
 	e.client = &http.Client{Timeout: 10 * time.Second}
 	return e
