@@ -42,6 +42,8 @@ type grpcCall struct {
 	// finished on its own (a deadline or a cancel that reached the
 	// upstream).
 	Canceled bool
+	// Deadline is set when the call arrived with a deadline.
+	Deadline bool
 }
 
 // grpcUpstream is a real grpc-go server with the interop TestService: it
@@ -78,7 +80,8 @@ func (u *grpcUpstream) record(ctx context.Context, method string) *grpcCall {
 	md, _ := metadata.FromIncomingContext(ctx)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.calls = append(u.calls, grpcCall{Method: method, MD: md.Copy()})
+	_, dl := ctx.Deadline()
+	u.calls = append(u.calls, grpcCall{Method: method, MD: md.Copy(), Deadline: dl})
 	return &u.calls[len(u.calls)-1]
 }
 

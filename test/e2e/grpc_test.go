@@ -303,3 +303,89 @@ func TestGRPCDeadlines(t *testing.T) {
 		}
 	})
 }
+
+// The gateway itself ends a call at its grpc-timeout, even for a client
+// that never cancels: the upstream call ends and the client gets
+// DEADLINE_EXCEEDED from the gateway.
+func TestGRPCTimeoutBoundsTheUpstreamWait(t *testing.T) {
+	e := newGRPCEnv(t, false, false)
+	h := dialH2(t, e.gw.Addr)
+	grpcCall := func(timeout string) h2Result {
+		t.Helper()
+		fields := []string{":method", "POST", ":scheme", "http", ":authority", "a", ":path", "/grpc.testing.TestService/UnaryCall",
+			"content-type", "application/grpc", "te", "trailers", "x-api-key", testAPIKey, "x-sleep", "10s"}
+		if timeout != "" {
+			fields = append(fields, "grpc-timeout", timeout)
+		}
+		id := h.request(false, fields...)
+		_ = h.fr.WriteData(id, true, []byte{0, 0, 0, 0, 0}) // one empty message
+		return h.await(id)
+	}
+	start := time.Now()
+	res := grpcCall("300m")
+	if res.Status != "200" || res.Header["grpc-status"] != "4" {
+		t.Fatalf("a call past its 300ms grpc-timeout: %v %v, want grpc-status 4 (DEADLINE_EXCEEDED)", res, res.Header)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %v", d)
+	}
+	eventually(t, 3*time.Second, "the upstream call to end", func() bool { return e.up.last(t).Canceled })
+	if !e.up.last(t).Deadline {
+		t.Error("the upstream was not told the deadline")
+	}
+
+	before := e.up.count()
+	for _, bad := range []string{"1", "S", "123456789S", "-1S", "1s", "1.5S", " 1S"} {
+		if res := grpcCall(bad); res.Header["grpc-status"] != "3" {
+			t.Errorf("grpc-timeout %q: %v %v, want INVALID_ARGUMENT", bad, res, res.Header)
+		}
+	}
+	if e.up.count() != before {
+		t.Fatal("a call with a malformed grpc-timeout reached the upstream")
+	}
+}
+
+// A server stream whose messages come further apart than the write
+// deadlines is not cut: under HTTP/2 a deadline only covers a write in
+// progress, never the wait for the upstream's next message.
+func TestGRPCStreamPausesOutlastWriteDeadlines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits several seconds between messages")
+	}
+	e := newGRPCEnv(t, false, false, func(c *config.Config) {
+		c.Listen.WriteIdleTimeout, c.Listen.BodyRateWindow, c.Listen.WriteMinRate = time.Second, time.Second, 1024
+	})
+	params := []*testpb.ResponseParameters{{Size: 10, IntervalUs: 2500000}, {Size: 10, IntervalUs: 2500000}}
+	stream, err := e.client.StreamingOutputCall(callCtx(t, "x-api-key", testAPIKey), &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range params {
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("message %d after a 2.5s pause: %v", i, err)
+		}
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("end of stream: %v", err)
+	}
+}
+
+// The forward-auth endpoint never answers in the gRPC shape: an ingress
+// reads its 200 as "allow", and Traefik copies the client's content-type
+// onto the check request.
+func TestGRPCShapeNeverOnForwardAuth(t *testing.T) {
+	e := newGRPCEnv(t, false, false, atkForwardAuthFrom("127.0.0.1/32", "::1/128"))
+	resp, body := e.do("GET", "/_authgate/verify", "X-Original-Method", "POST", "X-Original-Uri", "/grpc.testing.TestService/UnaryCall",
+		"Content-Type", "application/grpc")
+	if resp.StatusCode != 401 || resp.Header.Get("Grpc-Status") != "" {
+		t.Fatalf("HTTP/1 check of an anonymous gRPC call: %d %s, want 401 JSON", resp.StatusCode, body)
+	}
+	h := dialH2(t, e.gw.Addr)
+	for _, ct := range []string{"application/grpc", "application/grpc-web", "application/grpc+proto"} {
+		res := h.await(h.request(true, ":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/_authgate/verify",
+			"x-original-method", "POST", "x-original-uri", "/grpc.testing.TestService/UnaryCall", "content-type", ct))
+		if res.Status != "401" || res.Header["grpc-status"] != "" {
+			t.Fatalf("HTTP/2 check with content-type %s: %v %v, want 401", ct, res, res.Header)
+		}
+	}
+}
