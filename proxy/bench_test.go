@@ -47,7 +47,7 @@ const benchPolicy = `rules:
 
 const benchSecret = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
-func benchGateway(b *testing.B) (*proxy.Gateway, string) {
+func benchGateway(b *testing.B, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
 	b.Helper()
 	set, err := policy.Load("policy.yaml", []byte(benchPolicy))
 	if err != nil {
@@ -64,7 +64,7 @@ func benchGateway(b *testing.B) (*proxy.Gateway, string) {
 	bearer, _ := authn.NewBearer(token.NewVerifier(kset, settings, token.Options{CacheSize: 1000}))
 	tok, _, _ := token.NewSigner(kset, settings, token.Options{}).Mint(token.Grant{Subject: "svc", Roles: []string{"admin"}, Type: token.TypeAccess, TTL: time.Hour})
 	up, _ := url.Parse("http://127.0.0.1:1")
-	gw, err := proxy.New(proxy.Options{
+	o := proxy.Options{
 		Upstream:      up,
 		Policy:        policy.NewStore(set),
 		Authenticator: authn.Chain{Bearer: bearer, APIKey: apikey.NewAuthenticator(&ks, nil)},
@@ -72,7 +72,11 @@ func benchGateway(b *testing.B) (*proxy.Gateway, string) {
 		Logger:        zap.NewNop(),
 		Metrics:       proxy.NewMetrics(prometheus.NewRegistry()),
 		PreserveHost:  true,
-	})
+	}
+	for _, m := range mod {
+		m(&o)
+	}
+	gw, err := proxy.New(o)
 	if err != nil {
 		b.Fatal(err)
 	}
