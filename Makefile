@@ -30,7 +30,7 @@ test: lint
 # Every native fuzz target, as package:target.
 FUZZ_TARGETS := ./policy/:FuzzCanonicalDecide ./policy/:FuzzPolicyLoad ./authn/:FuzzBearerToken \
 	./authn/apikey/:FuzzAPIKeysParse ./authn/users/:FuzzUsersParse ./authn/jwks/:FuzzJWKSParse \
-	./internal/yamlx/:FuzzYAMLDecode ./internal/clientip/:FuzzClientIP
+	./internal/yamlx/:FuzzYAMLDecode ./internal/clientip/:FuzzClientIP ./proxy/:FuzzGRPCTimeout
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
+	"net"
 	"net/http"
 	"time"
 )
@@ -80,11 +83,48 @@ func applyProtocol(t *http.Transport, p Protocol, tlsConf *tls.Config) {
 		if t.TLSClientConfig == nil {
 			t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
+		t.DialTLSContext = dialH2(t)
 	default:
 		return
 	}
 	t.Protocols = &ps
 	t.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: upstreamStreamWindow}
+}
+
+// errNoH2 is the upstream's refusal of h2 in the TLS handshake.
+var errNoH2 = errors.New("proxy: upstream did not select h2 in the TLS handshake (ALPN); upstream.protocol h2 needs an HTTP/2 server")
+
+// dialH2 returns a TLS dialer for t that insists on h2. Go's transport
+// would otherwise speak HTTP/1.1 to a server that ignores ALPN, even with
+// HTTP/1 off, and a gRPC call would lose its trailers (its status).
+func dialH2(t *http.Transport) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial, conf, timeout := t.DialContext, t.TLSClientConfig, t.TLSHandshakeTimeout
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		raw, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := conf.Clone()
+		c.NextProtos = []string{"h2"}
+		if c.ServerName == "" {
+			c.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		tc := tls.Client(raw, c)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		if tc.ConnectionState().NegotiatedProtocol != "h2" {
+			tc.Close()
+			return nil, errNoH2
+		}
+		return tc, nil
+	}
 }
 
 // dropConnectionHeader removes the Connection header of an HTTP/2

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/internal/app"
@@ -33,9 +36,14 @@ type grpcEnv struct {
 // tlsBack the upstream is TLS (upstream.protocol h2), else h2c.
 func newGRPCEnv(t *testing.T, tlsFront, tlsBack bool, opts ...envOption) *grpcEnv {
 	t.Helper()
+	return newGRPCEnvDeps(t, tlsFront, tlsBack, app.Deps{}, opts...)
+}
+
+// newGRPCEnvDeps is newGRPCEnv with collaborators for app.New.
+func newGRPCEnvDeps(t *testing.T, tlsFront, tlsBack bool, d app.Deps, opts ...envOption) *grpcEnv {
+	t.Helper()
 	dir := t.TempDir()
 	var upTLS *tls.Config
-	var d app.Deps
 	var upURL, protocol string
 	if tlsBack {
 		certFile, keyFile := writeCert(t, dir, "upstream")
@@ -387,5 +395,49 @@ func TestGRPCShapeNeverOnForwardAuth(t *testing.T) {
 		if res.Status != "401" || res.Header["grpc-status"] != "" {
 			t.Fatalf("HTTP/2 check with content-type %s: %v %v, want 401", ct, res, res.Header)
 		}
+	}
+}
+
+// A traced gRPC call carries the RPC semantic conventions: the method
+// when it was let through, the gRPC status of the answer, the gateway's
+// own or the upstream's.
+func TestGRPCTracing(t *testing.T) {
+	recv := startOTLP(t, "grpc")
+	e := newGRPCEnvDeps(t, false, false, app.Deps{Environ: []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + recv.endpoint}})
+	admin := callCtx(t, "x-api-key", testAPIKey)
+	if _, err := e.client.UnaryCall(admin, &testpb.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = e.client.UnaryCall(admin, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.NotFound)}})
+	_, _ = e.client.UnaryCall(callCtx(t), &testpb.SimpleRequest{})
+	if err := e.gw.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct{ name, method, status, decision, upstreamStatus string }
+	var got []outcome
+	upstream := map[string]string{} // trace id -> the upstream span's gRPC status
+	for _, s := range recv.spans() {
+		a := kvs(s.span.GetAttributes())
+		if s.span.GetKind() == tracepb.Span_SPAN_KIND_CLIENT {
+			upstream[string(s.span.GetTraceId())] = a["rpc.response.status_code"]
+		}
+	}
+	for _, s := range recv.spans() {
+		if s.span.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
+			continue
+		}
+		a := kvs(s.span.GetAttributes())
+		if a["rpc.system.name"] != "grpc" {
+			t.Errorf("server span %s without rpc.system.name grpc: %v", s.span.GetName(), a)
+		}
+		got = append(got, outcome{s.span.GetName(), a["rpc.method"], a["rpc.response.status_code"], a["authgate.decision"], upstream[string(s.span.GetTraceId())]})
+	}
+	want := []outcome{
+		{"grpc.testing.TestService/UnaryCall", "grpc.testing.TestService/UnaryCall", "OK", "allow", "OK"},
+		{"grpc.testing.TestService/UnaryCall", "grpc.testing.TestService/UnaryCall", "NOT_FOUND", "allow", "NOT_FOUND"},
+		{"_OTHER", "_OTHER", "UNAUTHENTICATED", "deny", ""},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("gRPC server spans:\n got %v\nwant %v", got, want)
 	}
 }
