@@ -56,7 +56,8 @@ func Listen(l config.ListenConfig) (Listeners, error) {
 // Run serves both listeners until ctx ends, then shuts down gracefully:
 // readiness turns false first, and after the configured delay (so that
 // endpoint controllers stop sending traffic) the listeners close and
-// in-flight requests drain up to the shutdown timeout.
+// in-flight requests drain up to the shutdown timeout; then the state
+// store is closed and, last, the queued trace spans are exported.
 func (a *App) Run(ctx context.Context, ls Listeners) error {
 	mainLn, adminLn := ls.Main, ls.Admin
 	l := a.cfg.Listen
