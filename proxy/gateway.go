@@ -765,7 +765,9 @@ func classify(ctx context.Context, err error) string {
 		return "canceled"
 	}
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	// A request whose own deadline passed (a gRPC call's grpc-timeout)
+	// timed out, whatever error the transport reported for it.
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return "timeout"
 	}
 	var oe *net.OpError

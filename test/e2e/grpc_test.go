@@ -332,7 +332,11 @@ func TestGRPCTimeoutBoundsTheUpstreamWait(t *testing.T) {
 	start := time.Now()
 	res := grpcCall("300m")
 	if res.Status != "200" || res.Header["grpc-status"] != "4" {
-		t.Fatalf("a call past its 300ms grpc-timeout: %v %v, want grpc-status 4 (DEADLINE_EXCEEDED)", res, res.Header)
+		var cause any
+		for _, l := range e.logs.FilterMessage("request").All() {
+			cause = l.ContextMap()["error"]
+		}
+		t.Fatalf("a call past its 300ms grpc-timeout: %v %v (logged cause %v), want grpc-status 4 (DEADLINE_EXCEEDED)", res, res.Header, cause)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("answered after %v", d)
