@@ -33,7 +33,7 @@ test: lint
 FUZZ_TARGETS := ./policy/:FuzzCanonicalDecide ./policy/:FuzzPolicyLoad ./authn/:FuzzBearerToken \
 	./authn/apikey/:FuzzAPIKeysParse ./authn/users/:FuzzUsersParse ./authn/jwks/:FuzzJWKSParse \
 	./internal/yamlx/:FuzzYAMLDecode ./internal/clientip/:FuzzClientIP ./authn/jose/:FuzzStrictDecode \
-	./authn/:FuzzClaimText
+	./authn/:FuzzClaimText ./proxy/:FuzzGRPCTimeout
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

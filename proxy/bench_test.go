@@ -47,13 +47,13 @@ const benchPolicy = `rules:
 
 const benchSecret = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
-func benchGateway(b *testing.B) (*proxy.Gateway, string) {
-	return benchGatewayWith(b, benchPolicy, nil)
+func benchGateway(b *testing.B, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
+	return benchGatewayWith(b, benchPolicy, mod...)
 }
 
-// benchGatewayWith is benchGateway on policyText, with mod (if set)
-// adjusting the options.
-func benchGatewayWith(b *testing.B, policyText string, mod func(*proxy.Options)) (*proxy.Gateway, string) {
+// benchGatewayWith is benchGateway on policyText, with mod adjusting the
+// options.
+func benchGatewayWith(b *testing.B, policyText string, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
 	b.Helper()
 	set, err := policy.Load("policy.yaml", []byte(policyText))
 	if err != nil {
@@ -79,8 +79,8 @@ func benchGatewayWith(b *testing.B, policyText string, mod func(*proxy.Options))
 		Metrics:       proxy.NewMetrics(prometheus.NewRegistry()),
 		PreserveHost:  true,
 	}
-	if mod != nil {
-		mod(&o)
+	for _, m := range mod {
+		m(&o)
 	}
 	gw, err := proxy.New(o)
 	if err != nil {

@@ -11,8 +11,13 @@ import (
 // detail and goes only to the log.
 type Error = httperr.Error
 
-// WriteError renders e as JSON with the request id; it is httperr.Write,
-// the only writer of gateway errors.
+// WriteError renders e as JSON with the request id (httperr.Write, the
+// only writer of gateway errors), or as a gRPC status for a gRPC client of
+// the proxy (see grpc.go).
 func WriteError(w http.ResponseWriter, requestID string, e *Error) {
+	if sw, ok := w.(*statusWriter); ok && sw.grpc != grpcNone {
+		writeGRPCError(sw, e)
+		return
+	}
 	httperr.Write(w, requestID, e)
 }

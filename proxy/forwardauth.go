@@ -111,7 +111,7 @@ func (fa *forwardAuth) serve(w *statusWriter, r *http.Request, st *reqState) {
 	// never waited for.
 	g.bound(w)
 	if hasBody(r) {
-		w.body = newBodyState(r.Body, w.dl)
+		w.body = newBodyState(r.Body, w)
 		r.Body = w.body
 	}
 	if !fa.peers.PeerTrusted(r) {

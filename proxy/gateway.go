@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authgate/authgate/authn"
@@ -121,6 +122,9 @@ type Options struct {
 	// every request of a rate-limited rule through, counted as
 	// store_error, like a store that is down.
 	RateLimits RateLimitStore
+	// TracerProvider records a span per request (see trace.go); nil means
+	// no tracing, and the client's trace context passes through untouched.
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway is the authenticating reverse proxy. It is safe for concurrent use.
@@ -144,6 +148,7 @@ type Gateway struct {
 	bodies      bodyPolicy
 	cookies     map[string]bool
 	limiter     *routeLimiter
+	tracer      trace.Tracer // nil: tracing off
 }
 
 // New returns a gateway.
@@ -171,7 +176,7 @@ func New(o Options) (*Gateway, error) {
 	if o.AssertionHeader == "" {
 		o.AssertionHeader = DefaultAssertionHeader
 	}
-	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger}
+	g := &Gateway{o: o, headers: o.Headers.withDefaults(), log: o.Logger, tracer: newTracer(o.TracerProvider)}
 	g.headers.assertion = http.CanonicalHeaderKey(o.AssertionHeader)
 	g.identity = g.headers.names()
 	if g.log == nil {
@@ -215,9 +220,10 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.basePath = strings.TrimSuffix(o.Upstream.Path, "/")
 	g.baseRaw = strings.TrimSuffix(o.Upstream.EscapedPath(), "/")
+	retry := func(rt http.RoundTripper) http.RoundTripper { return withRetry(rt, o.RetryRefusedDelay, o.Metrics) }
 	g.rp = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
-		Transport:      &timedTransport{next: withRetry(o.Transport, o.RetryRefusedDelay, o.Metrics), metrics: o.Metrics},
+		Transport:      &timedTransport{next: retry(o.Transport), calls: newLongCalls(o.Transport, retry), tracer: g.tracer, metrics: o.Metrics},
 		BufferPool:     newBufferPool(),
 		ErrorHandler:   g.upstreamError,
 		ModifyResponse: g.modifyResponse,
@@ -238,6 +244,7 @@ type reqState struct {
 	pace      sendPacer
 	tunnel    *tunnel      // set for upgrade requests
 	cors      *policy.CORS // the CORS policy of an upstream answer; nil when none
+	span      trace.Span   // the server span; nil when tracing is off
 	// closeUpstream sends the request upstream with Connection: close,
 	// on a connection that is never reused (an allowed body on a method
 	// without body semantics).
@@ -287,16 +294,22 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 		defer m.inflight.Dec()
 	}
 	st := g.states.Get().(*reqState)
-	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w)}}
+	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w), h2: r.ProtoMajor == 2}}
 	defer g.states.Put(st)
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
 	w.Header().Set(g.o.RequestIDHeader, st.requestID)
+	if g.tracer != nil {
+		r = g.traceStart(r, st)
+	}
 
 	st.start, st.method = start, r.Method
 	serve(&st.w, r, st)
 	retire(&st.w)
 	st.code = st.w.code()
 	g.finish(r, st)
+	if st.span != nil {
+		g.traceEnd(st)
+	}
 }
 
 func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
@@ -311,12 +324,24 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 	if hasBody(r) {
 		// Followed from here on: an answer written before the body was read
 		// to its end closes the connection instead of draining the rest.
-		w.body = newBodyState(r.Body, w.dl)
+		w.body = newBodyState(r.Body, w)
 		r.Body = w.body
 	}
+	// Answers take the gRPC shape for gRPC clients of the proxy, never on
+	// the forward-auth endpoint (see grpc.go).
+	w.grpc = grpcKindOf(r)
 	if reason, e := checkRequest(r); e != nil {
 		g.reject(w, st, reason, e)
 		return
+	}
+	var callTimeout time.Duration
+	hasTimeout := false
+	if w.grpc == grpcNative {
+		var e *Error
+		if callTimeout, hasTimeout, e = grpcTimeout(r); e != nil {
+			g.reject(w, st, ReasonBadRequest, e)
+			return
+		}
 	}
 	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
 	if e != nil {
@@ -386,9 +411,10 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		WriteError(w, st.requestID, e)
 		return
 	}
-	if g.perClient != nil && trusted {
+	if g.perClient != nil && (trusted || w.h2) {
 		// Behind a trusted proxy every client shares the proxy's
-		// connections, so the per-client bound is on requests.
+		// connections, and an HTTP/2 connection carries many requests,
+		// so the per-client bound is on requests.
 		client := clientBucket(g.o.Trusted.ClientIP(r))
 		if !g.perClient.acquire(client) {
 			g.reject(w, st, ReasonClientLimit, &Error{Code: http.StatusTooManyRequests, Msg: "too many concurrent requests from this client", RetryAfter: time.Second})
@@ -396,7 +422,9 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		}
 		defer g.perClient.release(client)
 	}
-	if b := w.body; b != nil {
+	if b := w.body; b != nil && w.grpc != grpcNative {
+		// A gRPC call's body is a message stream that may pause between
+		// messages: neither buffered nor held to a rate (see grpc.go).
 		b.idle, b.minRate, b.window = g.o.BodyReadTimeout, int64(g.o.Limits.BodyMinRate), g.o.Limits.BodyRateWindow
 		if n := g.o.Limits.RequestBuffer; n > 0 {
 			if err := buffer(r, b, n); err != nil {
@@ -424,12 +452,11 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		// not cut this one; a tunnel has none (its lifetime is its
 		// credential's), a response one per write.
 		st.pace = sendPacer{idle: g.o.Limits.WriteIdleTimeout, minRate: int64(g.o.Limits.WriteMinRate), window: g.o.Limits.BodyRateWindow}
+		var pace *sendPacer
 		if !tunnel && st.pace.active() {
-			w.pace = &st.pace
-			w.arm()
-		} else {
-			_ = w.dl.SetWriteDeadline(time.Time{})
+			pace = &st.pace
 		}
+		w.begin(pace)
 	}
 	if g.o.Assertion != nil {
 		// Signed last, once the request is sure to go upstream.
@@ -439,6 +466,12 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		}
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if hasTimeout {
+		// The client's deadline bounds the upstream wait.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
 	if len(r.Header["Upgrade"]) > 0 {
 		// A WebSocket tunnel ends with its credential (see tunnel.go).
 		var done func()
@@ -517,7 +550,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // outcome for the log and metrics. It is shared by the proxy and the
 // forward-auth endpoint, so both decide the same way.
 func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (authn.Principal, *Error) {
-	p, ok, err := g.o.Authenticator.Authenticate(r)
+	p, ok, err := g.authenticate(r)
 	if err != nil {
 		st.security = true
 		e := credentialError(err)
@@ -530,6 +563,7 @@ func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (a
 		}
 		return authn.Principal{Method: authn.MethodNone}, e
 	}
+	defer g.traceDecision(r, st, g.decideStart(r))
 	if !ok {
 		p = authn.Principal{Method: authn.MethodNone}
 	}
@@ -816,7 +850,9 @@ func classify(ctx context.Context, err error) string {
 		return "canceled"
 	}
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	// A request whose own deadline passed (a gRPC call's grpc-timeout)
+	// timed out, whatever error the transport reported for it.
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return "timeout"
 	}
 	var oe *net.OpError

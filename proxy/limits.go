@@ -144,11 +144,14 @@ func (g *Gateway) bound(w *statusWriter) {
 // that read fail at once, and the connection (marked Connection: close by
 // WriteHeader) closes right after the answer.
 //
+// An HTTP/2 stream needs neither: its server discards the unread body of
+// a finished stream without reading it.
+//
 // For a paced response it also gives the server's final write a fresh
 // deadline: the pacer's last one may have passed while the upstream was
 // finishing.
 func retire(w *statusWriter) {
-	if w.body != nil && !w.body.eof.Load() && w.dl != nil && w.status >= 200 {
+	if w.body != nil && !w.body.eof.Load() && w.dl != nil && w.status >= 200 && !w.h2 {
 		_ = w.dl.SetReadDeadline(time.Now())
 	}
 	if w.pace != nil {
@@ -172,10 +175,11 @@ type bodyState struct {
 	winBytes int64
 	eof      atomic.Bool
 	slow     atomic.Bool
+	h2       bool // an HTTP/2 stream: the deadline is cleared after each read (see h2.go)
 }
 
-func newBodyState(body io.ReadCloser, dl deadliner) *bodyState {
-	return &bodyState{ReadCloser: body, dl: dl}
+func newBodyState(body io.ReadCloser, w *statusWriter) *bodyState {
+	return &bodyState{ReadCloser: body, dl: w.dl, h2: w.h2}
 }
 
 // Read reads the body under two deadlines: idle bounds the wait for the
@@ -211,6 +215,8 @@ func (b *bodyState) Read(p []byte) (int, error) {
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		b.slow.Store(true)
 		err = errSlowBody
+	case b.h2 && b.dl != nil && (b.idle > 0 || b.minRate > 0):
+		_ = b.dl.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TransportOptions tune the upstream transport. Zero fields take the
@@ -26,6 +28,11 @@ type TransportOptions struct {
 	MaxIdleConns int
 	// RootCAs verifies an https upstream; nil means the system roots.
 	RootCAs *x509.CertPool
+	// Protocol is how the upstream is spoken to; empty means HTTP/1.1.
+	Protocol Protocol
+	// TLSClientConfig, when set, is the whole TLS configuration to an
+	// https upstream, in place of RootCAs.
+	TLSClientConfig *tls.Config
 }
 
 // NewTransport returns a transport tuned for a sidecar in front of one
@@ -46,7 +53,7 @@ func NewTransport(o TransportOptions) *http.Transport {
 		o.MaxIdleConns = 256
 	}
 	d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	t := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		MaxIdleConns:          o.MaxIdleConns,
@@ -60,17 +67,34 @@ func NewTransport(o TransportOptions) *http.Transport {
 		ReadBufferSize:        32 << 10,
 		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
 	}
+	if o.TLSClientConfig != nil {
+		t.TLSClientConfig = o.TLSClientConfig.Clone()
+	}
+	applyProtocol(t, o.Protocol)
+	return t
 }
 
 // timedTransport measures the upstream round trip of each request.
 type timedTransport struct {
 	next    http.RoundTripper
+	calls   *longCalls   // nil: every request goes to next
+	tracer  trace.Tracer // nil: tracing off (see trace.go)
 	metrics *Metrics
 }
 
 func (t *timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
-	resp, err := t.next.RoundTrip(r)
+	next := t.next
+	if t.calls != nil {
+		next = t.calls.pick(r, next)
+	}
+	var resp *http.Response
+	var err error
+	if t.tracer != nil {
+		resp, err = t.tracedRoundTrip(next, r)
+	} else {
+		resp, err = next.RoundTrip(r)
+	}
 	d := time.Since(start)
 	if st := stateOf(r.Context()); st != nil {
 		st.upstream = d
@@ -110,10 +134,13 @@ func (b *bufferPool) Put(p []byte) {
 // deadline.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	dl     deadliner  // nil when the writer has no deadlines
-	body   *bodyState // nil without a request body
-	pace   *sendPacer // nil: no write deadlines
+	status   int
+	dl       deadliner  // nil when the writer has no deadlines
+	body     *bodyState // nil without a request body
+	pace     *sendPacer // nil: no write deadlines
+	h2       bool       // the request came over HTTP/2 (see h2.go)
+	grpc     grpcKind   // how the gateway's own answers are written (see grpc.go)
+	grpcCode int        // the gRPC status of the gateway's own answer, 0 for none
 }
 
 // arm sets the deadline of the next write to the client.
@@ -130,6 +157,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	if w.body != nil && !w.body.eof.Load() && code >= 200 {
 		w.ResponseWriter.Header().Set("Connection", "close")
 	}
+	if w.h2 {
+		dropConnectionHeader(w.ResponseWriter.Header())
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -141,6 +171,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	if w.pace != nil {
 		w.pace.done(n, time.Now())
+		w.settle()
 	}
 	return n, err
 }
@@ -153,6 +184,7 @@ func (w *statusWriter) Flush() {
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 	if w.pace != nil {
 		w.pace.done(0, time.Now())
+		w.settle()
 	}
 }
 

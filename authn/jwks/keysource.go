@@ -60,7 +60,10 @@ func (s *keySource) current(ctx context.Context) (*keyState, error) {
 	st := s.state.Load()
 	if st == nil || !now.Before(st.refreshAt) {
 		if s.mayRefresh(now) {
-			if fresh, err := s.refresh(ctx); err == nil {
+			span := startFetchSpan(ctx, s.issuer, "due")
+			fresh, err := s.refresh(ctx)
+			endFetchSpan(span, err)
+			if err == nil {
 				st = fresh
 			} else if ctx.Err() != nil {
 				return nil, fmt.Errorf("%w: %w", errKeysUnavailable, ctx.Err())
@@ -101,10 +104,12 @@ func (s *keySource) refetchForKid(ctx context.Context, now time.Time) *keyState 
 	s.mu.Lock()
 	if wait := s.kidWait; wait != nil {
 		s.mu.Unlock()
+		span := startFetchSpan(ctx, s.issuer, "unknown_kid")
 		select {
 		case <-wait:
 		case <-ctx.Done():
 		}
+		endFetchSpan(span, ctx.Err())
 		return s.state.Load()
 	}
 	if !s.lastKidFetch.IsZero() && now.Sub(s.lastKidFetch) < s.cfg.UnknownKidCooldown {
@@ -116,7 +121,9 @@ func (s *keySource) refetchForKid(ctx context.Context, now time.Time) *keyState 
 	s.lastKidFetch = now
 	s.mu.Unlock()
 
-	_, _ = s.refresh(ctx) // a failure keeps the previous keys
+	span := startFetchSpan(ctx, s.issuer, "unknown_kid")
+	_, err := s.refresh(ctx) // a failure keeps the previous keys
+	endFetchSpan(span, err)
 
 	s.mu.Lock()
 	s.kidWait = nil

@@ -34,6 +34,7 @@ import (
 	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/internal/connlimit"
 	"github.com/authgate/authgate/internal/filewatch"
+	"github.com/authgate/authgate/internal/telemetry"
 	"github.com/authgate/authgate/policy"
 	"github.com/authgate/authgate/proxy"
 )
@@ -54,6 +55,9 @@ type Deps struct {
 	// serve derives it when it gives bcrypt processors of its own, and
 	// passes it here instead of writing it into the config.
 	BcryptConcurrency int
+	// Environ is the process environment (KEY=VALUE), read for the
+	// OTEL_* tracing settings; nil means tracing off.
+	Environ []string
 }
 
 // App is the wired gateway: the parts built from the config, with no
@@ -88,6 +92,8 @@ type App struct {
 	policyRules prometheus.Gauge
 	connRefused *prometheus.CounterVec
 	conns       atomic.Pointer[connlimit.Listener] // the main listener, once Run opened it
+	h2Errors    *prometheus.CounterVec
+	tracing     *telemetry.Provider // nil when tracing is off
 }
 
 // New builds the gateway from the config and secrets. Every file is loaded
@@ -102,6 +108,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 	a := &App{cfg: cfg, version: d.Version, revision: revisionOf(d.Revision), log: d.Logger, reg: prometheus.NewRegistry(), policy: &policy.Store{}, keys: &apikey.Store{}, users: &users.Store{}}
 	a.registerMetrics()
 	a.registerConnMetrics()
+	a.registerHTTP2Metrics()
 	a.watcher = filewatch.New(cfg.ReloadInterval, a.onReload, filewatch.WithSettle(cfg.ReloadSettle))
 
 	// Load every file before anything serves; each failure is reported.
@@ -214,6 +221,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 			IdleConnTimeout:       cfg.Upstream.IdleConnTimeout,
 			MaxIdleConns:          cfg.Upstream.MaxIdleConns,
 			RootCAs:               roots,
+			Protocol:              proxy.Protocol(cfg.Upstream.Protocol),
 		})
 	}
 	owned := a.wellKnown(keys)
@@ -245,6 +253,14 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		}
 		ownedPrefix = cfg.Auth.Prefix
 	}
+	if err := a.openTracing(d); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !a.ready.Load() { // New failed after this point
+			a.closeTracing()
+		}
+	}()
 	a.gateway, err = proxy.New(proxy.Options{
 		Owned:                owned,
 		OwnedPrefix:          ownedPrefix,
@@ -271,6 +287,7 @@ func New(cfg *config.Config, sec config.Secrets, d Deps) (*App, error) {
 		SignIn:               browser.signIn,
 		Cookies:              browser.cookies,
 		RateLimits:           a.state, // per-route rate limits share the login limiter's store
+		TracerProvider:       a.tracing.TracerProvider(),
 		Limits: proxy.Limits{
 			MaxPerClient:     cfg.Listen.MaxConnectionsPerClient,
 			MaxTunnels:       cfg.Listen.MaxTunnels,

@@ -42,6 +42,12 @@ import (
 //     the exit status is 1.
 //  6. The admin listener stops, and the state store is closed (flushed)
 //     whatever happened before.
+//  7. Last, the queued trace spans are exported: every drained request's
+//     spans have ended by now.
+//
+// HTTP/2 connections follow the same steps: net/http turns Connection:
+// close on a response into a GOAWAY, after which the client opens new
+// streams on a new connection.
 //
 // The order was chosen by measurement (test/rollout, README "Gateway
 // shutdown contract"). Keeping connections alive through the delay fails
@@ -291,6 +297,8 @@ func (a *App) shutdown(d *drainer, srv, admin *http.Server, mainLn net.Listener,
 	if cerr := a.state.Close(); cerr != nil {
 		a.log.Error("closing state store", zap.Error(cerr))
 	}
+	// Last: the spans of every drained request are ended by now.
+	a.closeTracing()
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -57,13 +57,15 @@ func Listen(l config.ListenConfig) (Listeners, error) {
 // readiness turns false first, connections are retired during the
 // configured delay (so that endpoint controllers and clients move their
 // traffic), then the main listener closes and in-flight requests drain up
-// to the shutdown timeout (see shutdown).
+// to the shutdown timeout; then the state store is closed and, last, the
+// queued trace spans are exported (see shutdown).
 func (a *App) Run(ctx context.Context, ls Listeners) error {
 	mainLn, adminLn := ls.Main, ls.Admin
 	l := a.cfg.Listen
 	errLog := zap.NewStdLog(a.log.With(zap.String("component", "http")))
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes, ErrorLog: errLog}
 	admin := &http.Server{Handler: a.AdminHandler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ErrorLog: errLog}
+	a.configureHTTP2(srv)
 	drain := newDrainer(a.log.With(zap.String("component", "drain")), a.requestKind)
 	drain.attach(srv)
 
@@ -91,6 +93,7 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	if a.cfg.Listen.TLS.CertFile != "" {
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			NextProtos: nextProtos(l),
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return a.cert.Load(), nil
 			},
@@ -108,6 +111,7 @@ func (a *App) Run(ctx context.Context, ls Listeners) error {
 	case err := <-errc:
 		srv.Close()
 		admin.Close()
+		a.closeTracing()
 		return err
 	case <-ctx.Done():
 	}

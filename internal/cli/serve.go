@@ -48,7 +48,7 @@ func (o *Options) serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	deps := app.Deps{Logger: log, Version: o.Version, Revision: o.Revision}
+	deps := app.Deps{Logger: log, Version: o.Version, Revision: o.Revision, Environ: o.Environ}
 	if p := o.Process; p != nil {
 		if cfg.UsersFile != "" {
 			// bcrypt runs on threads of the lowest OS priority, but while

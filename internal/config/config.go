@@ -73,6 +73,8 @@ type UpstreamConfig struct {
 	HealthPath            string        `yaml:"health_path"`
 	AllowBodiesOn         []string      `yaml:"allow_bodies_on"`
 	RetryRefusedDelay     time.Duration `yaml:"retry_refused_delay"`
+	// Protocol is how the upstream is spoken to: http1, h2c or h2.
+	Protocol string `yaml:"protocol"`
 }
 
 // ListenConfig are the two listeners and the server limits.
@@ -87,6 +89,10 @@ type ListenConfig struct {
 	ShutdownDelay     time.Duration `yaml:"shutdown_delay"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	TLS               TLSConfig     `yaml:"tls"`
+	// H2C accepts HTTP/2 with prior knowledge on a plain listener.
+	H2C bool `yaml:"h2c"`
+	// HTTP2 bounds HTTP/2 connections (TLS with ALPN, or h2c).
+	HTTP2 HTTP2Config `yaml:"http2"`
 
 	// AdminExplain serves /explain on the admin listener; off by default
 	// because it shows the whole policy to whoever reaches the port.
@@ -199,11 +205,11 @@ func Default() Config {
 	return Config{
 		Mode:        ModeProxy,
 		ForwardAuth: ForwardAuthConfig{Path: "/_authgate/verify"},
-		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256, RetryRefusedDelay: proxy.DefaultRetryRefusedDelay},
+		Upstream:    UpstreamConfig{HostHeader: "preserve", DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConns: 256, RetryRefusedDelay: proxy.DefaultRetryRefusedDelay, Protocol: string(proxy.ProtocolHTTP1)},
 		Listen: ListenConfig{Address: ":8080", AdminAddress: ":9090", ReadHeaderTimeout: 10 * time.Second, BodyReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxInFlight: 1024, ShutdownDelay: 5 * time.Second, ShutdownTimeout: 30 * time.Second,
 			MaxConnections: 8192, MaxConnectionsPerClient: 256, MaxTunnels: 512, EndpointTimeout: 10 * time.Second,
-			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10},
+			BodyMinRate: 1024, BodyRateWindow: 10 * time.Second, WriteIdleTimeout: 60 * time.Second, WriteMinRate: 1024, RequestBufferBytes: 64 << 10, HTTP2: DefaultHTTP2()},
 		ReloadInterval: time.Second,
 		ReloadSettle:   filewatch.DefaultSettle,
 		JWT:            JWTConfig{Issuer: "authgate", Audience: "authgate", KeyID: "k1", Leeway: 30 * time.Second, AccessTTL: 15 * time.Minute, RefreshTTL: 7 * 24 * time.Hour, CacheSize: 10000, RefreshMaxAge: issuer.DefaultRefreshMaxAge, JWKSMaxAge: DefaultJWKSMaxAge},

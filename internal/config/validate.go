@@ -76,6 +76,7 @@ func (c *Config) Validate() error {
 	c.validateMode(p)
 	c.Upstream.validate(p, c.Mode)
 	c.Listen.validate(p)
+	c.validateHTTP2(p.add)
 	c.validateFiles(p)
 	c.JWT.validate(p)
 	c.Logging.validate(p)

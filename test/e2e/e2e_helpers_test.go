@@ -139,12 +139,19 @@ func newEnv(t *testing.T, policyText string, handler http.Handler, opts ...envOp
 // Redis URL that several gateways share.
 func newEnvSecrets(t *testing.T, sec config.Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
-	return newEnvOn(t, nil, sec, policyText, handler, opts...)
+	return newEnvOn(t, nil, sec, app.Deps{}, policyText, handler, opts...)
 }
 
-// newEnvOn is newEnvSecrets on a main listener the caller opened (nil:
-// a fresh one), for configs that name the gateway's own URL.
-func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
+// newEnvDeps is newEnvSecrets with collaborators for app.New; the test
+// logger and version are filled in.
+func newEnvDeps(t *testing.T, sec config.Secrets, d app.Deps, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
+	t.Helper()
+	return newEnvOn(t, nil, sec, d, policyText, handler, opts...)
+}
+
+// newEnvOn is newEnvDeps on a main listener the caller opened (nil: a
+// fresh one), for configs that name the gateway's own URL.
+func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, d app.Deps, policyText string, handler http.Handler, opts ...envOption) *gwEnv {
 	t.Helper()
 	e := &gwEnv{t: t, dir: t.TempDir(), up: &recorder{}}
 	if policyText == "" {
@@ -181,10 +188,11 @@ func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, policyText stri
 	core, logs := observer.New(zapcore.DebugLevel)
 	e.logs = logs
 	registerSink(logs)
+	d.Logger, d.Version = zap.New(core), "test"
 	if ln != nil {
-		e.gw = apptest.StartOn(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"}, ln)
+		e.gw = apptest.StartOn(t, &cfg, sec, d, ln)
 	} else {
-		e.gw = apptest.Start(t, &cfg, sec, app.Deps{Logger: zap.New(core), Version: "test"})
+		e.gw = apptest.Start(t, &cfg, sec, d)
 	}
 	e.app = e.gw.App
 	e.client = &http.Client{Timeout: 10 * time.Second}

@@ -293,7 +293,7 @@ func testMetricsREADME(t *testing.T, mfs []*dto.MetricFamily) {
 		}
 		exposed[mf.GetName()] = labels
 	}
-	code := regexp.MustCompile("`([a-z_]+)`")
+	code := regexp.MustCompile("`([a-z0-9_]+)`")
 	documented := map[string]bool{}
 	for _, line := range strings.Split(section, "\n") {
 		cells := strings.Split(line, "|")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authgate/authgate/authn/jwks"
 	"github.com/authgate/authgate/authn/session"
+	"github.com/authgate/authgate/internal/app"
 	"github.com/authgate/authgate/internal/config"
 	"github.com/authgate/authgate/internal/hydratest"
 )
@@ -86,7 +87,7 @@ func newSSOEnv(t *testing.T, accessTTL time.Duration) *ssoEnv {
 				Scopes: []string{"offline_access", "profile", "email"}, BackchannelLogout: true}}
 	}
 	sec := config.Secrets{JWT: []byte(testSecret), ClientSecrets: map[string]string{"one": "one-secret-0123456789", "two": "two-secret-0123456789"}}
-	e := newEnvOn(t, ln, sec, "", nil, withSessions, func(c *config.Config) {
+	e := newEnvOn(t, ln, sec, app.Deps{}, "", nil, withSessions, func(c *config.Config) {
 		c.Sessions.ExternalURL = gw
 		c.Issuers = []jwks.IssuerConfig{login("one", "Hydra One", one), login("two", "Hydra Two", two)}
 	})

@@ -268,6 +268,27 @@ symlink, which a subPath mount never sees (so hot reload would silently stop).
     {{- with include "authgate.goMemLimitEnv" . }}
     {{- . | nindent 4 }}
     {{- end }}
+    {{- with .Values.tracing }}
+    {{- if .endpoint }}
+    - name: OTEL_EXPORTER_OTLP_ENDPOINT
+      value: {{ .endpoint | quote }}
+    - name: OTEL_EXPORTER_OTLP_PROTOCOL
+      value: {{ .protocol | quote }}
+    - name: OTEL_TRACES_SAMPLER
+      value: {{ .sampler | quote }}
+    {{- if .samplerArg }}
+    - name: OTEL_TRACES_SAMPLER_ARG
+      value: {{ .samplerArg | quote }}
+    {{- end }}
+    {{- if .headersSecret.name }}
+    - name: OTEL_EXPORTER_OTLP_HEADERS
+      valueFrom:
+        secretKeyRef:
+          name: {{ .headersSecret.name | quote }}
+          key: {{ .headersSecret.key | quote }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
     {{- with .Values.gateway.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
