@@ -112,7 +112,7 @@ func TestGoMemLimit(t *testing.T) {
 		want     string // GOMEMLIMIT value; "" = not set
 		downward bool
 	}{
-		{"default 256Mi limit at 0.9", nil, "241591910", false},
+		{"default 384Mi limit at 0.9", nil, "362387865", false},
 		{"1Gi at 0.5", []string{"--set", "gateway.resources.limits.memory=1Gi", "-f", valuesFile(t, "gateway:\n  goMemLimitRatio: 0.5\n")}, "536870912", false},
 		{"decimal units", []string{"--set", "gateway.resources.limits.memory=500M"}, "450000000", false},
 		{"plain bytes", []string{"--set", "gateway.resources.limits.memory=1000000"}, "900000", false},

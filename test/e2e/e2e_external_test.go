@@ -24,7 +24,13 @@ func externalClaims(idp *jwkstest.IdP, realmRoles ...string) jwt.MapClaims {
 
 func waitReady(t *testing.T, e *gwEnv, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitReadyWithin(t, e, want, 5*time.Second)
+}
+
+// waitReadyWithin waits up to d for /readyz to answer want.
+func waitReadyWithin(t *testing.T, e *gwEnv, want int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		resp, err := http.Get(e.gw.AdminURL + "/readyz")
 		if err == nil {
