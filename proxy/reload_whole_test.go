@@ -231,29 +231,51 @@ func (e *wholeEnv) runInPlaceEdits(t *testing.T, file string, a, b version, prob
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// A cycle counts only when the writer's own pauses stayed well under
+	// the settle interval. On a loaded machine the writer can stall past
+	// it, and then loading the half-written file is the documented
+	// behaviour: such a cycle proves nothing either way, so its answers are
+	// set aside and another cycle is written instead.
 	var maxPause time.Duration
-	for i := range cycles {
+	var setAside int64
+	valid, attempts := 0, 0
+	for ; valid < cycles && attempts < 3*cycles; attempts++ {
 		next, which, want := b, "B", func(p reloadProbe) int { return p.b }
-		if i%2 == 1 {
+		if attempts%2 == 1 {
 			next, which, want = a, "A", func(p reloadProbe) int { return p.a }
 		}
+		wrongBefore := wrong.Load()
 		// Truncate, then write chunk by chunk with pauses, as an editor
 		// writing in place does; every pause is seen by several polls.
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var cyclePause time.Duration
 		last := time.Now()
 		for _, c := range next.chunks {
 			time.Sleep(wholeSettle / 20)
 			if _, err := f.WriteString(c); err != nil {
 				t.Fatal(err)
 			}
-			maxPause = max(maxPause, time.Since(last))
+			cyclePause = max(cyclePause, time.Since(last))
 			last = time.Now()
 		}
 		f.Close()
 		waitFor(which, want)
+		time.Sleep(20 * time.Millisecond) // answers in flight are counted in this cycle
+		if cyclePause >= wholeSettle/2 {
+			setAside += wrong.Load() - wrongBefore
+			t.Logf("cycle %d set aside: the writer paused %v between chunks (settle %v)", attempts, cyclePause, wholeSettle)
+			continue
+		}
+		valid++
+		maxPause = max(maxPause, cyclePause)
+	}
+	if valid < cycles {
+		close(stop)
+		wg.Wait()
+		t.Skipf("only %d of %d in-place rewrites had writer pauses under half the settle interval %v: the machine is too loaded for this test to mean anything", valid, attempts, wholeSettle)
 	}
 	// The last version stays: cut to nothing and left so, the file keeps
 	// the last complete version in force.
@@ -263,7 +285,7 @@ func (e *wholeEnv) runInPlaceEdits(t *testing.T, file string, a, b version, prob
 	}
 	time.Sleep(3 * wholeSettle)
 	finalWant := func(p reloadProbe) int { return p.b }
-	if cycles%2 == 0 {
+	if attempts%2 == 0 {
 		finalWant = func(p reloadProbe) int { return p.a }
 	}
 	for _, p := range probes {
@@ -277,12 +299,9 @@ func (e *wholeEnv) runInPlaceEdits(t *testing.T, file string, a, b version, prob
 	close(stop)
 	wg.Wait()
 
-	t.Logf("%s: %d in-place rewrites, %d requests, %d wrong decisions, longest pause between chunks %v (settle %v)",
-		file, cycles, requests.Load(), wrong.Load(), maxPause, wholeSettle)
-	if maxPause >= wholeSettle {
-		t.Fatalf("the writer paused %v between chunks, longer than the settle interval %v: the machine is too slow for this test to mean anything", maxPause, wholeSettle)
-	}
-	if n := wrong.Load(); n != 0 {
+	t.Logf("%s: %d in-place rewrites (%d set aside), %d requests, %d wrong decisions, longest pause between chunks %v (settle %v)",
+		file, valid, attempts-valid, requests.Load(), wrong.Load()-setAside, maxPause, wholeSettle)
+	if n := wrong.Load() - setAside; n != 0 {
 		t.Errorf("%d wrong decisions during in-place rewrites of %s, want 0; first: %q", n, file, wrongSeen)
 	}
 	if requests.Load() < 100 {
