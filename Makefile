@@ -24,7 +24,7 @@ run:
 # Provider of the SSO tests once (cached).
 test: lint
 	scripts/hydra.sh >/dev/null
-	$(GO) run ./scripts/testsummary -race -count=1 ./...
+	$(GO) run ./scripts/testsummary -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) static-check
 	$(MAKE) helm-test

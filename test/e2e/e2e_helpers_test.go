@@ -195,7 +195,10 @@ func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, d app.Deps, pol
 		e.gw = apptest.Start(t, &cfg, sec, d)
 	}
 	e.app = e.gw.App
-	e.client = &http.Client{Timeout: 10 * time.Second}
+	// A bound that only a hung gateway reaches: logins run bcrypt (cost 10,
+	// the users file's minimum) on threads of the lowest OS priority, which
+	// wait for CPU on a machine loaded by other test binaries.
+	e.client = &http.Client{Timeout: time.Minute}
 	return e
 }
 
