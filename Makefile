@@ -21,9 +21,11 @@ run:
 # suite, a short run of every fuzz target, the static-binary check and the
 # Helm chart tests. scripts/testsummary prints what go test prints, then the
 # skipped tests grouped by reason. scripts/hydra.sh builds the OpenID
-# Provider of the SSO tests once (cached).
+# Provider of the SSO tests once (cached), scripts/jaeger.sh the trace
+# backend of the tracing test.
 test: lint
 	scripts/hydra.sh >/dev/null
+	scripts/jaeger.sh >/dev/null
 	$(GO) run ./scripts/testsummary -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) static-check
