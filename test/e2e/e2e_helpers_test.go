@@ -179,6 +179,11 @@ func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, d app.Deps, pol
 	// The files were written just now: a short settle interval keeps the
 	// startup wait for a fresh file (and in-place edits) quick.
 	cfg.ReloadSettle = 100 * time.Millisecond
+	// A login's bcrypt (cost 10, lowest OS priority) can outlast the
+	// default 10s endpoint deadline on a machine loaded by other test
+	// binaries, and the deadline then cuts the connection; the tests of
+	// that deadline set their own.
+	cfg.Listen.EndpointTimeout = time.Minute
 	for _, o := range opts {
 		o(&cfg)
 	}
