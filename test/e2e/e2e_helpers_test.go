@@ -181,8 +181,8 @@ func newEnvOn(t *testing.T, ln net.Listener, sec config.Secrets, d app.Deps, pol
 	cfg.ReloadSettle = 100 * time.Millisecond
 	// A login's bcrypt (cost 10, lowest OS priority) can outlast the
 	// default 10s endpoint deadline on a machine loaded by other test
-	// binaries, and the deadline then cuts the connection; the tests of
-	// that deadline set their own.
+	// binaries, and the deadline then cuts the connection (the deadline
+	// itself is tested in proxy and by the slow-client tests on the binary).
 	cfg.Listen.EndpointTimeout = time.Minute
 	for _, o := range opts {
 		o(&cfg)
