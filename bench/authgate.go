@@ -84,9 +84,9 @@ var errExited = errors.New("bench: authgate exited before it was ready")
 // startGateway runs `authgate serve --config cfg` and waits until its admin
 // listener reports ready or it exits. On exit the returned error wraps
 // errExited and carries the gateway's stderr.
-func startGateway(ctx context.Context, bin, cfg, secret, addr, adminAddr string) (*gateway, error) {
+func startGateway(ctx context.Context, bin, cfg, secret, addr, adminAddr string, env ...string) (*gateway, error) {
 	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = append(withoutEnv(os.Environ(), "AUTHGATE_*"), "AUTHGATE_JWT_SECRET="+secret)
+	cmd.Env = append(append(withoutEnv(os.Environ(), "AUTHGATE_*"), "AUTHGATE_JWT_SECRET="+secret), env...)
 	g := &gateway{cmd: cmd, stderr: &capBuffer{limit: 64 << 10}, done: make(chan struct{}), URL: "http://" + addr}
 	cmd.Stdout = g.stderr
 	cmd.Stderr = g.stderr
@@ -162,7 +162,11 @@ func (in *instance) start(ctx context.Context, bin, secret string) error {
 	if err != nil {
 		return err
 	}
-	in.gw, err = startGateway(ctx, bin, cfg, secret, in.Data.Addr, in.Data.AdminAddr)
+	env, err := instanceEnv(in.Data, in.Fragments)
+	if err != nil {
+		return err
+	}
+	in.gw, err = startGateway(ctx, bin, cfg, secret, in.Data.Addr, in.Data.AdminAddr, env...)
 	if err != nil {
 		return fmt.Errorf("bench: gateway instance %s (modes %s): %w", in.Name, strings.Join(in.Modes, ", "), err)
 	}

@@ -125,8 +125,24 @@ func TestModeTable(t *testing.T) {
 				t.Errorf("mode %s: unknown fragment %q", m.Name, f)
 			}
 		}
+		if m.Needs != "" && m.Needs != needsRedis {
+			t.Errorf("mode %s: needs %q, which the harness does not start", m.Name, m.Needs)
+		}
+		if m.GRPC && (m.Instance == "" || m.Instance == mainInstance) {
+			t.Errorf("mode %s: a gRPC mode needs an instance of its own (its upstream is the gRPC server)", m.Name)
+		}
 	}
-	for _, want := range []string{"nginx", "tuned", "rs256-cold", "es256-cold", "eddsa-cold", "apikey-many"} {
+	// A feature that changes every request keeps out of the main
+	// instance, so the other modes measure what they did.
+	for _, m := range modeTable() {
+		for _, f := range m.Fragments {
+			if env := fragmentTable[f].Env; len(env) > 0 && (m.Instance == "" || m.Instance == mainInstance) {
+				t.Errorf("mode %s: fragment %s changes the gateway's environment, but the mode runs on the main instance", m.Name, f)
+			}
+		}
+	}
+	for _, want := range []string{"nginx", "tuned", "rs256-cold", "es256-cold", "eddsa-cold", "apikey-many",
+		"assertion", "assertion-sign", "session", "session-redis", "conditions", "cel", "ratelimit", "grpc"} {
 		if !seen[want] {
 			t.Errorf("mode %s missing from the table", want)
 		}

@@ -53,16 +53,26 @@ type modeSpec struct {
 	// Verify, if set, checks a run of the mode from the instance's metrics
 	// before and after it.
 	Verify func(f *fixtures, before, after promSnapshot, res loadResult) error
+	// Needs names a process the harness must start for the mode:
+	// needsRedis. Without the program the mode is left out with a note,
+	// or fails the run when CI=true.
+	Needs string
+	// GRPC marks a mode of unary gRPC calls: its instance proxies to the
+	// harness's gRPC upstream over h2c, and the load is grpcbench's.
+	GRPC bool
 }
 
 // fragment is a piece of gateway configuration a mode needs.
 type fragment struct {
 	Config string // YAML template merged into the config
 	Policy string // YAML template merged into the policy
+	// Env holds templates of environment variables the gateway gets
+	// (settings that only the environment carries: key files, Redis).
+	Env map[string]string
 }
 
 // fragmentTable holds every config fragment by name.
-var fragmentTable = map[string]fragment{
+var fragmentTable = withFragments(map[string]fragment{
 	"api-key":     {Config: "api_keys_file: {{.Dir}}/keys.yaml\n"},
 	"api-keys10k": {Config: "api_keys_file: {{.Dir}}/keys-many.yaml\n"},
 	// One external issuer for every asymmetric algorithm, with its JWKS
@@ -77,7 +87,7 @@ var fragmentTable = map[string]fragment{
 jwks:
   token_cache_size: {{.TokenCache}}
 `},
-}
+}, featureFragments)
 
 // Gateway instances, and the size of the many-keys file.
 const (
@@ -152,7 +162,7 @@ func modeTable() []modeSpec {
 			},
 			Verify: verifyCold})
 	}
-	return modes
+	return append(modes, featureModes()...)
 }
 
 // modeNames returns the names of the mode table, in order.
@@ -175,6 +185,10 @@ type fixtures struct {
 	// Streams and Concurrency are the load generator's; the cold pools
 	// are sized from them.
 	Streams, Concurrency int
+
+	// Features is what the feature modes need (upstream recorder,
+	// signing key, Redis, instance URLs).
+	Features *featureState
 
 	mu    sync.Mutex
 	pools map[string][]string
@@ -219,6 +233,8 @@ const (
 	metricRequests   = "authgate_requests_total"
 	metricTokenCache = "authgate_token_cache_total"
 	metricAPIKeyUse  = "authgate_api_key_requests_total"
+	metricRuleHits   = "authgate_policy_rule_hits_total"
+	metricRateLimit  = "authgate_rate_limit_total"
 )
 
 // delta returns after minus before of the sum of name's samples matching
