@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -56,6 +59,70 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// DecodeClaims builds the claims from the members the strict decoding
+// step already scanned (jose.ClaimsDecoder), so a cold verification scans
+// the claims set once: the members are the token's exact top-level names,
+// free of duplicates and case variants, and the registered claims have
+// their JSON types checked. The result is the one UnmarshalJSON gives.
+func (c *tokenClaims) DecodeClaims(members []jose.Member) error {
+	c.raw = make(map[string]json.RawMessage, len(members))
+	for _, m := range members {
+		c.raw[m.Name] = m.Value
+	}
+	for _, m := range members {
+		var err error
+		switch m.Name {
+		case "iss":
+			err = decodeStringClaim(m.Value, &c.Issuer)
+		case "sub":
+			err = decodeStringClaim(m.Value, &c.Subject)
+		case "jti":
+			err = decodeStringClaim(m.Value, &c.ID)
+		case "aud":
+			if s, ok := jose.PlainString(m.Value); ok {
+				c.Audience = jwt.ClaimStrings{s}
+			} else {
+				err = json.Unmarshal(m.Value, &c.Audience)
+			}
+		case "exp":
+			c.ExpiresAt, err = decodeNumericDate(m.Value)
+		case "nbf":
+			c.NotBefore, err = decodeNumericDate(m.Value)
+		case "iat":
+			c.IssuedAt, err = decodeNumericDate(m.Value)
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("jwks: claim %q: wrong type", m.Name)
+		}
+	}
+	return nil
+}
+
+// decodeStringClaim decodes the JSON string v into dst, without
+// encoding/json when it needs no unescaping.
+func decodeStringClaim(v []byte, dst *string) error {
+	if s, ok := jose.PlainString(v); ok {
+		*dst = s
+		return nil
+	}
+	return json.Unmarshal(v, dst)
+}
+
+// decodeNumericDate decodes a NumericDate exactly as
+// jwt.NumericDate.UnmarshalJSON does (seconds as a float64, split into
+// whole seconds and nanoseconds, truncated to jwt.TimePrecision), without
+// going through encoding/json.
+func decodeNumericDate(v []byte) (*jwt.NumericDate, error) {
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil {
+		return nil, err
+	}
+	round, frac := math.Modf(f)
+	return jwt.NewNumericDate(time.Unix(int64(round), int64(frac*1e9))), nil
 }
 
 // decodeStrictObject decodes a JSON object into its members after
