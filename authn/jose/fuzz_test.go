@@ -34,6 +34,7 @@ func FuzzStrictDecode(f *testing.F) {
 	f.Add("", "", "", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln.x.y", uint8(1))
 	f.Add("", "", "", "eyJhbGciOiJIUzI1NiJ9=.e30.c2ln", uint8(1))
 	f.Add(okHeader, "{\"a\":\"\xff\"}", "s", "", uint8(2))
+	f.Add(okHeader, `{"sub":"caf\u00e9","a":["\"x",{"b":"\\"}],"n":-1.5e3}`, "s", "", uint8(0))
 
 	f.Fuzz(func(t *testing.T, header, claims, sig, raw string, mode uint8) {
 		if mode%3 != 1 {

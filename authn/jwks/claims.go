@@ -128,13 +128,18 @@ func decodeNumericDate(v []byte) (*jwt.NumericDate, error) {
 // decodeStrictObject decodes a JSON object into its members after
 // jose.CheckObject: no duplicate member names, and no two names equal under
 // strings.EqualFold.
+//
+// The check and the split are one pass of the strict scanner
+// (jose.Members), which gives the names and values encoding/json would;
+// the values are views of b.
 func decodeStrictObject(b []byte) (map[string]json.RawMessage, error) {
-	if err := jose.CheckObject(b); err != nil {
+	ms, err := jose.Members(b)
+	if err != nil {
 		return nil, fmt.Errorf("jwks: claims: %w", err)
 	}
-	var out map[string]json.RawMessage
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, errors.New("jwks: claims: malformed JSON")
+	out := make(map[string]json.RawMessage, len(ms))
+	for _, m := range ms {
+		out[m.Name] = m.Value
 	}
 	return out, nil
 }
@@ -178,10 +183,13 @@ func decodeRoles(v json.RawMessage) ([]string, error) {
 	}
 	if len(v) > 0 && v[0] == '"' {
 		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		if err := decodeStringClaim(v, &s); err != nil {
 			return nil, errors.New("jwks: roles claim: malformed string")
 		}
 		return strings.Fields(s), nil
+	}
+	if list, ok := plainStrings(v); ok {
+		return list, nil
 	}
 	var list []string
 	if err := json.Unmarshal(v, &list); err != nil {
@@ -208,4 +216,26 @@ func mapRoles(in []string, roleMap map[string][]string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// plainStrings returns the elements of the JSON array v when every one is
+// a string that needs no unescaping (jose.PlainString); it reports false
+// for anything else, which the caller decodes with encoding/json.
+func plainStrings(v []byte) ([]string, bool) {
+	if len(v) == 0 || v[0] != '[' {
+		return nil, false
+	}
+	elems, err := jose.Elements(v)
+	if err != nil {
+		return nil, false
+	}
+	list := make([]string, len(elems))
+	for i, e := range elems {
+		s, ok := jose.PlainString(e)
+		if !ok {
+			return nil, false
+		}
+		list[i] = s
+	}
+	return list, true
 }
