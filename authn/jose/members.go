@@ -59,39 +59,13 @@ func Elements(data []byte) ([][]byte, error) {
 	if s.pos >= len(s.data) || s.data[s.pos] != '[' {
 		return nil, errSyntax
 	}
-	s.pos++ // '['
-	var out [][]byte
-	s.skipSpace()
-	if s.pos < len(s.data) && s.data[s.pos] == ']' {
-		s.pos++
-	} else {
-		for {
-			s.skipSpace()
-			start := s.pos
-			if _, _, err := s.value(1); err != nil {
-				return nil, err
-			}
-			out = append(out, s.data[start:s.pos])
-			s.skipSpace()
-			if s.pos >= len(s.data) {
-				return nil, errSyntax
-			}
-			if s.data[s.pos] == ']' {
-				s.pos++
-				break
-			}
-			if s.data[s.pos] != ',' {
-				return nil, errSyntax
-			}
-			s.pos++
-		}
+	out := [][]byte{}
+	if _, err := s.array(0, &out); err != nil {
+		return nil, err
 	}
 	s.skipSpace()
 	if s.pos != len(s.data) {
 		return nil, errSyntax
-	}
-	if out == nil {
-		out = [][]byte{}
 	}
 	return out, nil
 }
