@@ -127,20 +127,7 @@ func (g *gateway) PID() int { return g.cmd.Process.Pid }
 
 // Stop asks the gateway to stop (SIGTERM) and kills it if it has not
 // exited after 10s.
-func (g *gateway) Stop() {
-	select {
-	case <-g.done:
-		return
-	default:
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.done:
-	case <-time.After(10 * time.Second):
-		_ = g.cmd.Process.Kill()
-		<-g.done
-	}
-}
+func (g *gateway) Stop() { stopProcess(g.cmd, g.done, syscall.SIGTERM, 10*time.Second, nil) }
 
 // instance is one gateway process of a run, with the modes it serves.
 type instance struct {

@@ -103,17 +103,27 @@ func redisPing(addr string) error {
 }
 
 // Stop stops redis-server (SIGTERM) and kills it after 5s.
-func (p *redisProc) Stop() {
+func (p *redisProc) Stop() { stopProcess(p.cmd, p.done, syscall.SIGTERM, 5*time.Second, nil) }
+
+// stopProcess asks cmd's process to stop with sig and waits until done
+// is closed; after grace it kills it (with kill, if set, else SIGKILL to
+// the process alone) and waits again. A process already gone is left
+// alone.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, sig os.Signal, grace time.Duration, kill func()) {
 	select {
-	case <-p.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	case <-done:
+	case <-time.After(grace):
+		if kill != nil {
+			kill()
+		} else {
+			_ = cmd.Process.Kill()
+		}
+		<-done
 	}
 }
