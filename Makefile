@@ -69,7 +69,7 @@ helm-test:
 
 # The benchmark harness: every authgate mode against a bare and a tuned
 # httputil.ReverseProxy and nginx in one run, with CPU per request of each
-# process (see bench/RESULTS.md; it takes about ten minutes). bench-quick
+# process (see bench/RESULTS.md; it takes about thirteen minutes). bench-quick
 # is a run under a minute; go test ./bench/ runs every mode once (--smoke).
 bench: build
 	$(GO) run ./bench --authgate bin/authgate

@@ -33,11 +33,11 @@ import (
 
 // Instances of the feature modes.
 const (
-	assertInstance      = "assertion"
-	assertSignInstance  = "assertion-sign"
-	sessionInstance     = "sessions"
-	sessionRedisInstace = "sessions-redis"
-	grpcInstance        = "grpc"
+	assertInstance       = "assertion"
+	assertSignInstance   = "assertion-sign"
+	sessionInstance      = "sessions"
+	sessionRedisInstance = "sessions-redis"
+	grpcInstance         = "grpc"
 )
 
 // needsRedis is the Needs value of the modes whose state store is the
@@ -136,10 +136,10 @@ func featureModes() []modeSpec {
 		{Name: "session", Method: authMethodSes, Instance: sessionInstance, Fragments: []string{"sessions"},
 			Doc:     "a browser session cookie from the sign-in form, sessions in the embedded store",
 			Request: sessionRequest(sessionInstance)},
-		{Name: "session-redis", Method: authMethodSes, Instance: sessionRedisInstace, Fragments: []string{"sessions", "redis"},
+		{Name: "session-redis", Method: authMethodSes, Instance: sessionRedisInstance, Fragments: []string{"sessions", "redis"},
 			Needs:   needsRedis,
 			Doc:     "a browser session cookie, sessions in Redis (a local redis-server; sessions.cache_ttl default)",
-			Request: sessionRequest(sessionRedisInstace), Verify: verifyRedisSession},
+			Request: sessionRequest(sessionRedisInstance), Verify: verifyRedisSession},
 		{Name: "conditions", Method: authMethodJWT, Fragments: []string{"conditions"}, Path: condPath,
 			Doc:     "hs256 on a rule with roles, issuers, auth_methods, two claims conditions and source_cidrs",
 			Request: hs256Request, Verify: verifyRuleHits(condRule)},

@@ -16,12 +16,16 @@ import (
 //  1. If the feature needs configuration, add a fragment to fragmentTable:
 //     YAML merged into the gateway config and, if it adds rules, into the
 //     policy (a mode on its own path, such as /cel/**, leaves the other
-//     modes' rules alone). The templates see configData.
+//     modes' rules alone). The templates see configData. A setting that
+//     only the environment carries (a signing key file, the Redis URL)
+//     goes in the fragment's Env; such a mode needs its own Instance.
 //  2. Add a modeSpec to modeTable naming the fragments, the auth_method the
 //     gateway must count for its requests, and its request generator. A
 //     feature that changes every request (assertion signing, a Redis state
 //     store) gets its own Instance, a gateway process of its own, so the
-//     other modes keep measuring what they did.
+//     other modes keep measuring what they did. A mode that needs a
+//     program besides the gateway sets Needs (redis-server: the harness
+//     starts one); a gRPC mode sets GRPC (the load is grpcbench's).
 //  3. If a run must prove something beyond "every request was allowed by
 //     the expected method" (a cache missed, many keys were used), give it a
 //     Verify hook over the gateway's metrics.
