@@ -149,6 +149,9 @@ func featureModes() []modeSpec {
 		{Name: "ratelimit", Method: authMethodJWT, Fragments: []string{"ratelimit"}, Path: limitPath,
 			Doc:     "hs256 on a rule with a per-subject rate limit that never refuses (embedded store)",
 			Request: hs256Request, Verify: verifyRateLimit},
+		{Name: "grpc-plain", Ref: grpcPlainRef, Path: grpcbench.Method, GRPC: true,
+			Doc:     "the gRPC reference: httputil.ReverseProxy over h2c on both sides (grpcbench.PlainProxy), the same calls",
+			Request: hs256Request},
 		{Name: "grpc", Method: authMethodJWT, Instance: grpcInstance, Fragments: []string{"grpc"}, Path: grpcbench.Method, GRPC: true,
 			Doc:     "unary gRPC calls with the hs256 token over h2c (one connection), upstream over h2c",
 			Request: hs256Request},
@@ -371,9 +374,33 @@ func verifyRateLimit(_ *fixtures, before, after promSnapshot, res loadResult) er
 	return nil
 }
 
-// runGRPC runs a closed loop of unary gRPC calls at the mode's instance.
+// grpcPlainRef is the reference kind of the plain gRPC proxy.
+const grpcPlainRef = "grpc-plain"
+
+// grpcReferenceMain is the grpc-plain reference process: the plain gRPC
+// reverse proxy to upstream (the gRPC server, h2c), served over h2c.
+func grpcReferenceMain(upstream string, in io.Reader, out io.Writer) error {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return fmt.Errorf("bench: grpc reference: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: grpc reference: %w", err)
+	}
+	srv := grpcbench.ServeH2C(ln, grpcbench.PlainProxy(u, nil))
+	defer srv.Close()
+	if _, err := fmt.Fprintf(out, "reference http://%s\n", ln.Addr()); err != nil {
+		return fmt.Errorf("bench: grpc reference: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, in)
+	return nil
+}
+
+// runGRPC runs a closed loop of unary gRPC calls at the mode's target (a
+// gateway instance or the gRPC reference).
 func runGRPC(ctx context.Context, m *mode, o runOpts, f *fixtures) (loadResult, error) {
-	addr := strings.TrimPrefix(f.Features.GatewayURL[m.Inst.Name], "http://")
+	addr, _, _ := strings.Cut(strings.TrimPrefix(m.Target.URL, "http://"), "/")
 	r, err := grpcbench.RunUnary(ctx, addr, grpcbench.LoadOptions{Token: f.Creds.HS256, Concurrency: o.Concurrency,
 		Duration: o.Duration, Calls: o.Requests})
 	res := loadResult{Requests: uint64(r.Calls), Elapsed: r.Elapsed, P50: r.P50, P99: r.P99, P999: r.P999}
@@ -392,6 +419,7 @@ type helperProcs struct {
 	missing       map[string]bool // Needs values whose program is not installed
 	grpcURL       string          // the gRPC upstream, http://host:port (h2c)
 	grpcInstances map[string]bool // instances that proxy to it
+	needGRPC      bool            // a gRPC mode (gateway or reference) is selected
 }
 
 // has reports whether spec's needs are met.
@@ -411,8 +439,12 @@ func startHelpers(ctx context.Context, out io.Writer, s settings, dir string, fx
 		if spec.Needs == needsRedis {
 			redisModes = append(redisModes, spec.Name)
 		}
-		if spec.GRPC {
+		switch {
+		case spec.GRPC && spec.Ref == "":
 			h.grpcInstances[spec.Instance] = true
+			h.needGRPC = true
+		case spec.GRPC:
+			h.needGRPC = true
 		}
 	}
 	if len(redisModes) > 0 {
@@ -428,7 +460,7 @@ func startHelpers(ctx context.Context, out io.Writer, s settings, dir string, fx
 			fx.Features.RedisAddr = p.Addr
 		}
 	}
-	if len(h.grpcInstances) > 0 {
+	if h.needGRPC {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("bench: grpc upstream: %w", err)

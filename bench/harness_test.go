@@ -113,7 +113,7 @@ func TestModeTable(t *testing.T) {
 			t.Errorf("mode %s: no Doc or Request", m.Name)
 		}
 		switch {
-		case m.Ref != "" && !slices.Contains([]string{"bare", "tuned", "nginx"}, m.Ref):
+		case m.Ref != "" && !slices.Contains([]string{"bare", "tuned", "nginx", grpcPlainRef}, m.Ref):
 			t.Errorf("mode %s: unknown reference %q", m.Name, m.Ref)
 		case m.Ref != "" && (m.Method != "" || len(m.Fragments) > 0 || m.Instance != ""):
 			t.Errorf("mode %s: a reference has no gateway method, fragments or instance", m.Name)
@@ -128,7 +128,7 @@ func TestModeTable(t *testing.T) {
 		if m.Needs != "" && m.Needs != needsRedis {
 			t.Errorf("mode %s: needs %q, which the harness does not start", m.Name, m.Needs)
 		}
-		if m.GRPC && (m.Instance == "" || m.Instance == mainInstance) {
+		if m.GRPC && m.Ref == "" && (m.Instance == "" || m.Instance == mainInstance) {
 			t.Errorf("mode %s: a gRPC mode needs an instance of its own (its upstream is the gRPC server)", m.Name)
 		}
 	}
@@ -142,7 +142,7 @@ func TestModeTable(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"nginx", "tuned", "rs256-cold", "es256-cold", "eddsa-cold", "apikey-many",
-		"assertion", "assertion-sign", "session", "session-redis", "conditions", "cel", "ratelimit", "grpc"} {
+		"assertion", "assertion-sign", "session", "session-redis", "conditions", "cel", "ratelimit", "grpc", "grpc-plain"} {
 		if !seen[want] {
 			t.Errorf("mode %s missing from the table", want)
 		}

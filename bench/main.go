@@ -594,7 +594,11 @@ func startModes(ctx context.Context, out io.Writer, s settings, dir, bin, upstre
 					stops.add(p.Stop)
 					r.url, r.cpu = p.URL, newCPUMeter(p.PID(), true)
 				default:
-					p, err := startReference(ctx, spec.Ref, upstreamURL)
+					up := upstreamURL
+					if spec.Ref == grpcPlainRef {
+						up = helpers.grpcURL
+					}
+					p, err := startReference(ctx, spec.Ref, up)
 					if err != nil {
 						return nil, nil, err
 					}
