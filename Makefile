@@ -35,7 +35,7 @@ test: lint
 FUZZ_TARGETS := ./policy/:FuzzCanonicalDecide ./policy/:FuzzPolicyLoad ./authn/:FuzzBearerToken \
 	./authn/apikey/:FuzzAPIKeysParse ./authn/users/:FuzzUsersParse ./authn/jwks/:FuzzJWKSParse \
 	./internal/yamlx/:FuzzYAMLDecode ./internal/clientip/:FuzzClientIP ./authn/jose/:FuzzStrictDecode \
-	./authn/:FuzzClaimText ./proxy/:FuzzGRPCTimeout
+	./authn/:FuzzClaimText ./proxy/:FuzzGRPCTimeout ./authn/jwks/:FuzzClaimsDecode
 FUZZTIME ?= 30s
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -71,7 +71,7 @@ helm-test:
 
 # The benchmark harness: every authgate mode against a bare and a tuned
 # httputil.ReverseProxy and nginx in one run, with CPU per request of each
-# process (see bench/RESULTS.md; it takes about ten minutes). bench-quick
+# process (see bench/RESULTS.md; it takes about thirteen minutes). bench-quick
 # is a run under a minute; go test ./bench/ runs every mode once (--smoke).
 bench: build
 	$(GO) run ./bench --authgate bin/authgate

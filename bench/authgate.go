@@ -84,9 +84,9 @@ var errExited = errors.New("bench: authgate exited before it was ready")
 // startGateway runs `authgate serve --config cfg` and waits until its admin
 // listener reports ready or it exits. On exit the returned error wraps
 // errExited and carries the gateway's stderr.
-func startGateway(ctx context.Context, bin, cfg, secret, addr, adminAddr string) (*gateway, error) {
+func startGateway(ctx context.Context, bin, cfg, secret, addr, adminAddr string, env ...string) (*gateway, error) {
 	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = append(withoutEnv(os.Environ(), "AUTHGATE_*"), "AUTHGATE_JWT_SECRET="+secret)
+	cmd.Env = append(append(withoutEnv(os.Environ(), "AUTHGATE_*"), "AUTHGATE_JWT_SECRET="+secret), env...)
 	g := &gateway{cmd: cmd, stderr: &capBuffer{limit: 64 << 10}, done: make(chan struct{}), URL: "http://" + addr}
 	cmd.Stdout = g.stderr
 	cmd.Stderr = g.stderr
@@ -127,20 +127,7 @@ func (g *gateway) PID() int { return g.cmd.Process.Pid }
 
 // Stop asks the gateway to stop (SIGTERM) and kills it if it has not
 // exited after 10s.
-func (g *gateway) Stop() {
-	select {
-	case <-g.done:
-		return
-	default:
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.done:
-	case <-time.After(10 * time.Second):
-		_ = g.cmd.Process.Kill()
-		<-g.done
-	}
-}
+func (g *gateway) Stop() { stopProcess(g.cmd, g.done, syscall.SIGTERM, 10*time.Second, nil) }
 
 // instance is one gateway process of a run, with the modes it serves.
 type instance struct {
@@ -162,7 +149,11 @@ func (in *instance) start(ctx context.Context, bin, secret string) error {
 	if err != nil {
 		return err
 	}
-	in.gw, err = startGateway(ctx, bin, cfg, secret, in.Data.Addr, in.Data.AdminAddr)
+	env, err := instanceEnv(in.Data, in.Fragments)
+	if err != nil {
+		return err
+	}
+	in.gw, err = startGateway(ctx, bin, cfg, secret, in.Data.Addr, in.Data.AdminAddr, env...)
 	if err != nil {
 		return fmt.Errorf("bench: gateway instance %s (modes %s): %w", in.Name, strings.Join(in.Modes, ", "), err)
 	}

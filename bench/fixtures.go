@@ -72,15 +72,9 @@ func startServer(h http.Handler) (*server, error) {
 // Close stops the server at once.
 func (s *server) Close() { _ = s.srv.Close() }
 
-// upstreamHandler answers every request with the fixed body.
-func upstreamHandler() http.Handler {
-	body := []byte(upstreamBody)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		_, _ = w.Write(body)
-	})
-}
+// upstreamHandler answers every request with the fixed body and records
+// the identity assertions it receives.
+func upstreamHandler() *upstreamRecorder { return &upstreamRecorder{body: []byte(upstreamBody)} }
 
 // bareProxy is the reference: a ReverseProxy and nothing else. With a nil
 // transport it is the untuned reference on http.DefaultTransport, which
@@ -176,7 +170,7 @@ func newCredentials() (*credentials, error) {
 		return nil, fmt.Errorf("bench: ed25519 key: %w", err)
 	}
 	now := time.Now()
-	reg := jwt.RegisteredClaims{Issuer: ownIssuer, Subject: "bench-user", Audience: jwt.ClaimStrings{ownAudience}, ID: randomHex(16),
+	reg := jwt.RegisteredClaims{Issuer: ownIssuer, Subject: benchSubject, Audience: jwt.ClaimStrings{ownAudience}, ID: randomHex(16),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour))}
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{RegisteredClaims: reg, Roles: []string{benchRole}, Type: "access"})
 	t.Header["kid"] = ownKeyID

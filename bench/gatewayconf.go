@@ -61,7 +61,8 @@ type configData struct {
 	AdminAddr   string // admin listener, host:port
 	Issuer      string // the external issuer (the JWKS server's URL)
 	JWKSURI     string
-	TokenCache  int // jwks.token_cache_size
+	TokenCache  int    // jwks.token_cache_size
+	RedisAddr   string // the harness's redis-server, host:port; empty when no mode needs it
 }
 
 // render executes the template text with d.
@@ -164,6 +165,28 @@ func appendNew(list, add []any) []any {
 		list = append(list, v)
 	}
 	return list
+}
+
+// instanceEnv renders the environment the fragments named add to the
+// gateway's (key files, the Redis URL), as NAME=value entries.
+func instanceEnv(d configData, fragmentNames []string) ([]string, error) {
+	var env []string
+	for _, n := range fragmentNames {
+		f := fragmentTable[n]
+		names := make([]string, 0, len(f.Env))
+		for k := range f.Env {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, k := range names {
+			v, err := render("fragment "+n+" env "+k, f.Env[k], d)
+			if err != nil {
+				return nil, err
+			}
+			env = append(env, k+"="+string(v))
+		}
+	}
+	return env, nil
 }
 
 // instanceFiles renders and writes one gateway instance's config and

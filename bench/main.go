@@ -313,7 +313,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	upstream, err := startServer(upstreamHandler())
+	recorder := upstreamHandler()
+	upstream, err := startServer(recorder)
 	if err != nil {
 		return err
 	}
@@ -330,8 +331,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := creds.mintExternal(jwksSrv.URL); err != nil {
 		return err
 	}
-	fx := &fixtures{Creds: creds, TokenCache: s.TokenCache, Streams: lg.Streams(s.Concurrency), Concurrency: s.Concurrency}
+	fx := &fixtures{Creds: creds, TokenCache: s.TokenCache, Streams: lg.Streams(s.Concurrency), Concurrency: s.Concurrency,
+		Features: &featureState{Upstream: recorder, UpstreamURL: upstream.URL, GatewayURL: map[string]string{}}}
 	if err := writeSharedFiles(tmp, fx, s.BcryptCost); err != nil {
+		return err
+	}
+	if err := fx.Features.writeSigningKey(tmp); err != nil {
 		return err
 	}
 
@@ -507,9 +512,13 @@ func writeSharedFiles(dir string, fx *fixtures, cost int) error {
 func startModes(ctx context.Context, out io.Writer, s settings, dir, bin, upstreamURL, jwksURL string, fx *fixtures, stops *stopper) ([]mode, map[string]*instance, error) {
 	insts := map[string]*instance{mainInstance: {Name: mainInstance}}
 	instOrder := []string{mainInstance}
+	helpers, err := startHelpers(ctx, out, s, dir, fx, stops)
+	if err != nil {
+		return nil, nil, err
+	}
 	var specs []modeSpec
 	for _, spec := range modeTable() {
-		if !slices.Contains(s.Modes, spec.Name) {
+		if !slices.Contains(s.Modes, spec.Name) || !helpers.has(spec) {
 			continue
 		}
 		specs = append(specs, spec)
@@ -536,8 +545,10 @@ func startModes(ctx context.Context, out io.Writer, s settings, dir, bin, upstre
 	for _, name := range instOrder {
 		in := insts[name]
 		in.Data = configData{Dir: dir, InstanceDir: dir + "/gw-" + name, Upstream: upstreamURL,
-			Issuer: jwksURL, JWKSURI: jwksURL + "/jwks.json", TokenCache: s.TokenCache}
-		var err error
+			Issuer: jwksURL, JWKSURI: jwksURL + "/jwks.json", TokenCache: s.TokenCache, RedisAddr: fx.Features.RedisAddr}
+		if helpers.grpcInstances[name] {
+			in.Data.Upstream = helpers.grpcURL
+		}
 		if in.Data.Addr, err = freePort(); err != nil {
 			return nil, nil, err
 		}
@@ -548,6 +559,7 @@ func startModes(ctx context.Context, out io.Writer, s settings, dir, bin, upstre
 			return nil, nil, err
 		}
 		stops.add(in.Stop)
+		fx.Features.GatewayURL[name] = in.gw.URL
 	}
 
 	refs := map[string]struct {
@@ -582,7 +594,11 @@ func startModes(ctx context.Context, out io.Writer, s settings, dir, bin, upstre
 					stops.add(p.Stop)
 					r.url, r.cpu = p.URL, newCPUMeter(p.PID(), true)
 				default:
-					p, err := startReference(ctx, spec.Ref, upstreamURL)
+					up := upstreamURL
+					if spec.Ref == grpcPlainRef {
+						up = helpers.grpcURL
+					}
+					p, err := startReference(ctx, spec.Ref, up)
 					if err != nil {
 						return nil, nil, err
 					}
@@ -630,7 +646,11 @@ func measure(ctx context.Context, lg loadgen, m *mode, o runOpts, fx *fixtures) 
 	if err != nil {
 		return rec, fmt.Errorf("%w: %w", errRun, err)
 	}
-	if rec.Res, err = lg.Run(ctx, &m.Target, o); err != nil {
+	run := lg.Run
+	if m.GRPC {
+		run = func(ctx context.Context, _ *target, o runOpts) (loadResult, error) { return runGRPC(ctx, m, o, fx) }
+	}
+	if rec.Res, err = run(ctx, &m.Target, o); err != nil {
 		return rec, fmt.Errorf("%w: %w", errRun, err)
 	}
 	c1, err := m.CPU.Read()
@@ -680,7 +700,11 @@ func checkModes(ctx context.Context, out io.Writer, modes []mode, fx *fixtures) 
 				return err
 			}
 		}
-		status, err := checkOne(ctx, client, m)
+		check := checkOne
+		if m.GRPC {
+			check = func(ctx context.Context, _ *http.Client, m *mode) (int, error) { return checkGRPC(ctx, m, fx) }
+		}
+		status, err := check(ctx, client, m)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("bench: mode %s: %w", m.Name, err))
 			fields = append(fields, fmt.Sprintf("%s=%d", m.Name, status))
@@ -745,7 +769,7 @@ func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) []tabl
 		return nan()
 	}
 	tuned, nginx := ref("tuned"), ref("nginx")
-	fmt.Fprintf(out, "%-12s %9s %7s %9s %9s %9s %8s %6s %6s %7s %6s %9s\n",
+	fmt.Fprintf(out, "%-14s %9s %7s %9s %9s %9s %8s %6s %6s %7s %6s %9s\n",
 		"mode", "req/s", "spread", "p50", "p99", "p99.9", "cpu/req", "/tuned", "/nginx", "non200", "errors", "cache-hit")
 	var rows []tableRow
 	for _, name := range modeNames() {
@@ -757,16 +781,16 @@ func printTable(out io.Writer, modes []mode, stats map[string]*modeStats) []tabl
 			if n := st.cacheHits + st.cacheMisses; n > 0 {
 				hit = fmtNum(100*st.cacheHits/n, 2) + "%"
 			}
-			fmt.Fprintf(out, "%-12s %9.0f %6s%% %9s %9s %9s %6sµs %6s %6s %7d %6d %9s\n", name, row.RPS, fmtNum(100*spread(st.rps), 0),
+			fmt.Fprintf(out, "%-14s %9.0f %6s%% %9s %9s %9s %6sµs %6s %6s %7d %6d %9s\n", name, row.RPS, fmtNum(100*spread(st.rps), 0),
 				fmtLatency(median(st.p50)), fmtLatency(median(st.p99)), fmtLatency(median(st.p999)),
 				fmtNum(row.CPU, 1), fmtNum(row.ToTuned, 2), fmtNum(row.ToNginx, 2), st.non200, st.errors, hit)
 		}
 		rows = append(rows, row)
 	}
 	for _, m := range modes {
-		fmt.Fprintf(out, "  %-12s %s\n", m.Name, m.Doc)
+		fmt.Fprintf(out, "  %-14s %s\n", m.Name, m.Doc)
 		if st := stats[m.Name]; st != nil && m.Verify != nil && st.cacheHits+st.cacheMisses > 0 {
-			fmt.Fprintf(out, "  %-12s verified-token cache over all rounds: %.0f hits, %.0f misses\n", m.Name, st.cacheHits, st.cacheMisses)
+			fmt.Fprintf(out, "  %-14s verified-token cache over all rounds: %.0f hits, %.0f misses\n", m.Name, st.cacheHits, st.cacheMisses)
 		}
 	}
 	fmt.Fprintln(out, "  cache-hit: verified-token cache hits of external tokens over all lookups (authgate_token_cache_total)")

@@ -16,12 +16,16 @@ import (
 //  1. If the feature needs configuration, add a fragment to fragmentTable:
 //     YAML merged into the gateway config and, if it adds rules, into the
 //     policy (a mode on its own path, such as /cel/**, leaves the other
-//     modes' rules alone). The templates see configData.
+//     modes' rules alone). The templates see configData. A setting that
+//     only the environment carries (a signing key file, the Redis URL)
+//     goes in the fragment's Env; such a mode needs its own Instance.
 //  2. Add a modeSpec to modeTable naming the fragments, the auth_method the
 //     gateway must count for its requests, and its request generator. A
 //     feature that changes every request (assertion signing, a Redis state
 //     store) gets its own Instance, a gateway process of its own, so the
-//     other modes keep measuring what they did.
+//     other modes keep measuring what they did. A mode that needs a
+//     program besides the gateway sets Needs (redis-server: the harness
+//     starts one); a gRPC mode sets GRPC (the load is grpcbench's).
 //  3. If a run must prove something beyond "every request was allowed by
 //     the expected method" (a cache missed, many keys were used), give it a
 //     Verify hook over the gateway's metrics.
@@ -53,16 +57,26 @@ type modeSpec struct {
 	// Verify, if set, checks a run of the mode from the instance's metrics
 	// before and after it.
 	Verify func(f *fixtures, before, after promSnapshot, res loadResult) error
+	// Needs names a process the harness must start for the mode:
+	// needsRedis. Without the program the mode is left out with a note,
+	// or fails the run when CI=true.
+	Needs string
+	// GRPC marks a mode of unary gRPC calls: its instance proxies to the
+	// harness's gRPC upstream over h2c, and the load is grpcbench's.
+	GRPC bool
 }
 
 // fragment is a piece of gateway configuration a mode needs.
 type fragment struct {
 	Config string // YAML template merged into the config
 	Policy string // YAML template merged into the policy
+	// Env holds templates of environment variables the gateway gets
+	// (settings that only the environment carries: key files, Redis).
+	Env map[string]string
 }
 
 // fragmentTable holds every config fragment by name.
-var fragmentTable = map[string]fragment{
+var fragmentTable = withFragments(map[string]fragment{
 	"api-key":     {Config: "api_keys_file: {{.Dir}}/keys.yaml\n"},
 	"api-keys10k": {Config: "api_keys_file: {{.Dir}}/keys-many.yaml\n"},
 	// One external issuer for every asymmetric algorithm, with its JWKS
@@ -77,7 +91,7 @@ var fragmentTable = map[string]fragment{
 jwks:
   token_cache_size: {{.TokenCache}}
 `},
-}
+}, featureFragments)
 
 // Gateway instances, and the size of the many-keys file.
 const (
@@ -152,7 +166,7 @@ func modeTable() []modeSpec {
 			},
 			Verify: verifyCold})
 	}
-	return modes
+	return append(modes, featureModes()...)
 }
 
 // modeNames returns the names of the mode table, in order.
@@ -175,6 +189,10 @@ type fixtures struct {
 	// Streams and Concurrency are the load generator's; the cold pools
 	// are sized from them.
 	Streams, Concurrency int
+
+	// Features is what the feature modes need (upstream recorder,
+	// signing key, Redis, instance URLs).
+	Features *featureState
 
 	mu    sync.Mutex
 	pools map[string][]string
@@ -219,6 +237,8 @@ const (
 	metricRequests   = "authgate_requests_total"
 	metricTokenCache = "authgate_token_cache_total"
 	metricAPIKeyUse  = "authgate_api_key_requests_total"
+	metricRuleHits   = "authgate_policy_rule_hits_total"
+	metricRateLimit  = "authgate_rate_limit_total"
 )
 
 // delta returns after minus before of the sum of name's samples matching

@@ -161,20 +161,11 @@ func (p *nginxProc) PID() int { return p.cmd.Process.Pid }
 // Stop asks nginx to finish (SIGQUIT, a graceful stop) and kills it after
 // 5s.
 func (p *nginxProc) Stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
+	stopProcess(p.cmd, p.done, syscall.SIGQUIT, 5*time.Second, func() {
 		workers := childPIDs(p.PID())
 		_ = p.cmd.Process.Kill()
 		for _, pid := range workers {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		<-p.done
-	}
+	})
 }

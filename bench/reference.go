@@ -29,6 +29,8 @@ const (
 func referenceMain(kind, upstream string, in io.Reader, out io.Writer) error {
 	var rt http.RoundTripper
 	switch kind {
+	case grpcPlainRef:
+		return grpcReferenceMain(upstream, in, out)
 	case "bare":
 	case "tuned":
 		tr := tunedTransport()

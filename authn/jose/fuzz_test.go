@@ -34,6 +34,7 @@ func FuzzStrictDecode(f *testing.F) {
 	f.Add("", "", "", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln.x.y", uint8(1))
 	f.Add("", "", "", "eyJhbGciOiJIUzI1NiJ9=.e30.c2ln", uint8(1))
 	f.Add(okHeader, "{\"a\":\"\xff\"}", "s", "", uint8(2))
+	f.Add(okHeader, `{"sub":"caf\u00e9","a":["\"x",{"b":"\\"}],"n":-1.5e3}`, "s", "", uint8(0))
 
 	f.Fuzz(func(t *testing.T, header, claims, sig, raw string, mode uint8) {
 		if mode%3 != 1 {
@@ -71,6 +72,8 @@ func FuzzStrictDecode(f *testing.F) {
 		}
 		checkObjectOracle(t, "header", h)
 		checkObjectOracle(t, "claims", tk.Payload)
+		checkMembersOracle(t, h, 0)
+		checkMembersOracle(t, tk.Payload, 0)
 
 		var hm map[string]any
 		_ = json.Unmarshal(h, &hm)
@@ -158,6 +161,73 @@ func checkObjectOracle(t *testing.T, what string, b []byte) {
 			if strings.EqualFold(names[i], names[j]) {
 				t.Fatalf("Decode accepted %s %q with names %q and %q", what, b, names[i], names[j])
 			}
+		}
+	}
+}
+
+// checkMembersOracle compares Members, Elements and PlainString with
+// encoding/json on an object the strict scan accepted, and on every
+// object, array and string nested in it: Members must give the names and
+// values of json.Unmarshal into map[string]json.RawMessage, Elements those
+// of json.Unmarshal into []json.RawMessage, and PlainString, when it
+// answers, the string json.Unmarshal decodes.
+func checkMembersOracle(t *testing.T, b []byte, depth int) {
+	t.Helper()
+	var values [][]byte
+	switch {
+	case len(b) > 0 && b[0] == '{':
+		ms, err := Members(b)
+		if err != nil {
+			if depth == 0 {
+				t.Fatalf("Members(%q) = %v for an object Decode accepted", b, err)
+			}
+			if CheckObject(b) == nil {
+				t.Fatalf("Members(%q) = %v, CheckObject accepts it", b, err)
+			}
+			return
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("Members(%q) accepted what encoding/json rejects: %v", b, err)
+		}
+		if len(ms) != len(m) {
+			t.Fatalf("Members(%q) gave %d members, encoding/json %d", b, len(ms), len(m))
+		}
+		for _, mb := range ms {
+			if v, ok := m[mb.Name]; !ok || !bytes.Equal(v, mb.Value) {
+				t.Fatalf("Members(%q): member %q = %q, encoding/json has %q", b, mb.Name, mb.Value, v)
+			}
+			values = append(values, mb.Value)
+		}
+	case len(b) > 0 && b[0] == '[':
+		es, err := Elements(b)
+		if err != nil {
+			t.Fatalf("Elements(%q) = %v for an array nested in an accepted object", b, err)
+		}
+		var l []json.RawMessage
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatalf("Elements(%q) accepted what encoding/json rejects: %v", b, err)
+		}
+		if len(es) != len(l) {
+			t.Fatalf("Elements(%q) gave %d elements, encoding/json %d", b, len(es), len(l))
+		}
+		for i := range es {
+			if !bytes.Equal(es[i], l[i]) {
+				t.Fatalf("Elements(%q)[%d] = %q, encoding/json has %q", b, i, es[i], l[i])
+			}
+		}
+		values = es
+	case len(b) > 0 && b[0] == '"':
+		if got, ok := PlainString(b); ok {
+			var want string
+			if err := json.Unmarshal(b, &want); err != nil || got != want {
+				t.Fatalf("PlainString(%q) = %q, encoding/json gives %q (%v)", b, got, want, err)
+			}
+		}
+	}
+	if depth < 4 {
+		for _, v := range values {
+			checkMembersOracle(t, v, depth+1)
 		}
 	}
 }

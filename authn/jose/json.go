@@ -94,7 +94,7 @@ func (s *scanner) value(depth int) (k kind, flag bool, err error) {
 		_, err = s.object(depth, false)
 		return kindObject, false, err
 	case c == '[':
-		flag, err = s.array(depth)
+		flag, err = s.array(depth, nil)
 		return kindArray, flag, err
 	case c == '"':
 		flag, err = s.str()
@@ -176,8 +176,8 @@ func (s *scanner) object(depth int, top bool) ([]member, error) {
 }
 
 // array checks an array starting at s.pos and reports whether every
-// element is a string.
-func (s *scanner) array(depth int) (bool, error) {
+// element is a string. With elems, it appends each element's bytes.
+func (s *scanner) array(depth int, elems *[][]byte) (bool, error) {
 	if depth++; depth > maxDepth {
 		return false, errTooDeep
 	}
@@ -190,9 +190,13 @@ func (s *scanner) array(depth int) (bool, error) {
 	}
 	for {
 		s.skipSpace()
+		start := s.pos
 		k, _, err := s.value(depth)
 		if err != nil {
 			return false, err
+		}
+		if elems != nil {
+			*elems = append(*elems, s.data[start:s.pos])
 		}
 		all = all && k == kindString
 		s.skipSpace()

@@ -68,7 +68,8 @@ type KeyFunc func(Header) (any, error)
 // Parse verifies raw and decodes its claims into claims, in this order:
 // the structural checks of Decode, the algorithm allow-list, the "typ"
 // rule, exact claim names, the key, the signature (by golang-jwt), the
-// claims decoding, and the claims validation (by golang-jwt). It returns
+// claims decoding (ClaimsDecoder when claims implements it, else
+// encoding/json), and the claims validation (by golang-jwt). It returns
 // the decoded token. Errors wrap one of this package's errors, or the
 // KeyFunc's error.
 func (p *Parser) Parse(raw string, claims jwt.Claims, key KeyFunc) (*Token, error) {
@@ -101,8 +102,14 @@ func (p *Parser) Parse(raw string, claims jwt.Claims, key KeyFunc) (*Token, erro
 	if err := method.Verify(t.SigningInput, t.Signature, k); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSignature, err)
 	}
-	if err := json.Unmarshal(t.Payload, claims); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrClaims, err)
+	var err2 error
+	if d, ok := claims.(ClaimsDecoder); ok {
+		err2 = d.DecodeClaims(t.members())
+	} else {
+		err2 = json.Unmarshal(t.Payload, claims)
+	}
+	if err2 != nil {
+		return nil, fmt.Errorf("%w: %w", ErrClaims, err2)
 	}
 	if err := p.validator.Validate(claims); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrClaims, err)

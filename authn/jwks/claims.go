@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -58,16 +61,85 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// DecodeClaims builds the claims from the members the strict decoding
+// step already scanned (jose.ClaimsDecoder), so a cold verification scans
+// the claims set once: the members are the token's exact top-level names,
+// free of duplicates and case variants, and the registered claims have
+// their JSON types checked. The result is the one UnmarshalJSON gives.
+func (c *tokenClaims) DecodeClaims(members []jose.Member) error {
+	c.raw = make(map[string]json.RawMessage, len(members))
+	for _, m := range members {
+		c.raw[m.Name] = m.Value
+	}
+	for _, m := range members {
+		var err error
+		switch m.Name {
+		case "iss":
+			err = decodeStringClaim(m.Value, &c.Issuer)
+		case "sub":
+			err = decodeStringClaim(m.Value, &c.Subject)
+		case "jti":
+			err = decodeStringClaim(m.Value, &c.ID)
+		case "aud":
+			if s, ok := jose.PlainString(m.Value); ok {
+				c.Audience = jwt.ClaimStrings{s}
+			} else {
+				err = json.Unmarshal(m.Value, &c.Audience)
+			}
+		case "exp":
+			c.ExpiresAt, err = decodeNumericDate(m.Value)
+		case "nbf":
+			c.NotBefore, err = decodeNumericDate(m.Value)
+		case "iat":
+			c.IssuedAt, err = decodeNumericDate(m.Value)
+		default:
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("jwks: claim %q: wrong type", m.Name)
+		}
+	}
+	return nil
+}
+
+// decodeStringClaim decodes the JSON string v into dst, without
+// encoding/json when it needs no unescaping.
+func decodeStringClaim(v []byte, dst *string) error {
+	if s, ok := jose.PlainString(v); ok {
+		*dst = s
+		return nil
+	}
+	return json.Unmarshal(v, dst)
+}
+
+// decodeNumericDate decodes a NumericDate exactly as
+// jwt.NumericDate.UnmarshalJSON does (seconds as a float64, split into
+// whole seconds and nanoseconds, truncated to jwt.TimePrecision), without
+// going through encoding/json.
+func decodeNumericDate(v []byte) (*jwt.NumericDate, error) {
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil {
+		return nil, err
+	}
+	round, frac := math.Modf(f)
+	return jwt.NewNumericDate(time.Unix(int64(round), int64(frac*1e9))), nil
+}
+
 // decodeStrictObject decodes a JSON object into its members after
 // jose.CheckObject: no duplicate member names, and no two names equal under
 // strings.EqualFold.
+//
+// The check and the split are one pass of the strict scanner
+// (jose.Members), which gives the names and values encoding/json would;
+// the values are views of b.
 func decodeStrictObject(b []byte) (map[string]json.RawMessage, error) {
-	if err := jose.CheckObject(b); err != nil {
+	ms, err := jose.Members(b)
+	if err != nil {
 		return nil, fmt.Errorf("jwks: claims: %w", err)
 	}
-	var out map[string]json.RawMessage
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, errors.New("jwks: claims: malformed JSON")
+	out := make(map[string]json.RawMessage, len(ms))
+	for _, m := range ms {
+		out[m.Name] = m.Value
 	}
 	return out, nil
 }
@@ -111,10 +183,13 @@ func decodeRoles(v json.RawMessage) ([]string, error) {
 	}
 	if len(v) > 0 && v[0] == '"' {
 		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		if err := decodeStringClaim(v, &s); err != nil {
 			return nil, errors.New("jwks: roles claim: malformed string")
 		}
 		return strings.Fields(s), nil
+	}
+	if list, ok := plainStrings(v); ok {
+		return list, nil
 	}
 	var list []string
 	if err := json.Unmarshal(v, &list); err != nil {
@@ -141,4 +216,26 @@ func mapRoles(in []string, roleMap map[string][]string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// plainStrings returns the elements of the JSON array v when every one is
+// a string that needs no unescaping (jose.PlainString); it reports false
+// for anything else, which the caller decodes with encoding/json.
+func plainStrings(v []byte) ([]string, bool) {
+	if len(v) == 0 || v[0] != '[' {
+		return nil, false
+	}
+	elems, err := jose.Elements(v)
+	if err != nil {
+		return nil, false
+	}
+	list := make([]string, len(elems))
+	for i, e := range elems {
+		s, ok := jose.PlainString(e)
+		if !ok {
+			return nil, false
+		}
+		list[i] = s
+	}
+	return list, true
 }

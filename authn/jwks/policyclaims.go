@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/authgate/authgate/authn"
+	"github.com/authgate/authgate/authn/jose"
 	"github.com/authgate/authgate/policy"
 )
 
@@ -54,8 +56,8 @@ func decodeClaim(v json.RawMessage, depth int) (any, error) {
 		}
 		return out, nil
 	case len(v) > 0 && v[0] == '[':
-		var list []json.RawMessage
-		if err := json.Unmarshal(v, &list); err != nil {
+		list, err := jose.Elements(v)
+		if err != nil {
 			return nil, errors.New("jwks: claims: malformed JSON")
 		}
 		if len(list) > maxClaimItems {
@@ -70,11 +72,47 @@ func decodeClaim(v json.RawMessage, depth int) (any, error) {
 		}
 		return out, nil
 	}
+	if s, ok := decodeScalar(v); ok {
+		return s, nil
+	}
 	var s any
 	if err := json.Unmarshal(v, &s); err != nil {
 		return nil, errors.New("jwks: claims: malformed JSON")
 	}
 	return s, nil
+}
+
+// decodeScalar decodes the JSON scalars that need no encoding/json: a
+// string without escapes, a number that fits a float64 (as encoding/json
+// decodes numbers into any), true, false and null. It reports false for
+// anything else.
+func decodeScalar(v []byte) (any, bool) {
+	if len(v) == 0 {
+		return nil, false
+	}
+	switch c := v[0]; {
+	case c == '"':
+		s, ok := jose.PlainString(v)
+		if !ok {
+			return nil, false
+		}
+		return s, true
+	case c == '-' || (c >= '0' && c <= '9'):
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return nil, false
+		}
+		return f, true
+	}
+	switch string(v) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "null":
+		return nil, true
+	}
+	return nil, false
 }
 
 // maxClaimItems bounds the items of one claim array, so a token cannot make

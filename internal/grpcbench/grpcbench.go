@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -92,6 +93,9 @@ type LoadOptions struct {
 	Duration time.Duration
 	// PayloadBytes is the size of each call's payload; default 64.
 	PayloadBytes int
+	// Calls, if positive, ends the run after that many calls have been
+	// started (Duration still bounds it).
+	Calls int
 }
 
 // Result is what one run measured.
@@ -102,8 +106,8 @@ type Result struct {
 	Errors map[string]int
 	// Elapsed is the run's wall-clock time.
 	Elapsed time.Duration
-	// P50 and P99 are latency quantiles of the OK calls.
-	P50, P99 time.Duration
+	// P50, P99 and P999 are latency quantiles of the OK calls.
+	P50, P99, P999 time.Duration
 }
 
 // RPS returns the OK calls per second.
@@ -152,6 +156,7 @@ func RunUnary(ctx context.Context, addr string, o LoadOptions) (Result, error) {
 		errors map[string]int
 	}
 	workers := make([]worker, o.Concurrency)
+	var started atomic.Int64
 	var wg sync.WaitGroup
 	// Calls carry no deadline: each worker stops after its call that
 	// ends past the run's end, so no call is cut and counted as failed.
@@ -163,6 +168,9 @@ func RunUnary(ctx context.Context, addr string, o LoadOptions) (Result, error) {
 		c := clients[i%len(clients)]
 		wg.Go(func() {
 			for t0 := time.Now(); t0.Before(end) && ctx.Err() == nil; t0 = time.Now() {
+				if o.Calls > 0 && started.Add(1) > int64(o.Calls) {
+					return
+				}
 				_, err := c.UnaryCall(ctx, req)
 				switch {
 				case err == nil:
@@ -189,6 +197,6 @@ func RunUnary(ctx context.Context, addr string, o LoadOptions) (Result, error) {
 		return r, errors.New("grpcbench: no call succeeded")
 	}
 	slices.Sort(all)
-	r.P50, r.P99 = all[len(all)/2], all[len(all)*99/100]
+	r.P50, r.P99, r.P999 = all[len(all)/2], all[len(all)*99/100], all[len(all)*999/1000]
 	return r, nil
 }
