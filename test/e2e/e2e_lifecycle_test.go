@@ -261,7 +261,13 @@ func TestE2ELifecycleTransitions(t *testing.T) {
 					check("after the edit", tt.afterEdit)
 					e.edit(aliceEntry{})
 					check("after the undo", tt.afterUndo)
-					// A new login always works once the edit is undone.
+					// A new login always works once the edit is undone, and
+					// once a valid-after it set has passed: the not-before
+					// record it left stays (records never go back), so a
+					// token minted before that second is refused.
+					if !edit.validAfter.IsZero() {
+						time.Sleep(time.Until(edit.validAfter.Truncate(time.Second)) + 50*time.Millisecond)
+					}
 					fresh := e.login("alice", "alice-password-1")
 					if got := e.bearerStatus("/admin/x", fresh.AccessToken); got != 200 {
 						t.Errorf("new login after the undo: /admin/x = %d, want 200", got)
