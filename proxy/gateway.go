@@ -251,6 +251,12 @@ type reqState struct {
 	closeUpstream bool
 	// assertion is the signed identity assertion for this request.
 	assertion string
+	// hdr backs the values of the headers the gateway writes for this
+	// request: the request id on the response (hdr[0]), then the
+	// forwarded and identity headers upstream (see rewrite). One
+	// allocation per request instead of one per header; it is never
+	// pooled, as both header maps keep referring to it.
+	hdr []string
 
 	// What became of the request, for its log line and metrics.
 	start    time.Time
@@ -270,6 +276,9 @@ type reqState struct {
 	// limit is the decision's rate limit (cors above is its CORS policy).
 	limit *policy.RateLimit
 }
+
+// hdrSlots is the length of reqState.hdr.
+const hdrSlots = 10
 
 type stateKey struct{}
 
@@ -297,7 +306,9 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w), h2: r.ProtoMajor == 2}}
 	defer g.states.Put(st)
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
-	w.Header().Set(g.o.RequestIDHeader, st.requestID)
+	st.hdr = make([]string, hdrSlots)
+	st.hdr[0] = st.requestID
+	w.Header()[g.o.RequestIDHeader] = st.hdr[0:1:1] // canonical since New
 	if g.tracer != nil {
 		r = g.traceStart(r, st)
 	}
@@ -726,30 +737,35 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 
 	// Forwarded headers: Rewrite starts with them removed from Out. Incoming
 	// values are kept only from trusted proxies. The header values share
-	// one backing array: one allocation instead of one per header.
-	vals := make([]string, 10) // 4 here, 5 for the identity headers, the assertion
+	// the request's one backing array (st.hdr): slot 0 is the request id,
+	// 1-3 the forwarded headers, 4-8 the identity headers, 9 the
+	// assertion.
+	vals := st.hdr
+	if len(vals) < hdrSlots {
+		vals = make([]string, hdrSlots)
+		vals[0] = st.requestID
+	}
 	trusted := g.o.Trusted.PeerTrusted(in)
-	vals[0] = clientip.Peer(in).String()
+	vals[1] = clientip.Peer(in).String()
 	if trusted {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			vals[0] = strings.Join(prior, ", ") + ", " + vals[0]
+			vals[1] = strings.Join(prior, ", ") + ", " + vals[1]
 		}
 	}
-	vals[1] = "http"
+	vals[2] = "http"
 	if in.TLS != nil {
-		vals[1] = "https"
+		vals[2] = "https"
 	}
 	if v := in.Header.Get("X-Forwarded-Proto"); trusted && v != "" {
-		vals[1] = v
-	}
-	vals[2] = in.Host
-	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
 		vals[2] = v
 	}
-	vals[3] = st.requestID
-	out.Header["X-Forwarded-For"] = vals[0:1:1]
-	out.Header["X-Forwarded-Proto"] = vals[1:2:2]
-	out.Header["X-Forwarded-Host"] = vals[2:3:3]
+	vals[3] = in.Host
+	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
+		vals[3] = v
+	}
+	out.Header["X-Forwarded-For"] = vals[1:2:2]
+	out.Header["X-Forwarded-Proto"] = vals[2:3:3]
+	out.Header["X-Forwarded-Host"] = vals[3:4:4]
 
 	// Credentials stop here unless forwarding is opted into. API keys go
 	// in every spelling ("X_API_Key" reaches CGI-style stacks as the key).
@@ -768,7 +784,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// Identity headers are set here, after the reverse proxy removed the
 	// hop-by-hop headers a client may name in Connection, so a client
 	// cannot have them dropped (see the Director doc).
-	out.Header[g.o.RequestIDHeader] = vals[3:4:4]
+	out.Header[g.o.RequestIDHeader] = vals[0:1:1]
 	g.setIdentity(out.Header, st.principal, vals[4:9:9])
 	if st.assertion != "" {
 		vals[9] = st.assertion
