@@ -746,7 +746,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		vals[0] = st.requestID
 	}
 	trusted := g.o.Trusted.PeerTrusted(in)
-	vals[1] = clientip.Peer(in).String()
+	vals[1] = peerText(in)
 	if trusted {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
 			vals[1] = strings.Join(prior, ", ") + ", " + vals[1]
@@ -790,6 +790,23 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		vals[9] = st.assertion
 		out.Header[g.headers.assertion] = vals[9:10:10]
 	}
+}
+
+// peerText is clientip.Peer(r).String() without formatting: for an IPv4
+// peer the host part of RemoteAddr already is that text when it parses
+// back to the same address (netip accepts only the dotted-decimal form
+// without leading zeros, which is what String writes). Any other form
+// (IPv6, an IPv4-mapped address, a zone) is formatted.
+func peerText(r *http.Request) string {
+	a := clientip.Peer(r)
+	if i := strings.LastIndexByte(r.RemoteAddr, ':'); i > 0 && a.Is4() {
+		if host := r.RemoteAddr[:i]; strings.IndexByte(host, ':') < 0 {
+			if h, err := netip.ParseAddr(host); err == nil && h == a {
+				return host
+			}
+		}
+	}
+	return a.String()
 }
 
 // setIdentity replaces the identity headers in h with those of p; an
