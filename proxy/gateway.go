@@ -303,7 +303,11 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 		defer m.inflight.Dec()
 	}
 	st := g.states.Get().(*reqState)
-	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w), h2: r.ProtoMajor == 2}}
+	// Cleared in place, then filled: a composite literal of the whole
+	// record would be built on this frame first, which every request's
+	// stack would carry.
+	*st = reqState{}
+	st.w.ResponseWriter, st.w.dl, st.w.h2 = w, deadlinerOf(w), r.ProtoMajor == 2
 	defer g.states.Put(st)
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
 	st.hdr = make([]string, hdrSlots)
@@ -324,6 +328,30 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 }
 
 func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
+	f, ok := g.admit(w, r, st)
+	if !ok {
+		return
+	}
+	g.forward(w, r, st, f)
+}
+
+// forwarding is what admit hands to forward about an admitted request.
+type forwarding struct {
+	trusted     bool          // the peer is a trusted proxy
+	hasTimeout  bool          // a gRPC call with a grpc-timeout
+	callTimeout time.Duration // the grpc-timeout, when hasTimeout
+}
+
+// admit runs a request's checks, authentication and decision, and
+// answers it when it must not be forwarded (ok false). It and forward
+// are two functions, not one, so that the frames of the checks and of
+// the decision are off the stack while the request is proxied: a
+// connection's goroutine keeps the stack its deepest request grew until
+// a collection shrinks it, and every idle keep-alive connection pays
+// for it.
+//
+//go:noinline
+func (g *Gateway) admit(w *statusWriter, r *http.Request, st *reqState) (forwarding, bool) {
 	if len(r.TransferEncoding) > 0 {
 		// Go drops a Content-Length sent beside Transfer-Encoding and keeps
 		// the connection, although RFC 9112 §6.1 says to close it: a front
@@ -343,7 +371,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 	w.grpc = grpcKindOf(r)
 	if reason, e := checkRequest(r); e != nil {
 		g.reject(w, st, reason, e)
-		return
+		return forwarding{}, false
 	}
 	var callTimeout time.Duration
 	hasTimeout := false
@@ -351,7 +379,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		var e *Error
 		if callTimeout, hasTimeout, e = grpcTimeout(r); e != nil {
 			g.reject(w, st, ReasonBadRequest, e)
-			return
+			return forwarding{}, false
 		}
 	}
 	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
@@ -360,7 +388,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		// after the answer: the unread body is discarded, never parsed.
 		w.Header().Set("Connection", "close")
 		g.reject(w, st, ReasonBodyNotAllowed, e)
-		return
+		return forwarding{}, false
 	}
 	st.closeUpstream = closeUp
 	canon, err := policy.Canonicalize(r.URL.EscapedPath())
@@ -368,7 +396,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		// Ambiguous paths are refused, not guessed: the path we authorize
 		// must be the path the upstream serves.
 		g.reject(w, st, ReasonBadPath, &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
-		return
+		return forwarding{}, false
 	}
 	st.canon = canon
 	trusted := g.o.Trusted.PeerTrusted(r)
@@ -390,17 +418,17 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		default:
 			st.decision = DecisionAllow
 		}
-		return
+		return forwarding{}, false
 	}
 
 	if g.rp == nil {
 		g.reject(w, st, ReasonNoUpstream, &Error{Code: http.StatusNotFound, Msg: "not found"})
-		return
+		return forwarding{}, false
 	}
 	p, e := authn.Principal{Method: authn.MethodNone}, (*Error)(nil)
 	switch g.preflight(w, r, st, canon) {
 	case preflightAnswered:
-		return
+		return forwarding{}, false
 	case notPreflight:
 		p, e = g.decide(r, r.Method, canon, st)
 	}
@@ -417,11 +445,17 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		if e.Code == http.StatusUnauthorized && st.reason == Reason(policy.ReasonDenyUnauthenticated.String()) && g.o.SignIn.wants(r, st.onUnauth) {
 			st.reason = ReasonSignInRedirect
 			g.o.SignIn.redirect(w, r, canon)
-			return
+			return forwarding{}, false
 		}
 		WriteError(w, st.requestID, e)
-		return
+		return forwarding{}, false
 	}
+	return forwarding{trusted: trusted, hasTimeout: hasTimeout, callTimeout: callTimeout}, true
+}
+
+// forward takes the request's slots and deadlines and sends it upstream.
+func (g *Gateway) forward(w *statusWriter, r *http.Request, st *reqState, f forwarding) {
+	trusted, hasTimeout, callTimeout := f.trusted, f.hasTimeout, f.callTimeout
 	if g.perClient != nil && (trusted || w.h2) {
 		// Behind a trusted proxy every client shares the proxy's
 		// connections, and an HTTP/2 connection carries many requests,
@@ -563,17 +597,36 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (authn.Principal, *Error) {
 	p, ok, err := g.authenticate(r)
 	if err != nil {
-		st.security = true
-		e := credentialError(err)
-		st.decision, st.reason, st.err = DecisionDeny, ReasonInvalidCredential, err
-		if e.Code == http.StatusForbidden {
-			st.reason = ReasonCrossSite
-		}
-		if e.Code >= 500 {
-			st.decision, st.reason = DecisionError, ReasonCredentialCheck
-		}
-		return authn.Principal{Method: authn.MethodNone}, e
+		return authn.Principal{Method: authn.MethodNone}, refuseCredential(st, err)
 	}
+	return g.decidePolicy(r, method, canon, st, p, ok)
+}
+
+// refuseCredential records a credential that failed in st and returns
+// its answer (see credentialError).
+//
+//go:noinline
+func refuseCredential(st *reqState, err error) *Error {
+	st.security = true
+	e := credentialError(err)
+	st.decision, st.reason, st.err = DecisionDeny, ReasonInvalidCredential, err
+	if e.Code == http.StatusForbidden {
+		st.reason = ReasonCrossSite
+	}
+	if e.Code >= 500 {
+		st.decision, st.reason = DecisionError, ReasonCredentialCheck
+	}
+	return e
+}
+
+// decidePolicy is the second half of decide: the policy decision for the
+// caller p (authenticated when ok). It is kept out of line so that its
+// frame (the policy request, the decisions) is not on the stack while the
+// authenticators run, which keeps the stack a request grows, and that its
+// connection's goroutine keeps while idle, small.
+//
+//go:noinline
+func (g *Gateway) decidePolicy(r *http.Request, method, canon string, st *reqState, p authn.Principal, ok bool) (authn.Principal, *Error) {
 	defer g.traceDecision(r, st, g.decideStart(r))
 	if !ok {
 		p = authn.Principal{Method: authn.MethodNone}
