@@ -20,6 +20,19 @@ import (
 // "nocache" signs every request (one Ed25519 signature each), which is
 // also the cost of a request to a path not seen in the last TTL/2.
 func BenchmarkGatewayAssertion(b *testing.B) {
+	gateway, tok := assertionBenchGateways(b)
+	auth := []string{"Authorization", "Bearer " + tok}
+	b.Run("eddsa", func(b *testing.B) { serveLoop(b, gateway(0, false), "/admin/x", auth...) })
+	b.Run("eddsa+assertion/cached", func(b *testing.B) { serveLoop(b, gateway(10000, true), "/admin/x", auth...) })
+	b.Run("eddsa+assertion/nocache", func(b *testing.B) { serveLoop(b, gateway(0, true), "/admin/x", auth...) })
+	b.Run("public+assertion/cached", func(b *testing.B) { serveLoop(b, gateway(10000, true), "/public/x") })
+}
+
+// assertionBenchGateways returns a constructor of gateways on the
+// gateway's own EdDSA tokens, with an assertion cache of the given size
+// when assert is set, and a token for them.
+func assertionBenchGateways(b testing.TB) (func(cache int, assert bool) *proxy.Gateway, string) {
+	b.Helper()
 	priv, _ := token.GenerateKey(token.AlgEdDSA)
 	ks, err := token.NewKeySetFrom(token.Material{Signing: priv})
 	if err != nil {
@@ -46,9 +59,5 @@ func BenchmarkGatewayAssertion(b *testing.B) {
 		}
 		return gw
 	}
-	auth := []string{"Authorization", "Bearer " + tok}
-	b.Run("eddsa", func(b *testing.B) { serveLoop(b, gateway(0, false), "/admin/x", auth...) })
-	b.Run("eddsa+assertion/cached", func(b *testing.B) { serveLoop(b, gateway(10000, true), "/admin/x", auth...) })
-	b.Run("eddsa+assertion/nocache", func(b *testing.B) { serveLoop(b, gateway(0, true), "/admin/x", auth...) })
-	b.Run("public+assertion/cached", func(b *testing.B) { serveLoop(b, gateway(10000, true), "/public/x") })
+	return gateway, tok
 }

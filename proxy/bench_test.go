@@ -47,13 +47,13 @@ const benchPolicy = `rules:
 
 const benchSecret = "bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 
-func benchGateway(b *testing.B, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
+func benchGateway(b testing.TB, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
 	return benchGatewayWith(b, benchPolicy, mod...)
 }
 
 // benchGatewayWith is benchGateway on policyText, with mod adjusting the
 // options.
-func benchGatewayWith(b *testing.B, policyText string, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
+func benchGatewayWith(b testing.TB, policyText string, mod ...func(*proxy.Options)) (*proxy.Gateway, string) {
 	b.Helper()
 	set, err := policy.Load("policy.yaml", []byte(policyText))
 	if err != nil {
@@ -92,18 +92,30 @@ func benchGatewayWith(b *testing.B, policyText string, mod ...func(*proxy.Option
 // serveLoop runs h for one request per iteration with fresh recorders.
 func serveLoop(b *testing.B, h http.Handler, path string, hdr ...string) {
 	b.Helper()
+	serve := serveOnce(b, h, path, hdr...)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		serve()
+	}
+}
+
+// serveOnce returns a function that passes one GET of path, with the
+// header pairs hdr, through h with a fresh request copy and recorder, and
+// fails t unless the answer is 200. It is one iteration of serveLoop and
+// of TestAllocationsPinned.
+func serveOnce(t testing.TB, h http.Handler, path string, hdr ...string) func() {
+	t.Helper()
 	req := httptest.NewRequest("GET", path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	return func() {
 		r := req.Clone(req.Context())
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		if w.Code != 200 {
-			b.Fatalf("status %d: %s", w.Code, w.Body)
+			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 	}
 }

@@ -251,6 +251,12 @@ type reqState struct {
 	closeUpstream bool
 	// assertion is the signed identity assertion for this request.
 	assertion string
+	// hdr backs the values of the headers the gateway writes for this
+	// request: the request id on the response (hdr[0]), then the
+	// forwarded and identity headers upstream (see rewrite). One
+	// allocation per request instead of one per header; it is never
+	// pooled, as both header maps keep referring to it.
+	hdr []string
 
 	// What became of the request, for its log line and metrics.
 	start    time.Time
@@ -270,6 +276,9 @@ type reqState struct {
 	// limit is the decision's rate limit (cors above is its CORS policy).
 	limit *policy.RateLimit
 }
+
+// hdrSlots is the length of reqState.hdr.
+const hdrSlots = 10
 
 type stateKey struct{}
 
@@ -294,10 +303,16 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 		defer m.inflight.Dec()
 	}
 	st := g.states.Get().(*reqState)
-	*st = reqState{w: statusWriter{ResponseWriter: w, dl: deadlinerOf(w), h2: r.ProtoMajor == 2}}
+	// Cleared in place, then filled: a composite literal of the whole
+	// record would be built on this frame first, which every request's
+	// stack would carry.
+	*st = reqState{}
+	st.w.ResponseWriter, st.w.dl, st.w.h2 = w, deadlinerOf(w), r.ProtoMajor == 2
 	defer g.states.Put(st)
 	st.requestID = RequestID(r.Header.Get(g.o.RequestIDHeader))
-	w.Header().Set(g.o.RequestIDHeader, st.requestID)
+	st.hdr = make([]string, hdrSlots)
+	st.hdr[0] = st.requestID
+	w.Header()[g.o.RequestIDHeader] = st.hdr[0:1:1] // canonical since New
 	if g.tracer != nil {
 		r = g.traceStart(r, st)
 	}
@@ -313,6 +328,30 @@ func (g *Gateway) track(w http.ResponseWriter, r *http.Request, serve func(*stat
 }
 
 func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
+	f, ok := g.admit(w, r, st)
+	if !ok {
+		return
+	}
+	g.forward(w, r, st, f)
+}
+
+// forwarding is what admit hands to forward about an admitted request.
+type forwarding struct {
+	trusted     bool          // the peer is a trusted proxy
+	hasTimeout  bool          // a gRPC call with a grpc-timeout
+	callTimeout time.Duration // the grpc-timeout, when hasTimeout
+}
+
+// admit runs a request's checks, authentication and decision, and
+// answers it when it must not be forwarded (ok false). It and forward
+// are two functions, not one, so that the frames of the checks and of
+// the decision are off the stack while the request is proxied: a
+// connection's goroutine keeps the stack its deepest request grew until
+// a collection shrinks it, and every idle keep-alive connection pays
+// for it.
+//
+//go:noinline
+func (g *Gateway) admit(w *statusWriter, r *http.Request, st *reqState) (forwarding, bool) {
 	if len(r.TransferEncoding) > 0 {
 		// Go drops a Content-Length sent beside Transfer-Encoding and keeps
 		// the connection, although RFC 9112 §6.1 says to close it: a front
@@ -332,7 +371,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 	w.grpc = grpcKindOf(r)
 	if reason, e := checkRequest(r); e != nil {
 		g.reject(w, st, reason, e)
-		return
+		return forwarding{}, false
 	}
 	var callTimeout time.Duration
 	hasTimeout := false
@@ -340,7 +379,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		var e *Error
 		if callTimeout, hasTimeout, e = grpcTimeout(r); e != nil {
 			g.reject(w, st, ReasonBadRequest, e)
-			return
+			return forwarding{}, false
 		}
 	}
 	closeUp, e := g.bodies.check(r.Method, framingOf(r), len(r.Header["Upgrade"]) > 0)
@@ -349,7 +388,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		// after the answer: the unread body is discarded, never parsed.
 		w.Header().Set("Connection", "close")
 		g.reject(w, st, ReasonBodyNotAllowed, e)
-		return
+		return forwarding{}, false
 	}
 	st.closeUpstream = closeUp
 	canon, err := policy.Canonicalize(r.URL.EscapedPath())
@@ -357,7 +396,7 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		// Ambiguous paths are refused, not guessed: the path we authorize
 		// must be the path the upstream serves.
 		g.reject(w, st, ReasonBadPath, &Error{Code: http.StatusBadRequest, Msg: "malformed request path", Err: err})
-		return
+		return forwarding{}, false
 	}
 	st.canon = canon
 	trusted := g.o.Trusted.PeerTrusted(r)
@@ -379,17 +418,17 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		default:
 			st.decision = DecisionAllow
 		}
-		return
+		return forwarding{}, false
 	}
 
 	if g.rp == nil {
 		g.reject(w, st, ReasonNoUpstream, &Error{Code: http.StatusNotFound, Msg: "not found"})
-		return
+		return forwarding{}, false
 	}
 	p, e := authn.Principal{Method: authn.MethodNone}, (*Error)(nil)
 	switch g.preflight(w, r, st, canon) {
 	case preflightAnswered:
-		return
+		return forwarding{}, false
 	case notPreflight:
 		p, e = g.decide(r, r.Method, canon, st)
 	}
@@ -406,11 +445,17 @@ func (g *Gateway) serve(w *statusWriter, r *http.Request, st *reqState) {
 		if e.Code == http.StatusUnauthorized && st.reason == Reason(policy.ReasonDenyUnauthenticated.String()) && g.o.SignIn.wants(r, st.onUnauth) {
 			st.reason = ReasonSignInRedirect
 			g.o.SignIn.redirect(w, r, canon)
-			return
+			return forwarding{}, false
 		}
 		WriteError(w, st.requestID, e)
-		return
+		return forwarding{}, false
 	}
+	return forwarding{trusted: trusted, hasTimeout: hasTimeout, callTimeout: callTimeout}, true
+}
+
+// forward takes the request's slots and deadlines and sends it upstream.
+func (g *Gateway) forward(w *statusWriter, r *http.Request, st *reqState, f forwarding) {
+	trusted, hasTimeout, callTimeout := f.trusted, f.hasTimeout, f.callTimeout
 	if g.perClient != nil && (trusted || w.h2) {
 		// Behind a trusted proxy every client shares the proxy's
 		// connections, and an HTTP/2 connection carries many requests,
@@ -552,17 +597,36 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 func (g *Gateway) decide(r *http.Request, method, canon string, st *reqState) (authn.Principal, *Error) {
 	p, ok, err := g.authenticate(r)
 	if err != nil {
-		st.security = true
-		e := credentialError(err)
-		st.decision, st.reason, st.err = DecisionDeny, ReasonInvalidCredential, err
-		if e.Code == http.StatusForbidden {
-			st.reason = ReasonCrossSite
-		}
-		if e.Code >= 500 {
-			st.decision, st.reason = DecisionError, ReasonCredentialCheck
-		}
-		return authn.Principal{Method: authn.MethodNone}, e
+		return authn.Principal{Method: authn.MethodNone}, refuseCredential(st, err)
 	}
+	return g.decidePolicy(r, method, canon, st, p, ok)
+}
+
+// refuseCredential records a credential that failed in st and returns
+// its answer (see credentialError).
+//
+//go:noinline
+func refuseCredential(st *reqState, err error) *Error {
+	st.security = true
+	e := credentialError(err)
+	st.decision, st.reason, st.err = DecisionDeny, ReasonInvalidCredential, err
+	if e.Code == http.StatusForbidden {
+		st.reason = ReasonCrossSite
+	}
+	if e.Code >= 500 {
+		st.decision, st.reason = DecisionError, ReasonCredentialCheck
+	}
+	return e
+}
+
+// decidePolicy is the second half of decide: the policy decision for the
+// caller p (authenticated when ok). It is kept out of line so that its
+// frame (the policy request, the decisions) is not on the stack while the
+// authenticators run, which keeps the stack a request grows, and that its
+// connection's goroutine keeps while idle, small.
+//
+//go:noinline
+func (g *Gateway) decidePolicy(r *http.Request, method, canon string, st *reqState, p authn.Principal, ok bool) (authn.Principal, *Error) {
 	defer g.traceDecision(r, st, g.decideStart(r))
 	if !ok {
 		p = authn.Principal{Method: authn.MethodNone}
@@ -726,30 +790,35 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 
 	// Forwarded headers: Rewrite starts with them removed from Out. Incoming
 	// values are kept only from trusted proxies. The header values share
-	// one backing array: one allocation instead of one per header.
-	vals := make([]string, 10) // 4 here, 5 for the identity headers, the assertion
+	// the request's one backing array (st.hdr): slot 0 is the request id,
+	// 1-3 the forwarded headers, 4-8 the identity headers, 9 the
+	// assertion.
+	vals := st.hdr
+	if len(vals) < hdrSlots {
+		vals = make([]string, hdrSlots)
+		vals[0] = st.requestID
+	}
 	trusted := g.o.Trusted.PeerTrusted(in)
-	vals[0] = clientip.Peer(in).String()
+	vals[1] = peerText(in)
 	if trusted {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			vals[0] = strings.Join(prior, ", ") + ", " + vals[0]
+			vals[1] = strings.Join(prior, ", ") + ", " + vals[1]
 		}
 	}
-	vals[1] = "http"
+	vals[2] = "http"
 	if in.TLS != nil {
-		vals[1] = "https"
+		vals[2] = "https"
 	}
 	if v := in.Header.Get("X-Forwarded-Proto"); trusted && v != "" {
-		vals[1] = v
-	}
-	vals[2] = in.Host
-	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
 		vals[2] = v
 	}
-	vals[3] = st.requestID
-	out.Header["X-Forwarded-For"] = vals[0:1:1]
-	out.Header["X-Forwarded-Proto"] = vals[1:2:2]
-	out.Header["X-Forwarded-Host"] = vals[2:3:3]
+	vals[3] = in.Host
+	if v := in.Header.Get("X-Forwarded-Host"); trusted && v != "" {
+		vals[3] = v
+	}
+	out.Header["X-Forwarded-For"] = vals[1:2:2]
+	out.Header["X-Forwarded-Proto"] = vals[2:3:3]
+	out.Header["X-Forwarded-Host"] = vals[3:4:4]
 
 	// Credentials stop here unless forwarding is opted into. API keys go
 	// in every spelling ("X_API_Key" reaches CGI-style stacks as the key).
@@ -768,12 +837,29 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// Identity headers are set here, after the reverse proxy removed the
 	// hop-by-hop headers a client may name in Connection, so a client
 	// cannot have them dropped (see the Director doc).
-	out.Header[g.o.RequestIDHeader] = vals[3:4:4]
+	out.Header[g.o.RequestIDHeader] = vals[0:1:1]
 	g.setIdentity(out.Header, st.principal, vals[4:9:9])
 	if st.assertion != "" {
 		vals[9] = st.assertion
 		out.Header[g.headers.assertion] = vals[9:10:10]
 	}
+}
+
+// peerText is clientip.Peer(r).String() without formatting: for an IPv4
+// peer the host part of RemoteAddr already is that text when it parses
+// back to the same address (netip accepts only the dotted-decimal form
+// without leading zeros, which is what String writes). Any other form
+// (IPv6, an IPv4-mapped address, a zone) is formatted.
+func peerText(r *http.Request) string {
+	a := clientip.Peer(r)
+	if i := strings.LastIndexByte(r.RemoteAddr, ':'); i > 0 && a.Is4() {
+		if host := r.RemoteAddr[:i]; strings.IndexByte(host, ':') < 0 {
+			if h, err := netip.ParseAddr(host); err == nil && h == a {
+				return host
+			}
+		}
+	}
+	return a.String()
 }
 
 // setIdentity replaces the identity headers in h with those of p; an

@@ -23,7 +23,7 @@ import (
 // sessionBenchGateway is benchGateway's gateway with browser sessions on
 // store, bound to a users file as in production, and a session cookie
 // and a gateway access token for the same user.
-func sessionBenchGateway(b *testing.B, store state.Store, cacheTTL time.Duration) (*proxy.Gateway, string, string) {
+func sessionBenchGateway(b testing.TB, store state.Store, cacheTTL time.Duration) (*proxy.Gateway, string, string) {
 	b.Helper()
 	set, err := policy.Load("policy.yaml", []byte(benchPolicy))
 	if err != nil {
