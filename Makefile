@@ -8,7 +8,7 @@ APP_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 DEMO_SECRET := demo-secret-for-make-run-only-0123456789
 
-.PHONY: build run test test-short fuzz lint bench bench-quick image static-check helm-test release rollout-long hydra-demo
+.PHONY: build run test test-short allocs fuzz lint bench bench-quick image static-check helm-test release rollout-long hydra-demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/authgate .
@@ -18,18 +18,24 @@ run:
 	AUTHGATE_JWT_SECRET=$(DEMO_SECRET) $(GO) run . serve --config config.example.yaml --demo-upstream 127.0.0.1:8081
 
 # The test command CI runs (.ci/run): formatting and vet, the race-enabled
-# suite, a short run of every fuzz target, the static-binary check and the
-# Helm chart tests. scripts/testsummary prints what go test prints, then the
-# skipped tests grouped by reason. scripts/hydra.sh builds the OpenID
-# Provider of the SSO tests once (cached), scripts/jaeger.sh the trace
-# backend of the tracing test.
+# suite, the pinned allocation counts, a short run of every fuzz target,
+# the static-binary check and the Helm chart tests. scripts/testsummary
+# prints what go test prints, then the skipped tests grouped by reason.
+# scripts/hydra.sh builds the OpenID Provider of the SSO tests once
+# (cached), scripts/jaeger.sh the trace backend of the tracing test.
 test: lint
 	scripts/hydra.sh >/dev/null
 	scripts/jaeger.sh >/dev/null
 	$(GO) run ./scripts/testsummary -race -count=1 -timeout 30m ./...
+	$(MAKE) allocs
 	$(MAKE) fuzz FUZZTIME=20000x
 	$(MAKE) static-check
 	$(MAKE) helm-test
+
+# The pinned allocation counts per request: the race detector changes them,
+# so this runs without it.
+allocs:
+	$(GO) test -count=1 -run 'TestAllocationsPinned|TestTracingOffAllocatesNothing' ./proxy/
 
 # Every native fuzz target, as package:target.
 FUZZ_TARGETS := ./policy/:FuzzCanonicalDecide ./policy/:FuzzPolicyLoad ./authn/:FuzzBearerToken \
