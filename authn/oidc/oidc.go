@@ -14,6 +14,7 @@ package oidc
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -243,7 +244,8 @@ func (rp *RP) fail(w http.ResponseWriter, r *http.Request, p *Provider, reason s
 // randomToken returns n random bytes, base64url.
 func randomToken(n int) string {
 	b := make([]byte, n)
-	_, _ = randRead(b)
+	// crypto/rand.Read never fails (it aborts the program instead).
+	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 

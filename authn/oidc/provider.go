@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -28,8 +27,6 @@ import (
 	"github.com/authgate/authgate/authn/state"
 	"github.com/authgate/authgate/internal/logsafe"
 )
-
-var randRead = rand.Read
 
 // metadata is what the gateway uses of a provider's discovery document.
 type metadata struct {
