@@ -155,10 +155,14 @@ func TestAuthenticate(t *testing.T) {
 	if err != nil || !ok || p.Subject != "alice" || p.Method != authn.MethodSession || strings.Join(p.Roles, ",") != "admin,user" {
 		t.Fatalf("Authenticate() = %+v, %v, %v; want alice by session", p, ok, err)
 	}
+	other := "x" // a first character the real id does not have
+	if c.Value[0] == 'x' {
+		other = "y"
+	}
 	for _, bad := range []*http.Cookie{
-		{Name: c.Name, Value: "x" + c.Value[1:]}, // unknown id
-		{Name: c.Name, Value: c.Value[:20]},      // malformed
-		{Name: c.Name, Value: Key(c.Value)},      // the store key itself
+		{Name: c.Name, Value: other + c.Value[1:]}, // unknown id
+		{Name: c.Name, Value: c.Value[:20]},        // malformed
+		{Name: c.Name, Value: Key(c.Value)},        // the store key itself
 	} {
 		if _, ok, err := f.auth("GET", bad); ok || err != nil {
 			t.Errorf("Authenticate(%q) = %v, %v; want no session", bad.Value, ok, err)
