@@ -3,6 +3,7 @@ package lru
 import (
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -127,5 +128,21 @@ func TestConcurrentUseStaysBounded(t *testing.T) {
 	wg.Wait()
 	if n := c.Len(); n > size {
 		t.Fatalf("Len() = %d, want at most %d", n, size)
+	}
+}
+
+// An empty cache costs the same whatever its bound: the memory comes with
+// the entries.
+func TestEmptyCacheDoesNotReserveItsBound(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c := New[int](1_000_000)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<10 {
+		t.Errorf("New(1,000,000) allocated %d bytes before any entry, want at most 4 KiB", got)
+	}
+	c.Put([32]byte{1}, 1, time.Now().Add(time.Minute))
+	if _, res := c.Get([32]byte{1}, time.Now()); res != Hit {
+		t.Errorf("Get after Put = %v, want Hit", res)
 	}
 }
