@@ -227,8 +227,9 @@ func TestParseMemStatus(t *testing.T) {
 		want    memStatus
 		wantErr bool
 	}{
-		{"both", "Name:\tauthgate\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t7\n", memStatus{RSS: 10 << 20, HWM: 20 << 20}, false},
-		{"missing hwm", "VmRSS:\t 1 kB\n", memStatus{RSS: 1 << 10}, true},
+		{"all", "Name:\tauthgate\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    4096 kB\nRssFile:\t    6144 kB\nThreads:\t7\n", memStatus{RSS: 10 << 20, HWM: 20 << 20, Anon: 4 << 20}, false},
+		{"missing hwm", "VmRSS:\t 1 kB\nRssAnon:\t 1 kB\n", memStatus{}, true},
+		{"missing anon", "VmRSS:\t 1 kB\nVmHWM:\t 1 kB\n", memStatus{}, true},
 		{"bad unit", "VmRSS:\t 1 MB\nVmHWM:\t 1 kB\n", memStatus{}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -310,12 +311,12 @@ func TestSummaryLines(t *testing.T) {
 		{"flood worst of both", floodReport{Limited: 0.95, Bcrypt: 0.781}.line(), "bench-flood: ratio=0.78 limited=0.95 bcrypt=0.78"},
 		{"flood one variant", floodReport{Limited: nan(), Bcrypt: 0.5}.line(), "bench-flood: ratio=0.50 limited=na bcrypt=0.50"},
 		{"flood none", floodReport{Limited: nan(), Bcrypt: nan()}.line(), "bench-flood: ratio=na limited=na bcrypt=na"},
-		{"memory full drive", memoryLine(memFigures{IdleMB: 14, ConnKiB: 23.04, Conns: 1000, NginxConnKiB: 1.9, PeakMB: 40.04, LimiterMB: 62, LimiterIPs: 1_000_000}),
-			"bench-memory: idle_mb=14.0 conn_kib=23.0 conns=1000 nginx_conn_kib=1.9 peak_mb=40.0 limiter_1m_mb=62.0"},
-		{"memory short drive", memoryLine(memFigures{IdleMB: 14, ConnKiB: 20, Conns: 200, NginxConnKiB: nan(), PeakMB: 40, LimiterMB: 20, LimiterIPs: 20_000}),
-			"bench-memory: idle_mb=14.0 conn_kib=20.0 conns=200 nginx_conn_kib=na peak_mb=40.0 limiter_1m_mb=na limiter_ips=20000 limiter_mb=20.0"},
-		{"memory no drive", memoryLine(memFigures{IdleMB: 14, ConnKiB: nan(), PeakMB: 40, NginxConnKiB: nan(), LimiterMB: nan()}),
-			"bench-memory: idle_mb=14.0 conn_kib=na conns=0 nginx_conn_kib=na peak_mb=40.0 limiter_1m_mb=na"},
+		{"memory full drive", memoryLine(memFigures{IdleMB: 14, IdleAnonMB: 5.04, ConnKiB: 23.04, Conns: 1000, NginxConnKiB: 1.9, TunedConnKiB: 18.06, PeakMB: 40.04, LimiterMB: 62, LimiterIPs: 1_000_000}),
+			"bench-memory: idle_mb=14.0 idle_anon_mb=5.0 conn_kib=23.0 conns=1000 nginx_conn_kib=1.9 tuned_conn_kib=18.1 peak_mb=40.0 limiter_1m_mb=62.0"},
+		{"memory short drive", memoryLine(memFigures{IdleMB: 14, IdleAnonMB: 5, ConnKiB: 20, Conns: 200, NginxConnKiB: nan(), TunedConnKiB: nan(), PeakMB: 40, LimiterMB: 20, LimiterIPs: 20_000}),
+			"bench-memory: idle_mb=14.0 idle_anon_mb=5.0 conn_kib=20.0 conns=200 nginx_conn_kib=na tuned_conn_kib=na peak_mb=40.0 limiter_1m_mb=na limiter_ips=20000 limiter_mb=20.0"},
+		{"memory no drive", memoryLine(memFigures{IdleMB: 14, IdleAnonMB: 5, ConnKiB: nan(), PeakMB: 40, NginxConnKiB: nan(), TunedConnKiB: nan(), LimiterMB: nan()}),
+			"bench-memory: idle_mb=14.0 idle_anon_mb=5.0 conn_kib=na conns=0 nginx_conn_kib=na tuned_conn_kib=na peak_mb=40.0 limiter_1m_mb=na"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.got != c.want {

@@ -23,7 +23,7 @@
 //	bench-ratios: bare.tuned=0.37 bare.nginx=0.20 ... hs256.tuned=0.97 hs256.nginx=0.52 ...
 //	bench-cpu: bare=61.0 tuned=24.0 nginx=14.0 public=40.1 hs256=41.7 ...
 //	bench-flood: ratio=0.78 limited=0.99 bcrypt=0.78
-//	bench-memory: idle_mb=15.7 conn_kib=23.0 conns=1000 nginx_conn_kib=1.9 peak_mb=35.0 limiter_1m_mb=86.3
+//	bench-memory: idle_mb=22.4 idle_anon_mb=6.1 conn_kib=21.7 conns=1000 nginx_conn_kib=1.0 tuned_conn_kib=18.0 peak_mb=35.0 limiter_1m_mb=86.3
 //
 // ratios are median req/s over the tuned proxy's and nginx's; cpu is µs of
 // CPU per request of the process under test.
@@ -351,15 +351,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	connCost, nginxConnCost := nan(), nan()
+	connCost, nginxConnCost, tunedConnCost := nan(), nan(), nan()
 	if s.IdleConns > 0 {
 		if connCost, err = idleConnCost(ctx, mainGW.gw.URL+publicPath, s.IdleConns, gwPID, s.Settle); err != nil {
 			return err
 		}
 		for _, m := range modes {
-			if m.Ref == "nginx" {
+			switch m.Ref {
+			case "nginx":
 				ng := m.CPU.pid
 				if nginxConnCost, err = idleConnCost(ctx, m.Target.URL, s.IdleConns, func() int { return workerOf(ng) }, s.Settle); err != nil {
+					return err
+				}
+			case "tuned":
+				// What net/http itself holds per idle connection: the floor
+				// under the gateway's figure.
+				tp := m.CPU.pid
+				if tunedConnCost, err = idleConnCost(ctx, m.Target.URL, s.IdleConns, func() int { return tp }, s.Settle); err != nil {
 					return err
 				}
 			}
@@ -445,8 +453,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(out, ratiosLine(tbl))
 	fmt.Fprintln(out, cpuLine(tbl))
 	fmt.Fprintln(out, flood.line())
-	fmt.Fprintln(out, memoryLine(memFigures{IdleMB: mb(idle.RSS), ConnKiB: connCost / 1024, Conns: s.IdleConns,
-		NginxConnKiB: nginxConnCost / 1024, PeakMB: mb(peak.HWM), LimiterMB: limiterMB, LimiterIPs: limiterIPs}))
+	fmt.Fprintln(out, memoryLine(memFigures{IdleMB: mb(idle.RSS), IdleAnonMB: mb(idle.Anon), ConnKiB: connCost / 1024, Conns: s.IdleConns,
+		NginxConnKiB: nginxConnCost / 1024, TunedConnKiB: tunedConnCost / 1024, PeakMB: mb(peak.HWM), LimiterMB: limiterMB, LimiterIPs: limiterIPs}))
 	return errors.Join(failures...)
 }
 
@@ -834,9 +842,11 @@ func cpuLine(rows []tableRow) string {
 // measured.
 type memFigures struct {
 	IdleMB       float64 // the main gateway's RSS after start-up
+	IdleAnonMB   float64 // the anonymous part of IdleMB (RssAnon: heap and stacks, not the executable's pages)
 	ConnKiB      float64 // RSS growth per idle keep-alive connection
 	Conns        int     // idle connections opened for ConnKiB
 	NginxConnKiB float64 // the same for the nginx worker
+	TunedConnKiB float64 // the same for the tuned Go proxy: net/http's own cost
 	PeakMB       float64 // the gateway's peak RSS through the load and the flood
 	LimiterMB    float64 // RSS after the limiter drive
 	LimiterIPs   int     // addresses driven
@@ -846,8 +856,8 @@ type memFigures struct {
 // reported only when a full million addresses were driven; a shorter
 // drive reports its size and figure separately.
 func memoryLine(m memFigures) string {
-	l := fmt.Sprintf("bench-memory: idle_mb=%s conn_kib=%s conns=%d nginx_conn_kib=%s peak_mb=%s",
-		fmtNum(m.IdleMB, 1), fmtNum(m.ConnKiB, 1), m.Conns, fmtNum(m.NginxConnKiB, 1), fmtNum(m.PeakMB, 1))
+	l := fmt.Sprintf("bench-memory: idle_mb=%s idle_anon_mb=%s conn_kib=%s conns=%d nginx_conn_kib=%s tuned_conn_kib=%s peak_mb=%s",
+		fmtNum(m.IdleMB, 1), fmtNum(m.IdleAnonMB, 1), fmtNum(m.ConnKiB, 1), m.Conns, fmtNum(m.NginxConnKiB, 1), fmtNum(m.TunedConnKiB, 1), fmtNum(m.PeakMB, 1))
 	if m.LimiterIPs >= 1_000_000 {
 		return l + " limiter_1m_mb=" + fmtNum(m.LimiterMB, 1)
 	}

@@ -100,6 +100,10 @@ func (m *cpuMeter) Read() (time.Duration, error) {
 // memStatus is a process's resident memory from /proc/PID/status.
 type memStatus struct {
 	RSS, HWM uint64 // bytes: VmRSS (now) and VmHWM (peak)
+	// Anon is RssAnon: the part of RSS that is the process's own memory
+	// (heap, stacks), without the pages of its executable the kernel has
+	// mapped (RssFile), which are shared and can be dropped.
+	Anon uint64
 }
 
 // readMem reads VmRSS and VmHWM of pid.
@@ -138,14 +142,15 @@ func childPIDs(pid int) []int {
 	return out
 }
 
-// parseMemStatus parses the VmRSS and VmHWM lines of a /proc status file.
+// parseMemStatus parses the VmRSS, VmHWM and RssAnon lines of a /proc
+// status file.
 func parseMemStatus(b []byte) (memStatus, error) {
 	var m memStatus
 	var seen int
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		if !ok || (k != "VmRSS" && k != "VmHWM" && k != "RssAnon") {
 			continue
 		}
 		f := strings.Fields(v)
@@ -156,15 +161,18 @@ func parseMemStatus(b []byte) (memStatus, error) {
 		if err != nil {
 			return m, fmt.Errorf("bench: bad %s line: %w", k, err)
 		}
-		if k == "VmRSS" {
+		switch k {
+		case "VmRSS":
 			m.RSS = n << 10
-		} else {
+		case "VmHWM":
 			m.HWM = n << 10
+		default:
+			m.Anon = n << 10
 		}
 		seen++
 	}
-	if seen != 2 {
-		return m, errors.New("bench: VmRSS or VmHWM missing from status")
+	if seen != 3 {
+		return m, errors.New("bench: VmRSS, VmHWM or RssAnon missing from status")
 	}
 	return m, nil
 }
