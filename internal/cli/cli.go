@@ -282,7 +282,11 @@ func configPath(flagValue string, e config.Env) (string, error) {
 // loadConfigAndSecrets is config.LoadWithSecrets with a missing config
 // reported as a usage error.
 func loadConfigAndSecrets(cfgFlag string, environ []string) (*config.Config, config.Secrets, error) {
-	cfg, sec, err := config.LoadWithSecrets(cfgFlag, environ)
+	return usageOnNoConfig(config.LoadWithSecrets(cfgFlag, environ))
+}
+
+// usageOnNoConfig turns a missing config into a usage error.
+func usageOnNoConfig(cfg *config.Config, sec config.Secrets, err error) (*config.Config, config.Secrets, error) {
 	if errors.Is(err, config.ErrNoConfig) {
 		err = &usageError{err: err}
 	}

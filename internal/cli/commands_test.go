@@ -22,6 +22,7 @@ import (
 	"github.com/authgate/authgate/authn/apikey"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
+	"github.com/authgate/authgate/internal/config"
 )
 
 // commandPaths lists every command of the tree as its arguments, cobra's
@@ -288,6 +289,44 @@ func TestCLIToken(t *testing.T) {
 		if strings.Contains(r.stderr, testSecret) {
 			t.Errorf("%s: stderr holds the signing secret", tc.name)
 		}
+	}
+}
+
+// Minting a token needs the signing keys only: a config with a browser
+// sign-in provider mints without that provider's client secret, which
+// serve still requires.
+func TestCLITokenNeedsNoClientSecret(t *testing.T) {
+	dir := copyFixture(t, "users")
+	cfg := filepath.Join(dir, "config.yaml")
+	extra := `
+sessions:
+  enabled: true
+  external_url: https://app.example.com
+issuers:
+  - issuer: https://idp.example.com
+    discovery: true
+    audiences: [authgate]
+    login:
+      id: idp
+      client_id: authgate
+`
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(extra); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{"AUTHGATE_JWT_SECRET=" + testSecret}
+	r := run(t, []string{"token", "--config", cfg, "--subject", "billing", "--role", "reader"}, environ, "")
+	if r.code != 0 || strings.Count(strings.TrimSpace(r.stdout), ".") != 2 {
+		t.Fatalf("token: exit %d, stdout %q, stderr %q; want a token", r.code, r.stdout, r.stderr)
+	}
+	if _, _, err := config.LoadWithSecrets(cfg, environ); err == nil || !strings.Contains(err.Error(), config.ClientSecretVar("idp")) {
+		t.Errorf("LoadWithSecrets without the client secret: %v, want an error naming %s", err, config.ClientSecretVar("idp"))
 	}
 }
 

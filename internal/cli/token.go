@@ -11,6 +11,7 @@ import (
 	"github.com/authgate/authgate/authn/issuer"
 	"github.com/authgate/authgate/authn/token"
 	"github.com/authgate/authgate/authn/users"
+	"github.com/authgate/authgate/internal/config"
 )
 
 // tokenFlags are the flags of token.
@@ -57,7 +58,9 @@ func runToken(cmd *cobra.Command, f tokenFlags, environ []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, sec, err := loadConfigAndSecrets(f.config, environ)
+	// Only the signing keys: minting needs neither the identity
+	// providers' client secrets nor the state store.
+	cfg, sec, err := usageOnNoConfig(config.LoadWithSigningSecrets(f.config, environ))
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,24 @@ func Load(path string) (*Config, error) {
 // LoadWithSecrets reads the environment, the config file it or the flag
 // names, and the secrets.
 func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error) {
+	cfg, sec, err := LoadWithSigningSecrets(cfgFlag, environ)
+	if err != nil {
+		return nil, Secrets{}, err
+	}
+	if sec.ClientSecrets, err = ResolveClientSecrets(cfg, environ); err != nil {
+		return nil, Secrets{}, err
+	}
+	if err := cfg.CheckRedis(sec); err != nil {
+		return nil, Secrets{}, err
+	}
+	return cfg, sec, nil
+}
+
+// LoadWithSigningSecrets is LoadWithSecrets without the identity
+// providers' client secrets and the state store's checks: what a command
+// that only mints the gateway's own tokens needs, so that an operator
+// minting one need not hold the IdP's client secret.
+func LoadWithSigningSecrets(cfgFlag string, environ []string) (*Config, Secrets, error) {
 	e, err := ReadEnv(environ)
 	if err != nil {
 		return nil, Secrets{}, err
@@ -58,12 +76,6 @@ func LoadWithSecrets(cfgFlag string, environ []string) (*Config, Secrets, error)
 	}
 	sec, err := e.ResolveSecrets(cfg.JWT.KeyID)
 	if err != nil {
-		return nil, Secrets{}, err
-	}
-	if sec.ClientSecrets, err = ResolveClientSecrets(cfg, environ); err != nil {
-		return nil, Secrets{}, err
-	}
-	if err := cfg.CheckRedis(sec); err != nil {
 		return nil, Secrets{}, err
 	}
 	return cfg, sec, nil
