@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/authgate/authgate/authn/jose"
+
 	"github.com/authgate/authgate/policy"
 )
 
@@ -102,6 +104,16 @@ type TokenVerifier interface {
 	// Verify checks the token's signature and claims and returns the caller.
 	// Every failure is an error; the error text is for logs only.
 	Verify(ctx context.Context, token string) (Principal, error)
+}
+
+// DecodedVerifier is a TokenVerifier that can also take the token as
+// jose.Decode returned it. The bearer authenticator has decoded a token
+// it had not seen before to read its "iss"; handing the result on means
+// the token is decoded once. decoded must come from jose.Decode(token);
+// the verifier applies every other check as Verify does.
+type DecodedVerifier interface {
+	TokenVerifier
+	VerifyDecoded(ctx context.Context, token string, decoded *jose.Token) (Principal, error)
 }
 
 // Errors shared by the authenticators. Their text goes to logs, never to

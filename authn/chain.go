@@ -66,37 +66,45 @@ func (b *Bearer) Authenticate(r *http.Request) (Principal, bool, error) {
 		return Principal{}, false, fmt.Errorf("%w: %w", ErrInvalidToken, jose.ErrTooLarge)
 	}
 	v := b.only
+	var decoded *jose.Token
 	if v == nil {
 		var err error
-		if v, err = b.choose(raw); err != nil {
+		if v, decoded, err = b.choose(raw); err != nil {
 			return Principal{}, false, err
 		}
 	}
-	p, err := v.Verify(r.Context(), raw)
+	var p Principal
+	if dv, ok := v.(DecodedVerifier); ok && decoded != nil {
+		p, err = dv.VerifyDecoded(r.Context(), raw, decoded)
+	} else {
+		p, err = v.Verify(r.Context(), raw)
+	}
 	if err != nil {
 		return Principal{}, false, err
 	}
 	return p, true, nil
 }
 
-// choose returns the verifier of the issuer raw names.
-func (b *Bearer) choose(raw string) (TokenVerifier, error) {
+// choose returns the verifier of the issuer raw names and, when it had to
+// decode raw to find out, the decoded token (nil when the choice was
+// remembered).
+func (b *Bearer) choose(raw string) (TokenVerifier, *jose.Token, error) {
 	// Sum256 neither keeps nor changes its input: no copy of the token.
 	digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 	now := time.Now()
 	if v, res := b.chosen.Get(digest, now); res == lru.Hit {
-		return v, nil
+		return v, nil, nil
 	}
-	iss, err := peekIssuer(raw)
+	iss, t, err := peekIssuer(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v, ok := b.byIssuer[iss]
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
+		return nil, nil, fmt.Errorf("%w: unknown issuer", ErrInvalidToken)
 	}
 	b.chosen.Put(digest, v, now.Add(chosenTTL))
-	return v, nil
+	return v, t, nil
 }
 
 // BearerToken returns the bearer token of r. present reports whether r has
@@ -154,19 +162,19 @@ const token68 = "000000000000000000000000000000000000000000010111111111111100000
 // decoding every verifier applies, so a token with two "iss" members (or
 // "iss" and "ISS") cannot be sent to one issuer's verifier while another
 // reader sees the other value.
-func peekIssuer(raw string) (string, error) {
+func peekIssuer(raw string) (string, *jose.Token, error) {
 	t, err := jose.Decode(raw)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return "", nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	var iss string
 	if v, ok := t.Claim("iss"); ok {
 		// Decode checked that iss is a string.
 		if err := json.Unmarshal(v, &iss); err != nil {
-			return "", fmt.Errorf("%w: iss is not a string", ErrInvalidToken)
+			return "", nil, fmt.Errorf("%w: iss is not a string", ErrInvalidToken)
 		}
 	}
-	return iss, nil
+	return iss, t, nil
 }
 
 // Chain is the gateway's authenticator: a bearer token, an API key or a

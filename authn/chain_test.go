@@ -140,6 +140,62 @@ func TestBearerPicksVerifierByIssuer(t *testing.T) {
 	}
 }
 
+// decodedVerifier is a fakeVerifier that also takes decoded tokens and
+// records which way each token came.
+type decodedVerifier struct {
+	fakeVerifier
+	wayMu   sync.Mutex
+	decoded []string // "decoded" or "raw", per call
+}
+
+func (v *decodedVerifier) Verify(ctx context.Context, raw string) (Principal, error) {
+	v.wayMu.Lock()
+	v.decoded = append(v.decoded, "raw")
+	v.wayMu.Unlock()
+	return v.fakeVerifier.Verify(ctx, raw)
+}
+
+func (v *decodedVerifier) VerifyDecoded(ctx context.Context, raw string, t *jose.Token) (Principal, error) {
+	v.wayMu.Lock()
+	// The decoded token must be raw's: its signing input is raw up to the
+	// last dot, and its iss is this verifier's.
+	way := "decoded"
+	if iss, _ := t.Claim("iss"); t.SigningInput != raw[:strings.LastIndexByte(raw, '.')] || string(iss) != `"`+v.iss+`"` {
+		way = "decoded from another token"
+	}
+	v.decoded = append(v.decoded, way)
+	v.wayMu.Unlock()
+	return v.fakeVerifier.Verify(ctx, raw)
+}
+
+// A token the bearer authenticator had to decode to choose its verifier is
+// handed on decoded, once; a repeated token, whose choice is remembered,
+// goes as the raw string; a verifier (or a wrapper, such as the revocation
+// check) without VerifyDecoded always gets Verify.
+func TestBearerHandsOnTheDecodedToken(t *testing.T) {
+	a := &decodedVerifier{fakeVerifier: fakeVerifier{iss: "a", p: Principal{Subject: "from-a", Method: MethodExternal}}}
+	b := &fakeVerifier{iss: "b", p: Principal{Subject: "from-b", Method: MethodJWT}}
+	bearer, err := NewBearer(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokA, tokB := jws(map[string]any{"iss": "a", "sub": "x"}), jws(map[string]any{"iss": "b", "sub": "x"})
+	for i, tc := range []struct {
+		tok, want string
+	}{{tokA, "from-a"}, {tokA, "from-a"}, {tokB, "from-b"}, {tokB, "from-b"}} {
+		p, ok, err := bearer.Authenticate(request("Authorization", "Bearer "+tc.tok))
+		if !ok || err != nil || p.Subject != tc.want {
+			t.Fatalf("request %d: Authenticate = %+v, %v, %v; want %s", i, p, ok, err, tc.want)
+		}
+	}
+	if want := []string{"decoded", "raw"}; !slices.Equal(a.decoded, want) {
+		t.Errorf("verifier a was called %q, want %q", a.decoded, want)
+	}
+	if got := b.calls(); !slices.Equal(got, []string{tokB, tokB}) {
+		t.Errorf("verifier b got %q, want the raw token twice", got)
+	}
+}
+
 func TestBearerHeaderCount(t *testing.T) {
 	a := &fakeVerifier{iss: "a", p: Principal{Subject: "s", Method: MethodJWT}}
 	bearer, _ := NewBearer(a)
@@ -196,15 +252,18 @@ func TestPeekIssuer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := peekIssuer(tt.raw)
+			got, tok, err := peekIssuer(tt.raw)
 			if tt.wantErr {
-				if !errors.Is(err, ErrInvalidToken) {
-					t.Errorf("peekIssuer(%.40q) = %q, %v; want ErrInvalidToken", tt.raw, got, err)
+				if !errors.Is(err, ErrInvalidToken) || tok != nil {
+					t.Errorf("peekIssuer(%.40q) = %q, %v, %v; want ErrInvalidToken and no token", tt.raw, got, tok, err)
 				}
 				return
 			}
 			if err != nil || got != tt.want {
 				t.Errorf("peekIssuer(%.40q) = %q, %v; want %q", tt.raw, got, err, tt.want)
+			}
+			if tok == nil || tok.SigningInput != tt.raw[:strings.LastIndexByte(tt.raw, '.')] {
+				t.Errorf("peekIssuer(%.40q) returned token %+v, want the decoded token", tt.raw, tok)
 			}
 		})
 	}

@@ -105,7 +105,7 @@ func FuzzBearerToken(f *testing.F) {
 			if tok == "" || strings.ContainsAny(tok, " \t") || !strings.Contains(header, tok) {
 				t.Fatalf("Authenticate(%q) gave the verifier %q", header, tok)
 			}
-			if got, perr := peekIssuer(tok); !single && (perr != nil || got != v.iss) {
+			if got, _, perr := peekIssuer(tok); !single && (perr != nil || got != v.iss) {
 				t.Fatalf("Authenticate(%q) gave a token with issuer %q (%v) to verifier %q", header, got, perr, v.iss)
 			}
 		}

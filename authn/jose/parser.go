@@ -77,30 +77,40 @@ func (p *Parser) Parse(raw string, claims jwt.Claims, key KeyFunc) (*Token, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := p.ParseDecoded(t, claims, key); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ParseDecoded is Parse for a token Decode already returned, so that a
+// caller that had to decode it (to read its unverified "iss") does not
+// decode it twice. It applies every check of Parse after Decode's own.
+func (p *Parser) ParseDecoded(t *Token, claims jwt.Claims, key KeyFunc) error {
 	method, ok := p.methods[t.Header.Alg]
 	if !ok {
 		// Only listed algorithms: this rules out "none" and algorithm
 		// confusion (an HMAC keyed with a public key).
-		return nil, &memberError{err: ErrAlgorithm, what: "alg", name: t.Header.Alg}
+		return &memberError{err: ErrAlgorithm, what: "alg", name: t.Header.Alg}
 	}
 	if !p.typ.allows(t.Header.Typ, t.Header.HasTyp) {
 		// Explicit typing (RFC 8725 §3.11): a JWT minted for another
 		// purpose must not pass as this one.
-		return nil, &memberError{err: ErrType, what: "typ", name: t.Header.Typ}
+		return &memberError{err: ErrType, what: "typ", name: t.Header.Typ}
 	}
 	if p.exact != nil {
 		for _, m := range t.claims {
 			if !p.exact[m.name] && p.folded[foldName(m.name)] {
-				return nil, &memberError{err: ErrDuplicate, what: "case-variant of a known claim", name: m.name}
+				return &memberError{err: ErrDuplicate, what: "case-variant of a known claim", name: m.name}
 			}
 		}
 	}
 	k, err := key(t.Header)
 	if err != nil {
-		return nil, fmt.Errorf("jose: key: %w", err)
+		return fmt.Errorf("jose: key: %w", err)
 	}
 	if err := method.Verify(t.SigningInput, t.Signature, k); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSignature, err)
+		return fmt.Errorf("%w: %w", ErrSignature, err)
 	}
 	var err2 error
 	if d, ok := claims.(ClaimsDecoder); ok {
@@ -109,12 +119,12 @@ func (p *Parser) Parse(raw string, claims jwt.Claims, key KeyFunc) (*Token, erro
 		err2 = json.Unmarshal(t.Payload, claims)
 	}
 	if err2 != nil {
-		return nil, fmt.Errorf("%w: %w", ErrClaims, err2)
+		return fmt.Errorf("%w: %w", ErrClaims, err2)
 	}
 	if err := p.validator.Validate(claims); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrClaims, err)
+		return fmt.Errorf("%w: %w", ErrClaims, err)
 	}
-	return t, nil
+	return nil
 }
 
 // jsonFieldNames returns the top-level JSON member names encoding/json

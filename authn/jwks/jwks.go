@@ -256,6 +256,17 @@ func (v *verifier) Issuer() string { return v.issuer }
 // or authn.ErrUnavailable when the issuer's keys cannot be obtained, and
 // never contain the token.
 func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, error) {
+	return v.verify(ctx, token, nil)
+}
+
+// VerifyDecoded implements authn.DecodedVerifier: decoded is what
+// jose.Decode returned for token, and a cache miss checks it instead of
+// decoding token again.
+func (v *verifier) VerifyDecoded(ctx context.Context, token string, decoded *jose.Token) (authn.Principal, error) {
+	return v.verify(ctx, token, decoded)
+}
+
+func (v *verifier) verify(ctx context.Context, token string, decoded *jose.Token) (authn.Principal, error) {
 	if len(token) > jose.MaxTokenBytes {
 		return authn.Principal{}, v.invalid(jose.ErrTooLarge)
 	}
@@ -283,11 +294,17 @@ func (v *verifier) Verify(ctx context.Context, token string) (authn.Principal, e
 
 	var used *usedKey
 	claims := &tokenClaims{}
-	_, err := v.parser.Parse(token, claims, func(h jose.Header) (any, error) {
+	key := func(h jose.Header) (any, error) {
 		k, err := v.keyFor(ctx, h)
 		used = k
 		return k.pubOrNil(), err
-	})
+	}
+	var err error
+	if decoded != nil {
+		err = v.parser.ParseDecoded(decoded, claims, key)
+	} else {
+		_, err = v.parser.Parse(token, claims, key)
+	}
 	if err != nil {
 		return authn.Principal{}, v.fail(err)
 	}

@@ -282,7 +282,38 @@ func TestVerifyRejects(t *testing.T) {
 			if p.Authenticated() {
 				t.Errorf("Verify(%s) returned an authenticated principal with an error", tt.name)
 			}
+			// The same token, decoded beforehand as the bearer
+			// authenticator hands it on, is refused the same way.
+			if d, err := jose.Decode(tt.token); err == nil {
+				p, err := f.v.(authn.DecodedVerifier).VerifyDecoded(context.Background(), tt.token, d)
+				if !errors.Is(err, authn.ErrInvalidToken) || p.Authenticated() {
+					t.Errorf("VerifyDecoded(%s) = %+v, %v; want ErrInvalidToken", tt.name, p, err)
+				}
+			}
 		})
+	}
+}
+
+// A decoded token verifies to the same principal as the raw one.
+func TestVerifyDecodedMatchesVerify(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		f := newFixture(t, func(ic *IssuerConfig, _ *CacheConfig) { ic.Algorithms = []string{alg} })
+		tok := f.idp.Sign(f.claims(jwt.MapClaims{"roles": []string{"user"}}), alg)
+		d, err := jose.Decode(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.v.(authn.DecodedVerifier).VerifyDecoded(context.Background(), tok, d)
+		if err != nil {
+			t.Fatalf("%s: VerifyDecoded: %v", alg, err)
+		}
+		want, err := f.v.Verify(context.Background(), tok) // now a cache hit
+		if err != nil {
+			t.Fatalf("%s: Verify: %v", alg, err)
+		}
+		if got.Subject != want.Subject || !slices.Equal(got.Roles, want.Roles) || got.Issuer != want.Issuer || !got.ExpiresAt.Equal(want.ExpiresAt) || got.Subject == "" {
+			t.Errorf("%s: VerifyDecoded = %+v, Verify = %+v; want the same caller", alg, got, want)
+		}
 	}
 }
 
