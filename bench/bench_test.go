@@ -87,7 +87,7 @@ func TestSmoke(t *testing.T) {
 		{"bench-ratios", regexp.MustCompile(`^bench-ratios: ` + strings.Join(ratios, " ") + `$`)},
 		{"bench-cpu", regexp.MustCompile(`^bench-cpu: ` + strings.Join(cpu, " ") + `$`)},
 		{"bench-flood", regexp.MustCompile(`^bench-flood: ratio=` + num + ` limited=` + num + ` bcrypt=` + num + `$`)},
-		{"bench-memory", regexp.MustCompile(`^bench-memory: idle_mb=` + num + ` conn_kib=-?` + num + ` conns=50 nginx_conn_kib=-?` + num +
+		{"bench-memory", regexp.MustCompile(`^bench-memory: idle_mb=` + num + ` idle_anon_mb=` + num + ` conn_kib=-?` + num + ` conns=50 nginx_conn_kib=-?` + num + ` tuned_conn_kib=-?` + num +
 			` peak_mb=` + num + ` limiter_1m_mb=na limiter_ips=300 limiter_mb=` + num + `$`)},
 	} {
 		t.Run(c.key, func(t *testing.T) {
