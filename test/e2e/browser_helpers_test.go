@@ -93,14 +93,26 @@ func (b *browser) location() string {
 	return loc
 }
 
-// text returns the text of the page body.
+// in returns b reporting to t: a subtest's failures must end the subtest,
+// not its parent.
+func (b *browser) in(t *testing.T) *browser { return &browser{t: t, ctx: b.ctx} }
+
+// text returns the text of the page body. A read that races the document
+// being replaced (Chromium's "No node with given id found" for a node of
+// the page before) is retried for up to ten seconds.
 func (b *browser) text() string {
 	b.t.Helper()
-	s, err := b.tryText()
-	if err != nil {
-		b.t.Fatalf("body text: %v", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := b.tryText()
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) || b.ctx.Err() != nil {
+			b.t.Fatalf("body text: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return s
 }
 
 // tryText is text for a page that may be navigating away while it is read

@@ -57,6 +57,7 @@ func TestBrowserSignIn(t *testing.T) {
 	registerSecret(c.Value)
 
 	t.Run("reload stays signed in", func(t *testing.T) {
+		b := b.in(t)
 		n := e.up.count()
 		if err := chromedp.Do(b.ctx, chromedp.Reload()); err != nil {
 			t.Fatal(err)
@@ -67,6 +68,7 @@ func TestBrowserSignIn(t *testing.T) {
 	})
 
 	t.Run("cross-site form is refused", func(t *testing.T) {
+		b := b.in(t)
 		// A page on another origin of the same site (another port of
 		// 127.0.0.1): the browser attaches the SameSite=Lax cookie to its
 		// form post, so only the Origin check stands between it and the
@@ -87,6 +89,7 @@ func TestBrowserSignIn(t *testing.T) {
 	})
 
 	t.Run("sign out", func(t *testing.T) {
+		b := b.in(t)
 		b.open(e.gw.URL + "/auth/sign_out")
 		if !strings.Contains(b.text(), "signed in as alice") {
 			t.Fatalf("sign-out page: %q", b.text())
@@ -110,6 +113,7 @@ func TestBrowserSignIn(t *testing.T) {
 	})
 
 	t.Run("open redirect fails", func(t *testing.T) {
+		b := b.in(t)
 		for _, rd := range []string{"//evil.example/x", "/%2F%2Fevil.example", "/\\evil.example", "https://evil.example/"} {
 			b.open(e.gw.URL + "/auth/sign_in?rd=" + strings.ReplaceAll(rd, "\\", "%5C"))
 			if c := b.cookie(e.gw.URL, session.DefaultCookieName); c != nil {
@@ -140,6 +144,7 @@ func TestBrowserSessionEnds(t *testing.T) {
 	}
 
 	t.Run("expired session redirects again", func(t *testing.T) {
+		b := b.in(t)
 		b.open(protected)
 		b.signIn("alice", "alice-password-1")
 		if !signedIn() {
@@ -155,6 +160,7 @@ func TestBrowserSessionEnds(t *testing.T) {
 	})
 
 	t.Run("password change ends the session", func(t *testing.T) {
+		b := b.in(t)
 		b.open(protected)
 		b.signIn("alice", "alice-password-1")
 		if !signedIn() {
@@ -205,6 +211,7 @@ func TestBrowserSignInPageScreenshots(t *testing.T) {
 		{"phone", 390, 844, true},
 	} {
 		t.Run(vp.name, func(t *testing.T) {
+			b := b.in(t)
 			opts := []chromedp.EmulateViewportOption{}
 			if vp.mobile {
 				opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulateScale(3))
@@ -237,6 +244,7 @@ func TestBrowserSignInPageScreenshots(t *testing.T) {
 		})
 	}
 	t.Run("keyboard only", func(t *testing.T) {
+		b := b.in(t)
 		b.open(e.gw.URL + "/auth/sign_in?rd=%2Fapi%2Fitems")
 		// Autofocus lands once the page has rendered; type only then.
 		if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.activeElement !== null && document.activeElement.id === "username"`)); err != nil {

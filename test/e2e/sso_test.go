@@ -139,6 +139,7 @@ func TestSSOWithHydra(t *testing.T) {
 	}
 
 	t.Run("refresh past the access token's lifetime", func(t *testing.T) {
+		b := b.in(t)
 		time.Sleep(5 * time.Second) // the 4s access token has expired
 		b.open(e.gw.URL + "/admin/users")
 		if pathOf(e.gw.URL, b.location()) != "/admin/users" {
@@ -150,6 +151,7 @@ func TestSSOWithHydra(t *testing.T) {
 	})
 
 	t.Run("back-channel logout", func(t *testing.T) {
+		b := b.in(t)
 		sids, err := e.one.LoginSessionIDs("alice")
 		if err != nil || len(sids) == 0 {
 			t.Fatalf("login sessions of alice: %v, %v", sids, err)
@@ -173,6 +175,7 @@ func TestSSOWithHydra(t *testing.T) {
 	})
 
 	t.Run("a missing role denies", func(t *testing.T) {
+		b := b.in(t)
 		b.open(e.gw.URL + "/api/items")
 		b.signInAtHydra("two", "bob", "bob-at-the-idp")
 		if loc := pathOf(e.gw.URL, b.location()); loc != "/api/items" {
@@ -188,6 +191,7 @@ func TestSSOWithHydra(t *testing.T) {
 	})
 
 	t.Run("RP-initiated logout", func(t *testing.T) {
+		b := b.in(t)
 		b.open(e.gw.URL + "/auth/sign_out")
 		b.clickAndWait(`button[value=this]`)
 		// The signed-out page sends the browser on to Hydra's logout, which
