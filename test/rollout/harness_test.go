@@ -322,7 +322,12 @@ func (c *cluster) startApp(i int, wait bool) *proc {
 	if wait {
 		args = append(args, "-wait")
 	}
-	return startProc(c.t, fmt.Sprintf("app %d", i), c.upBin, args, nil)
+	p := startProc(c.t, fmt.Sprintf("app %d", i), c.upBin, args, nil)
+	if wait {
+		// A SIGUSR1 sent before the process listens for it would end it.
+		p.expect(c.t, "waiting", 10*time.Second)
+	}
+	return p
 }
 
 // startSlot starts pod i (its app, then its gateway) and waits until the
