@@ -324,7 +324,7 @@ func (c *cluster) startApp(i int, wait bool) *proc {
 	}
 	p := startProc(c.t, fmt.Sprintf("app %d", i), c.upBin, args, nil)
 	if wait {
-		// A SIGUSR1 sent before the process listens for it would end it.
+		// A SIGUSR1 sent before the process listens for it would be lost.
 		p.expect(c.t, "waiting", 10*time.Second)
 	}
 	return p

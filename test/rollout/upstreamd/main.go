@@ -40,8 +40,8 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGUSR1)
 	if *wait {
-		// Only now may SIGUSR1 come: before Notify it would end the
-		// process.
+		// Only now may SIGUSR1 come: the Go runtime drops one that
+		// arrives before Notify, and the process would wait forever.
 		fmt.Println("waiting")
 		for s := range sig {
 			if s == syscall.SIGUSR1 {
