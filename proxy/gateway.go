@@ -937,8 +937,14 @@ func classify(ctx context.Context, err error) string {
 	}
 	var ne net.Error
 	// A request whose own deadline passed (a gRPC call's grpc-timeout)
-	// timed out, whatever error the transport reported for it.
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	// timed out, whatever error the transport reported for it. The
+	// deadline is read as well as the context's error: the upstream was
+	// told the same deadline, and a gRPC server resets the stream
+	// (RST_STREAM CANCEL) when it passes, which can arrive before the
+	// gateway's own timer has ended the context. The deadline is on the
+	// runtime's clock, as context.WithTimeout set it.
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || deadlinePassed(ctx) ||
+		errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return "timeout"
 	}
 	var oe *net.OpError
@@ -950,6 +956,13 @@ func classify(ctx context.Context, err error) string {
 		return "reset"
 	}
 	return "other"
+}
+
+// deadlinePassed reports whether ctx has a deadline that is not in the
+// future.
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 func (g *Gateway) finish(r *http.Request, st *reqState) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestClassifyByErrorType(t *testing.T) {
@@ -21,6 +22,12 @@ func TestClassifyByErrorType(t *testing.T) {
 	}
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
+	later, cancelLater := context.WithTimeout(context.Background(), time.Hour)
+	defer cancelLater()
+	// An upstream told the call's deadline resets the stream when it
+	// passes; that reset can come before the gateway's timer has ended
+	// the context.
+	upstreamReset := errors.New("stream error: stream ID 1; CANCEL; received from peer")
 	cases := []struct {
 		name string
 		ctx  context.Context
@@ -36,6 +43,8 @@ func TestClassifyByErrorType(t *testing.T) {
 		{"wrapped unexpected EOF", context.Background(), fmt.Errorf("net/http: HTTP/1.x transport connection broken: %w", io.ErrUnexpectedEOF), "reset"},
 		{"deadline", context.Background(), context.DeadlineExceeded, "timeout"},
 		{"canceled client", canceled, io.EOF, "canceled"},
+		{"reset after the call's deadline, timer not yet run", pastDeadline{}, upstreamReset, "timeout"},
+		{"reset before the call's deadline", later, upstreamReset, "other"},
 		// Text is not evidence: only the error's type and cause count.
 		{"text only", context.Background(), errors.New("dial tcp: connection refused; connection reset by peer; EOF"), "other"},
 	}
@@ -94,3 +103,12 @@ func TestHeldBody(t *testing.T) {
 		}
 	})
 }
+
+// pastDeadline is a context whose deadline has passed while its timer has
+// not yet ended it (Err is still nil), as a loaded process sees it.
+type pastDeadline struct{}
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+func (pastDeadline) Done() <-chan struct{}       { return nil }
+func (pastDeadline) Err() error                  { return nil }
+func (pastDeadline) Value(any) any               { return nil }
