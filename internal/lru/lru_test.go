@@ -133,13 +133,22 @@ func TestConcurrentUseStaysBounded(t *testing.T) {
 
 // An empty cache costs the same whatever its bound: the memory comes with
 // the entries.
+//
+// TotalAlloc counts the whole process, so a runtime or test-runner
+// allocation made meanwhile adds to a measurement; the smallest of five is
+// taken. A cache that reserved its bound would allocate tens of megabytes.
 func TestEmptyCacheDoesNotReserveItsBound(t *testing.T) {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	c := New[int](1_000_000)
-	runtime.ReadMemStats(&after)
-	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<10 {
-		t.Errorf("New(1,000,000) allocated %d bytes before any entry, want at most 4 KiB", got)
+	var c *Cache[int]
+	least := ^uint64(0)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		c = New[int](1_000_000)
+		runtime.ReadMemStats(&after)
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
+	}
+	if least > 4<<10 {
+		t.Errorf("New(1,000,000) allocated %d bytes before any entry, want at most 4 KiB", least)
 	}
 	c.Put([32]byte{1}, 1, time.Now().Add(time.Minute))
 	if _, res := c.Get([32]byte{1}, time.Now()); res != Hit {

@@ -7,7 +7,7 @@
 // a graceful Go app (-mode graceful: http.Server.Shutdown, which closes
 // the listener, closes idle connections at once and waits for the rest);
 // or retires its connections first (-mode retire: the listener closes,
-// every response carries Connection: close, and a connection idle for
+// then every response carries Connection: close, and a connection idle for
 // half a second is closed, as the gateway itself drains). With
 // -wait it listens only after SIGUSR1, so that a test can open the port a
 // measured gap after the previous process closed it. It prints
@@ -84,8 +84,15 @@ func main() {
 		switch *mode {
 		case "graceful":
 		case "retire":
-			retiring.Store(true)
+			// The listener closes before any response says
+			// Connection: close. The other way round, the gateway
+			// dials again at once after such a response, the kernel
+			// queues that connection for an Accept that never comes,
+			// and closing the listener resets it with the request
+			// already written: a POST the app never read, lost. After
+			// the close a dial is refused, which the gateway retries.
 			_ = ln.Close()
+			retiring.Store(true)
 			for deadline := time.Now().Add(10 * time.Second); tr.reap(500*time.Millisecond) > 0 && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)
 			}
