@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/authgate/authgate/authn/jose"
-
 	"github.com/authgate/authgate/policy"
 )
 

@@ -33,7 +33,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
-	mode := flag.String("mode", "exit", "on SIGTERM: exit (at once) or graceful (drain, then exit)")
+	mode := flag.String("mode", "exit", "on SIGTERM: exit (at once), graceful (http.Server.Shutdown) or retire (close the listener, retire connections, then shut down)")
 	wait := flag.Bool("wait", false, "listen only after SIGUSR1")
 	flag.Parse()
 
